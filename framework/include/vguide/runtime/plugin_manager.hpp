@@ -1,0 +1,76 @@
+#pragma once
+/// Loads guide plugins and creates guides by family name.
+///
+/// Every failure is a vguide::PluginError with one line "plugin <file>: <cause>",
+/// and the manager stays usable. A guide keeps its library loaded for as long as the
+/// guide lives, even after the manager is gone.
+///
+/// Example: vguide::PluginManager plugins(/*seed=*/42);
+///          plugins.load("normal");  // libnormal.so from VGUIDE_PLUGIN_PATH, build or install dir
+///          auto guide = plugins.create("normal", model, {"y"}, {"init_scale=0.05"});
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "vguide/export.hpp"
+#include "vguide/plugin.hpp"
+
+namespace vguide {
+
+class VGUIDE_API PluginError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class VGUIDE_API PluginManager : public FactoryContext {
+ public:
+  explicit PluginManager(uint64_t seed = 0);
+  ~PluginManager() override;
+  PluginManager(const PluginManager&) = delete;
+  PluginManager& operator=(const PluginManager&) = delete;
+
+  /// Load by path (anything containing '/' or ending in ".so") or by family name
+  /// (`libNAME.so` on search_path()). Loading the same file twice is a no-op.
+  /// @return the family name. @throw PluginError.
+  std::string load(const std::string& path_or_name);
+
+  /// Register a descriptor compiled into the application (no library to load).
+  /// @throw PluginError as for a loaded descriptor.
+  std::string register_builtin(const vguide_plugin_descriptor& descriptor);
+
+  /// `libNAME.so` in $VGUIDE_PLUGIN_PATH (':'-separated), the build's plugin folder,
+  /// then the install's (lib/vguide/plugins next to libvguide.so).
+  /// @throw PluginError listing the folders searched.
+  std::filesystem::path find(const std::string& name) const;
+  static std::vector<std::filesystem::path> search_path();
+
+  bool has_family(const std::string& family) const;
+  std::vector<FamilyInfo> families() const override;
+  /// Schema of a loaded family. @throw std::invalid_argument for an unknown family.
+  OptionSchema options_schema(const std::string& family) const;
+
+  /// Parse `options` against the family's schema and call its factory.
+  /// @throw std::invalid_argument for an unknown family or bad options;
+  ///        PluginError if the factory fails or returns nothing.
+  std::shared_ptr<Guide> create(const std::string& family, const Model& model,
+                                const std::vector<std::string>& observed_names,
+                                const std::vector<std::string>& options) override;
+
+  uint64_t next_seed() override;
+  void set_seed(uint64_t seed) noexcept { seed_ = seed; created_ = 0; }
+
+ private:
+  struct Entry;
+  std::string add(const vguide_plugin_descriptor& d, std::shared_ptr<void> library, const std::string& origin);
+
+  std::map<std::string, std::shared_ptr<Entry>> families_;
+  std::map<std::string, std::string> loaded_files_;  // canonical path -> family
+  uint64_t seed_;
+  uint64_t created_ = 0;
+};
+
+}  // namespace vguide

@@ -1,0 +1,25 @@
+#include "vguide/runtime/elbo.hpp"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+namespace vguide {
+
+at::Tensor elbo(const Model& model, Guide& guide, int64_t num_particles) {
+  const at::Tensor x = particles(num_particles);
+  SiteValues draws = guide.rsample(x);
+  return (model.log_joint(x, draws) - guide.log_prob(x, draws)).mean();
+}
+
+std::vector<SiteSummary> summarize(Guide& guide, int64_t num_draws) {
+  torch::NoGradGuard no_grad;
+  const SiteValues draws = guide.rsample(particles(num_draws));
+  std::vector<SiteSummary> out;
+  for (const auto& name : guide.latent_names()) {
+    const at::Tensor& d = draws.at(name);
+    out.push_back({name, d.mean(0), num_draws > 1 ? d.std(0) : at::zeros_like(d[0])});
+  }
+  return out;
+}
+
+}  // namespace vguide

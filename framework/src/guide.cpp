@@ -1,0 +1,92 @@
+#include "vguide/guide.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <sstream>
+#include <stdexcept>
+
+#include "vguide/flat_guide.hpp"
+#include "vguide/plugin.hpp"
+
+namespace vguide {
+
+Model::~Model() = default;
+FactoryContext::~FactoryContext() = default;
+
+std::string shape_to_string(const std::vector<int64_t>& shape) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << "]";
+  return s.str();
+}
+
+Guide::Guide(std::string family, LatentRegistry registry, uint64_t seed)
+    : torch::nn::Module(family), family_(std::move(family)), registry_(std::move(registry)),
+      generator_(at::detail::createCPUGenerator(seed)) {}
+
+Guide::~Guide() = default;
+
+void Guide::set_seed(uint64_t seed) { generator_.set_current_seed(seed); }
+
+int64_t Guide::num_particles(const char* function, const at::Tensor& x) {
+  if (!x.defined() || x.dim() < 1 || x.size(0) < 1) {
+    std::ostringstream msg;
+    msg << function << ": x must have a leading particle dim S >= 1, got "
+        << (x.defined() ? shape_to_string(x.sizes().vec()) : std::string("an undefined tensor"));
+    throw std::invalid_argument(msg.str());
+  }
+  return x.size(0);
+}
+
+at::Tensor particles(int64_t S, at::ScalarType dtype) {
+  if (S < 1) throw std::invalid_argument("particles: S is " + std::to_string(S) + ", but must be at least 1");
+  return at::empty({S, 0}, at::TensorOptions().dtype(dtype));
+}
+
+FlatGuide::~FlatGuide() = default;
+
+SiteValues FlatGuide::rsample(const at::Tensor& x) {
+  const int64_t S = num_particles("rsample", x);
+  auto [z, log_q] = sample_flat(S, x.options());
+  auto [values, ladj] = registry().constrain(z);
+  cached_values_.clear();
+  cached_versions_.clear();
+  cached_log_prob_ = at::Tensor();
+  if (cache_enabled_) {
+    for (const auto& site : registry().sites()) {
+      cached_values_.push_back(values.at(site.name));
+      cached_versions_.push_back(cached_values_.back()._version());
+    }
+    cached_log_prob_ = log_q - ladj;
+  }
+  return values;
+}
+
+at::Tensor FlatGuide::log_prob(const at::Tensor& x, const SiteValues& values) {
+  num_particles("log_prob", x);
+  if (cached_log_prob_.defined()) {
+    // The cache is valid for exactly the tensors rsample returned (same storage, not
+    // modified since), and is spent on first use.
+    bool same = cached_values_.size() == registry().sites().size();
+    size_t i = 0;
+    for (const auto& site : registry().sites()) {
+      if (!same) break;
+      auto it = values.find(site.name);
+      same = it != values.end() && it->second.is_same(cached_values_[i]) &&
+             it->second._version() == cached_versions_[i];
+      ++i;
+    }
+    at::Tensor cached = std::move(cached_log_prob_);
+    cached_log_prob_ = at::Tensor();
+    cached_values_.clear();
+    cached_versions_.clear();
+    if (same) return cached;
+  }
+  auto [z, ladj] = registry().unconstrain(values, "log_prob");
+  return log_prob_flat(z) - ladj;
+}
+
+
+}  // namespace vguide

@@ -1,0 +1,57 @@
+// normal: mean-field Normal over the flat unconstrained vector (the seed's
+// AutoNormalGuide). q(z) = ∏_d N(z_d; loc_d, exp(log_scale_d)); loc starts at 0 and
+// log_scale at log(init_scale). One op over the flat vector per step, not one per site.
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <ostream>
+
+#include "vguide/flat_guide.hpp"
+#include "vguide/math/normal_log_prob.hpp"
+#include "vguide/options/normal.hpp"
+#include "vguide/plugin.hpp"
+
+namespace {
+
+class NormalGuide final : public vguide::FlatGuide {
+ public:
+  NormalGuide(const vguide::Model& model, const std::vector<std::string>& observed, vguide::NormalOptions options,
+              uint64_t seed)
+      : FlatGuide("normal", vguide::LatentRegistry::from_model(model, observed), seed), options_(options) {
+    options_.validate();
+    registry().require_latents("normal");
+    const int64_t D = registry().total_unconstrained_dim();
+    loc_ = register_parameter("loc", at::zeros({D}));
+    log_scale_ = register_parameter("log_scale", at::full({D}, std::log(options_.init_scale())));
+  }
+
+  void pretty_print(std::ostream& out) const override {
+    out << "vguide::NormalGuide(latent_dim=" << loc_.size(0) << ", init_scale=" << options_.init_scale() << ")";
+  }
+
+ protected:
+  std::pair<at::Tensor, at::Tensor> sample_flat(int64_t S, const at::TensorOptions&) override {
+    at::Tensor eps = at::randn({S, loc_.size(0)}, generator(), loc_.options());
+    at::Tensor z = loc_ + at::exp(log_scale_) * eps;
+    at::Tensor log_q = (vguide::math::standard_normal_log_prob(eps) - log_scale_).sum(-1);
+    return {z, log_q};
+  }
+
+  at::Tensor log_prob_flat(const at::Tensor& z) override {
+    return vguide::math::normal_log_prob(z, loc_, at::exp(log_scale_)).sum(-1);
+  }
+
+ private:
+  vguide::NormalOptions options_;
+  at::Tensor loc_;
+  at::Tensor log_scale_;
+};
+
+std::shared_ptr<vguide::Guide> make_normal(const vguide::FactoryArgs& args) {
+  return std::make_shared<NormalGuide>(args.model, args.observed_names, vguide::NormalOptions::from(args.options),
+                                       args.context.next_seed());
+}
+
+}  // namespace
+
+VGUIDE_DECLARE_PLUGIN("normal", "mean-field Normal in unconstrained space", vguide::NormalOptions, make_normal)

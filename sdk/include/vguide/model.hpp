@@ -1,0 +1,49 @@
+#pragma once
+/// What a guide needs to know about a model: its sites and its log joint.
+///
+/// Shapes (DESIGN.md §2): `x` only carries the particle count S (its leading dim),
+/// device and dtype. `values` maps each latent site to a tensor of shape
+/// (S, *site.shape) in constrained space. `log_joint` returns (S,): every prior term
+/// once and every observation summed over its data rows.
+///
+/// Example: class Coin : public vguide::Model { ... };  // see examples/embed/main.cpp
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vguide/constraint.hpp"
+#include "vguide/export.hpp"
+
+namespace vguide {
+
+/// Site name -> tensor, ordered by name so iteration is deterministic.
+using SiteValues = std::map<std::string, at::Tensor>;
+
+struct SiteInfo {
+  std::string name;
+  /// Shape of one draw of the site (without the particle dim); {} for a scalar.
+  std::vector<int64_t> shape;
+  Constraint support;
+  /// Integer-valued site (Bernoulli, Poisson, ...): cannot be a latent of these guides.
+  bool discrete = false;
+  /// The site has one value per data row (a local latent inside the data plate).
+  bool per_row = false;
+};
+
+class VGUIDE_API Model {
+ public:
+  virtual ~Model();
+  /// Every sample site, latent or observed, in program order.
+  virtual const std::vector<SiteInfo>& sites() const = 0;
+  /// log p(data, values) for each of the S particles: shape (S,).
+  virtual at::Tensor log_joint(const at::Tensor& x, const SiteValues& values) const = 0;
+  /// A name for messages.
+  virtual std::string name() const { return "model"; }
+};
+
+/// Shape as text, "[2, 3]" ("[]" for a scalar), for messages.
+VGUIDE_API std::string shape_to_string(const std::vector<int64_t>& shape);
+
+}  // namespace vguide
