@@ -168,11 +168,20 @@ std::pair<SiteValues, at::Tensor> LatentRegistry::constrain(const at::Tensor& fl
 std::pair<at::Tensor, at::Tensor> LatentRegistry::unconstrain(const SiteValues& values, const char* function) const {
   SiteValues unconstrained;
   at::Tensor ladj;
+  std::vector<int64_t> batch;
+  const std::string* first = nullptr;
   for (const auto& s : sites_) {
     auto it = values.find(s.name);
     if (it == values.end())
       throw std::invalid_argument(std::string(function) + ": missing value for latent site '" + s.name + "'");
-    batch_shape_of(it->second, s.shape, function, s.name, "site");
+    auto b = batch_shape_of(it->second, s.shape, function, s.name, "site");
+    if (first == nullptr) {
+      batch = std::move(b);
+      first = &s.name;
+    } else if (b != batch) {
+      throw std::invalid_argument(std::string(function) + ": site '" + s.name + "' has batch shape " +
+                                  shape_to_string(b) + ", but site '" + *first + "' has " + shape_to_string(batch));
+    }
     auto [z, l] = s.bijector->inverse_and_log_det(it->second);
     l = reduce_site_dims(l, s);
     ladj = ladj.defined() ? ladj + l : l;

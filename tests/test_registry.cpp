@@ -1,0 +1,135 @@
+// The latent registry: order, offsets, flatten/unflatten with batch dims,
+// constrain/unconstrain, and its errors.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "test_models.hpp"
+#include "vguide/registry.hpp"
+
+namespace vguide {
+namespace {
+
+test::SitesModel toy_model() {
+  using namespace constraints;
+  return test::SitesModel({{"a", {2, 3}, real()},
+                           {"y", {10}, real()},
+                           {"b", {}, positive()},
+                           {"c", {4}, simplex()},
+                           {"L", {3, 3}, corr_cholesky()}});
+}
+
+TEST(Registry, OrderOffsetsAndDims) {
+  auto model = toy_model();
+  auto reg = LatentRegistry::from_model(model, {"y"});
+  EXPECT_EQ(reg.names(), (std::vector<std::string>{"a", "b", "c", "L"}));
+  EXPECT_EQ(reg.total_unconstrained_dim(), 6 + 1 + 3 + 3);
+  EXPECT_EQ(reg.site("a").offset, 0);
+  EXPECT_EQ(reg.site("b").offset, 6);
+  EXPECT_EQ(reg.site("c").offset, 7);
+  EXPECT_EQ(reg.site("L").offset, 10);
+  EXPECT_EQ(reg.site("c").unconstrained_shape, (std::vector<int64_t>{3}));
+  EXPECT_EQ(reg.site("c").constrained_dim, 4);
+  EXPECT_EQ(reg.site("L").unconstrained_dim, 3);
+  EXPECT_EQ(reg.site("b").support, constraints::positive());
+  EXPECT_FALSE(reg.contains("y"));
+}
+
+TEST(Registry, FlattenUnflattenRoundTripKeepsBatchDims) {
+  auto model = toy_model();
+  auto reg = LatentRegistry::from_model(model, {"y"});
+  auto flat = torch::randn({5, 2, reg.total_unconstrained_dim()});
+  auto per_site = reg.unflatten_unconstrained(flat);
+  EXPECT_EQ(per_site.at("a").sizes().vec(), (std::vector<int64_t>{5, 2, 2, 3}));
+  EXPECT_EQ(per_site.at("b").sizes().vec(), (std::vector<int64_t>{5, 2}));
+  EXPECT_EQ(per_site.at("c").sizes().vec(), (std::vector<int64_t>{5, 2, 3}));
+  // The site's block of the flat vector is the site, in row-major order.
+  EXPECT_TRUE(torch::equal(per_site.at("a").reshape({5, 2, 6}), flat.narrow(-1, 0, 6)));
+  EXPECT_TRUE(torch::equal(reg.flatten_unconstrained(per_site), flat));
+  // No batch dims at all.
+  auto single = torch::randn({reg.total_unconstrained_dim()});
+  EXPECT_TRUE(torch::equal(reg.flatten_unconstrained(reg.unflatten_unconstrained(single)), single));
+}
+
+TEST(Registry, ConstrainUnconstrainRoundTripWithMatchingJacobians) {
+  auto model = toy_model();
+  auto reg = LatentRegistry::from_model(model, {"y"});
+  auto flat = torch::randn({7, reg.total_unconstrained_dim()}, torch::kDouble);
+  auto [values, ladj] = reg.constrain(flat);
+  EXPECT_EQ(values.at("L").sizes().vec(), (std::vector<int64_t>{7, 3, 3}));
+  EXPECT_EQ(ladj.sizes().vec(), (std::vector<int64_t>{7}));
+  EXPECT_TRUE(constraints::simplex().check(values.at("c")).all().item<bool>());
+  auto [back, ladj_back] = reg.unconstrain(values);
+  EXPECT_TRUE(torch::allclose(back, flat, 1e-8, 1e-8));
+  EXPECT_TRUE(torch::allclose(ladj_back, ladj, 1e-8, 1e-8));
+  // The total is the sum of every site's own log|det J|.
+  double expected = 0;
+  for (const auto& site : reg.sites()) {
+    auto z = flat[2].narrow(0, site.offset, site.unconstrained_dim).reshape(site.unconstrained_shape);
+    expected += site.bijector->log_abs_det_jacobian(z, site.bijector->forward(z)).sum().item<double>();
+  }
+  EXPECT_NEAR(ladj[2].item<double>(), expected, 1e-9);
+}
+
+template <typename F>
+std::string invalid_argument_of(F&& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(no std::invalid_argument)";
+}
+
+TEST(Registry, DiscreteLatentIsAnErrorNamingTheSite) {
+  test::SitesModel model({{"k", {}, constraints::real(), /*discrete=*/true},
+                          {"mu", {}, constraints::real()},
+                          {"y", {}, constraints::real()}});
+  EXPECT_EQ(invalid_argument_of([&] { LatentRegistry::from_model(model, {"y"}); }),
+            "LatentRegistry: latent site 'k' is discrete; these guides need continuous latents (observe it, or "
+            "marginalise it out of the model)");
+  // Observed, a discrete site is fine.
+  EXPECT_EQ(LatentRegistry::from_model(model, {"y", "k"}).names(), std::vector<std::string>{"mu"});
+}
+
+TEST(Registry, ObservedNameThatIsNotASite) {
+  auto model = toy_model();
+  EXPECT_EQ(invalid_argument_of([&] { LatentRegistry::from_model(model, {"y", "z"}); }),
+            "LatentRegistry: observed name 'z' is not a site of toy (sites: L, a, b, c, y)");
+}
+
+TEST(Registry, NoLatentSitesIsAnErrorWhereAGuideNeedsOne) {
+  test::SitesModel model({{"y", {}, constraints::real()}});
+  auto reg = LatentRegistry::from_model(model, {"y"});
+  EXPECT_TRUE(reg.empty());
+  EXPECT_EQ(invalid_argument_of([&] { reg.require_latents("normal"); }),
+            "normal: the model has no latent sites, so there is nothing to fit (observed: y)");
+}
+
+TEST(Registry, MissingAndMisshapenValuesAreNamed) {
+  auto model = toy_model();
+  auto reg = LatentRegistry::from_model(model, {"y"});
+  auto [values, ladj] = reg.constrain(torch::randn({2, reg.total_unconstrained_dim()}));
+  values.erase("b");
+  EXPECT_EQ(invalid_argument_of([&] { reg.unconstrain(values, "log_prob"); }),
+            "log_prob: missing value for latent site 'b'");
+  values["b"] = torch::ones({2, 5});
+  EXPECT_EQ(invalid_argument_of([&] { reg.unconstrain(values, "log_prob"); }),
+            "log_prob: site 'b' has batch shape [2, 5], but site 'a' has [2]");
+  values["b"] = torch::ones({2});
+  values["c"] = torch::ones({2, 5}) / 5;
+  EXPECT_EQ(invalid_argument_of([&] { reg.unconstrain(values, "log_prob"); }),
+            "log_prob: site 'c' has shape [2, 5], but its site shape is [4] (after any batch dims)");
+  EXPECT_EQ(invalid_argument_of([&] { reg.unflatten_unconstrained(torch::zeros({2, 4})); }),
+            "unflatten_unconstrained: expected a last dim of 13 (the flat unconstrained size), got shape [2, 4]");
+  EXPECT_THROW(reg.site("nope"), std::out_of_range);
+}
+
+TEST(Registry, BadSiteShapeForItsSupportNamesTheSite) {
+  test::SitesModel model({{"S", {2, 3}, constraints::positive_definite()}});
+  EXPECT_EQ(invalid_argument_of([&] { LatentRegistry::from_model(model, {}); }),
+            "LatentRegistry: site 'S': positive_definite: a site of shape [2, 3] cannot carry this support; it "
+            "must end in a square matrix (K, K)");
+}
+
+}  // namespace
+}  // namespace vguide
