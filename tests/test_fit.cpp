@@ -16,25 +16,12 @@ test::ConjugateNormalModel make_model() {
   return test::ConjugateNormalModel(/*m0=*/1.0, /*s0=*/2.0, /*sigma=*/1.5, y);
 }
 
-void fit(const Model& model, Guide& guide, int64_t S, const std::vector<std::pair<int, double>>& schedule) {
-  torch::optim::Adam adam(guide.parameters(), torch::optim::AdamOptions(schedule.front().second));
-  for (const auto& [steps, lr] : schedule) {
-    for (auto& group : adam.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
-    for (int i = 0; i < steps; ++i) {
-      adam.zero_grad();
-      auto loss = -elbo(model, guide, S);
-      loss.backward();
-      adam.step();
-    }
-  }
-}
-
 TEST(Fit, NormalGuideRecoversTheExactPosterior) {
   auto model = make_model();
   PluginManager manager(21);
   manager.load("normal");
   auto guide = manager.create("normal", model, {"y"}, {});
-  fit(model, *guide, 32, {{1500, 0.05}, {1500, 0.005}});
+  test::fit_adam(model, *guide, 32, {{1500, 0.05}, {1500, 0.005}});
   auto summary = summarize(*guide, 100000);
   ASSERT_EQ(summary.size(), 1u);
   const double mean = summary[0].mean.item<double>(), sd = summary[0].sd.item<double>();
@@ -47,7 +34,7 @@ TEST(Fit, DeltaGuideFindsTheExactMode) {
   PluginManager manager(22);
   manager.load("delta");
   auto guide = manager.create("delta", model, {"y"}, {});
-  fit(model, *guide, 1, {{1500, 0.05}, {1000, 0.005}});
+  test::fit_adam(model, *guide, 1, {{1500, 0.05}, {1000, 0.005}});
   auto draw = guide->rsample(particles(1)).at("mu");
   // For a Normal posterior the mode is the mean.
   EXPECT_NEAR(draw.item<double>(), model.posterior_mean(), 1e-3);

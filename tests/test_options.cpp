@@ -70,7 +70,7 @@ TEST(Options, EachErrorNamesTheOptionAndListsTheValidOnes) {
             "demo: bad value for option 'affine': 'maybe' is not a boolean (true/false); " + kValid);
   EXPECT_EQ(error_of({"estimator=soft"}),
             "demo: bad value for option 'estimator': 'soft' is not one of stratified|gumbel_softmax; " + kValid);
-  EXPECT_EQ(error_of({"scale=1", "scale=2"}), "demo: option 'scale' is given twice");
+  EXPECT_EQ(error_of({"scale=1", "scale=2"}), "demo: option 'scale' is given twice; " + kValid);
 }
 
 TEST(Options, AFamilyWithoutOptionsSaysSo) {

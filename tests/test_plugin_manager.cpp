@@ -115,6 +115,16 @@ TEST_F(PluginManagerTest, ShortDescriptor) {
                      std::to_string(sizeof(vguide_plugin_descriptor)));
 }
 
+TEST_F(PluginManagerTest, InvalidOptionsSchemaIsRefusedAtLoad) {
+  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("bad_schema")); }),
+            "plugin " + broken("bad_schema") + ": invalid options schema: options: unknown option type 'float' for 'scale'");
+}
+
+TEST_F(PluginManagerTest, MalformedVersionIsRefused) {
+  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("malformed_version")); }),
+            "plugin " + broken("malformed_version") + ": malformed SDK version 'latest'");
+}
+
 TEST_F(PluginManagerTest, MissingFactory) {
   EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("no_factory")); }),
             "plugin " + broken("no_factory") + ": descriptor of family 'broken' has no factory");
@@ -218,6 +228,24 @@ TEST(PluginLifetime, GuideKeepsItsLibraryLoadedAfterTheManagerIsGone) {
   handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
   EXPECT_EQ(handle, nullptr) << "library stayed loaded after its last guide died";
   if (handle) ::dlclose(handle);
+}
+
+TEST(PluginLifetime, AGuideThatEscapesThroughSharedFromThisPinsItsLibrary) {
+  const std::string path = shipped("normal");
+  std::shared_ptr<torch::nn::Module> escaped;
+  {
+    PluginManager manager(3);
+    manager.load(path);
+    test::SitesModel model({{"mu", {}, constraints::real()}});
+    auto guide = manager.create("normal", model, {}, {});
+    escaped = guide->modules(/*include_self=*/true).front();  // shared_from_this()
+  }
+  // The handle the manager gave out is gone, but the guide is not: its code must stay.
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  EXPECT_NE(handle, nullptr);
+  if (handle) ::dlclose(handle);
+  EXPECT_EQ(escaped->named_parameters().size(), 2u);
+  escaped.reset();  // destroys the guide; its library code is still mapped
 }
 
 TEST(PluginSeeds, EachGuideGetsItsOwnReproducibleStream) {

@@ -124,6 +124,12 @@ TEST(Registry, MissingAndMisshapenValuesAreNamed) {
   EXPECT_THROW(reg.site("nope"), std::out_of_range);
 }
 
+TEST(Registry, DuplicateSiteNamesAreAnError) {
+  test::SitesModel model({{"a", {}, constraints::real()}, {"a", {2}, constraints::real()}});
+  EXPECT_EQ(invalid_argument_of([&] { LatentRegistry::from_model(model, {}); }),
+            "LatentRegistry: site 'a' appears twice in toy");
+}
+
 TEST(Registry, BadSiteShapeForItsSupportNamesTheSite) {
   test::SitesModel model({{"S", {2, 3}, constraints::positive_definite()}});
   EXPECT_EQ(invalid_argument_of([&] { LatentRegistry::from_model(model, {}); }),

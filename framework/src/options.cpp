@@ -129,8 +129,10 @@ Options Options::parse(const std::string& family, const OptionSchema& schema,
   Options opts;
   opts.family_ = family;
   for (const auto& spec : schema) {
+    if (!spec.name || !spec.type || !spec.default_value || !spec.help)
+      throw std::logic_error(family + ": an option spec has a null field");
     opts.order_.emplace_back(spec.name);
-    const std::string def = spec.default_value ? spec.default_value : "";
+    const std::string def = spec.default_value;
     if (def == "auto") continue;
     try {
       opts.values_[spec.name] = parse_value(spec, def);
@@ -149,7 +151,7 @@ Options Options::parse(const std::string& family, const OptionSchema& schema,
     if (spec == nullptr)
       throw std::invalid_argument(family + ": unknown option '" + name + "'; " + valid_list(schema));
     if (!seen.insert(name).second)
-      throw std::invalid_argument(family + ": option '" + name + "' is given twice");
+      throw std::invalid_argument(family + ": option '" + name + "' is given twice; " + valid_list(schema));
     if (text == "auto" && std::string(spec->default_value) == "auto") {
       opts.values_.erase(name);
       continue;

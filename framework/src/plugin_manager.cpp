@@ -56,6 +56,17 @@ int compare_versions(const std::string& a, const std::string& b) {
   return 0;
 }
 
+// "1.13.0": digits separated by single dots.
+bool is_version(const char* text) {
+  bool digit = false;
+  for (const char* c = text; *c; ++c) {
+    if (*c >= '0' && *c <= '9') digit = true;
+    else if (*c == '.' && digit) digit = false;
+    else return false;
+  }
+  return digit;
+}
+
 bool has_elf_magic(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
@@ -102,9 +113,16 @@ void check_descriptor(const vguide_plugin_descriptor& d, const std::string& orig
     fail(origin, "descriptor declares " + std::to_string(d.num_options) + " options but no option table");
   for (uint32_t i = 0; i < d.num_options; ++i) {
     const auto& o = d.options[i];
-    if (!o.name || !o.type || !o.default_value || !o.help)
+    if (!o.name || !*o.name || !o.type || !o.default_value || !o.help)
       fail(origin, "option " + std::to_string(i) + " of family '" + std::string(d.family) + "' has an empty field");
   }
+  try {  // every type known, every default valid for its type and constraint
+    Options::parse(d.family, OptionSchema{d.options, d.num_options}, {});
+  } catch (const std::exception& e) {
+    fail(origin, std::string("invalid options schema: ") + e.what());
+  }
+  if (!is_version(d.sdk_version)) fail(origin, std::string("malformed SDK version '") + d.sdk_version + "'");
+  if (!is_version(d.torch_version)) fail(origin, std::string("malformed LibTorch version '") + d.torch_version + "'");
   if (compare_versions(d.sdk_version, VGUIDE_SDK_VERSION) > 0)
     fail(origin, std::string("built against vguide SDK ") + d.sdk_version + ", newer than this host's " +
                      VGUIDE_SDK_VERSION);
@@ -126,11 +144,12 @@ std::vector<fs::path> PluginManager::search_path() {
     while (std::getline(in, cur, ':'))
       if (!cur.empty()) dirs.emplace_back(cur);
   }
-  dirs.emplace_back(VGUIDE_BUILD_PLUGIN_DIR);
-  // lib/vguide/plugins next to the libvguide.so this code runs from.
+  // lib/vguide/plugins next to the libvguide.so this code runs from (an installed
+  // copy), then this build's plugin folder.
   boost::system::error_code ec;
   const auto self = boost::dll::this_line_location(ec);
   if (!ec) dirs.push_back(fs::path(self.parent_path().string()) / "vguide" / "plugins");
+  dirs.emplace_back(VGUIDE_BUILD_PLUGIN_DIR);
   return dirs;
 }
 
@@ -250,8 +269,18 @@ std::shared_ptr<Guide> PluginManager::create(const std::string& family, const Mo
   struct Holder {
     std::shared_ptr<void> library;
     std::shared_ptr<Guide> guide;
+    ~Holder() {
+      // Someone still owns the guide through shared_from_this() (torch::nn::Module
+      // hands those out): its code must stay mapped, so the library is never unloaded.
+      if (guide.use_count() > 1 && library) {
+        static auto* pinned = new std::vector<std::shared_ptr<void>>();
+        pinned->push_back(library);
+      }
+    }
   };
-  auto holder = std::make_shared<Holder>(Holder{entry->library, std::move(made)});
+  auto holder = std::make_shared<Holder>();  // built in place: a copied Holder would pin
+  holder->library = entry->library;
+  holder->guide = std::move(made);
   Guide* raw = holder->guide.get();
   return std::shared_ptr<Guide>(std::move(holder), raw);
 }

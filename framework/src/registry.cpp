@@ -53,7 +53,9 @@ at::Tensor reduce_site_dims(const at::Tensor& ladj, const LatentSite& site) {
 LatentRegistry LatentRegistry::from_model(const Model& model, const std::vector<std::string>& observed_names) {
   const auto& sites = model.sites();
   std::set<std::string> site_names;
-  for (const auto& s : sites) site_names.insert(s.name);
+  for (const auto& s : sites)
+    if (!site_names.insert(s.name).second)
+      throw std::invalid_argument("LatentRegistry: site '" + s.name + "' appears twice in " + model.name());
   for (const auto& name : observed_names) {
     if (!site_names.count(name)) {
       std::vector<std::string> all(site_names.begin(), site_names.end());

@@ -51,6 +51,12 @@ vguide_plugin_descriptor broken() {
   d.factory = nullptr;
 #elif defined(BROKEN_DUPLICATE_FAMILY)
   d.family = "normal";
+#elif defined(BROKEN_BAD_SCHEMA)
+  static constexpr vguide_option_spec specs[] = {{"scale", "float", "1", "a type the host does not know", ""}};
+  d.options = specs;
+  d.num_options = 1;
+#elif defined(BROKEN_MALFORMED_VERSION)
+  d.sdk_version = "latest";
 #elif defined(BROKEN_RAW_THROW)
   d.family = "raw_throw";
   d.factory = &raw_throwing_factory;

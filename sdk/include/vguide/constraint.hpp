@@ -32,7 +32,7 @@ class VGUIDE_API Constraint {
   Constraint(ConstraintKind kind, double lower, double upper);
 
   ConstraintKind kind() const noexcept { return kind_; }
-  /// Lower bound of greater_than / interval (0 for unit_interval), NaN otherwise.
+  /// Lower bound of greater_than / interval (0 for positive and unit_interval), NaN otherwise.
   double lower() const noexcept { return lower_; }
   /// Upper bound of less_than / interval (1 for unit_interval), NaN otherwise.
   double upper() const noexcept { return upper_; }

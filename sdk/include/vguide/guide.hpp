@@ -14,6 +14,7 @@
 #include <torch/nn/module.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,10 @@ class VGUIDE_API Guide : public torch::nn::Module {
 
   virtual void before_step(const StepInfo& /*info*/) {}
   virtual void after_fit(const FitContext& /*context*/) {}
+
+  /// Named numbers a family wants reported with the fit (the host logs them and
+  /// writes them to the summary), e.g. {"laplace.num_clamped", 2}.
+  virtual std::map<std::string, double> diagnostics() const { return {}; }
 
   /// The generator all of this guide's noise is drawn from.
   at::Generator& generator() noexcept { return generator_; }

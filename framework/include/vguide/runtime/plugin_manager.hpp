@@ -42,8 +42,8 @@ class VGUIDE_API PluginManager : public FactoryContext {
   /// @throw PluginError as for a loaded descriptor.
   std::string register_builtin(const vguide_plugin_descriptor& descriptor);
 
-  /// `libNAME.so` in $VGUIDE_PLUGIN_PATH (':'-separated), the build's plugin folder,
-  /// then the install's (lib/vguide/plugins next to libvguide.so).
+  /// `libNAME.so` in $VGUIDE_PLUGIN_PATH (':'-separated), then lib/vguide/plugins
+  /// next to libvguide.so (an installed copy), then the build's plugin folder.
   /// @throw PluginError listing the folders searched.
   std::filesystem::path find(const std::string& name) const;
   static std::vector<std::filesystem::path> search_path();

@@ -1,0 +1,62 @@
+// mvn: a full-rank Gaussian over the flat unconstrained vector (the seed's
+// AutoMultivariateNormalGuide). L = tril(offdiag, -1) + diag(softplus(diag_raw));
+// the diagonal starts at init_scale (through softplus⁻¹), the rest of L at 0.
+#include <ATen/ATen.h>
+
+#include <ostream>
+
+#include "vguide/flat_guide.hpp"
+#include "vguide/math/mvn_log_prob.hpp"
+#include "vguide/math/normal_log_prob.hpp"
+#include "vguide/options/mvn.hpp"
+#include "vguide/plugin.hpp"
+
+namespace {
+
+class MvnGuide final : public vguide::FlatGuide {
+ public:
+  MvnGuide(const vguide::Model& model, const std::vector<std::string>& observed, vguide::MvnOptions options,
+           uint64_t seed)
+      : FlatGuide("mvn", vguide::LatentRegistry::from_model(model, observed), seed), options_(options) {
+    options_.validate();
+    registry().require_latents("mvn");
+    const int64_t D = registry().total_unconstrained_dim();
+    loc_ = register_parameter("loc", at::zeros({D}));
+    offdiag_ = register_parameter("scale_tril_offdiag", at::zeros({D, D}));
+    diag_raw_ = register_parameter("scale_diag_unconstrained",
+                                   at::full({D}, vguide::math::softplus_inverse(options_.init_scale())));
+  }
+
+  /// The current Cholesky factor of the covariance.
+  at::Tensor scale_tril() const { return at::tril(offdiag_, -1) + at::diag_embed(at::softplus(diag_raw_)); }
+
+  void pretty_print(std::ostream& out) const override {
+    out << "vguide::MvnGuide(latent_dim=" << loc_.size(0) << ", init_scale=" << options_.init_scale() << ")";
+  }
+
+ protected:
+  std::pair<at::Tensor, at::Tensor> sample_flat(int64_t S, const at::TensorOptions&) override {
+    at::Tensor L = scale_tril();
+    at::Tensor eps = at::randn({S, loc_.size(0)}, generator(), loc_.options());
+    at::Tensor z = loc_ + at::matmul(eps, L.t());
+    at::Tensor log_q = vguide::math::standard_normal_log_prob(eps).sum(-1) - at::log(L.diagonal()).sum();
+    return {z, log_q};
+  }
+
+  at::Tensor log_prob_flat(const at::Tensor& z) override {
+    return vguide::math::mvn_tril_log_prob(z, loc_, scale_tril());
+  }
+
+ private:
+  vguide::MvnOptions options_;
+  at::Tensor loc_, offdiag_, diag_raw_;
+};
+
+std::shared_ptr<vguide::Guide> make_mvn(const vguide::FactoryArgs& args) {
+  return std::make_shared<MvnGuide>(args.model, args.observed_names, vguide::MvnOptions::from(args.options),
+                                    args.context.next_seed());
+}
+
+}  // namespace
+
+VGUIDE_DECLARE_PLUGIN("mvn", "full-rank Gaussian with a learnable Cholesky factor", vguide::MvnOptions, make_mvn)
