@@ -36,7 +36,7 @@ class EveryFamily : public ::testing::TestWithParam<std::string> {
 
 TEST_P(EveryFamily, RsampleAndLogProbShapes) {
   EXPECT_EQ(guide_->latent_names(), (std::vector<std::string>{"loc", "scale", "weights"}));
-  for (int64_t S : {1, 7}) {
+  for (int64_t S : {1, 16}) {
     auto x = particles(S);
     auto draws = guide_->rsample(x);
     ASSERT_EQ(draws.size(), 3u);
@@ -116,7 +116,7 @@ TEST_P(EveryFamily, NoLatentsIsAClearError) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Plugins, EveryFamily,
-                         ::testing::Values("normal", "delta", "mvn", "lowrank_mvn", "laplace"));
+                         ::testing::Values("normal", "delta", "mvn", "lowrank_mvn", "laplace", "iaf", "spline"));
 
 // --- normal -----------------------------------------------------------------
 
