@@ -6,14 +6,12 @@
 namespace vguide {
 
 at::Tensor elbo(const Model& model, Guide& guide, int64_t num_particles) {
-  const at::Tensor x = particles(num_particles);
-  SiteValues draws = guide.rsample(x);
-  return (model.log_joint(x, draws) - guide.log_prob(x, draws)).mean();
+  return guide.elbo(model, particles(num_particles));
 }
 
 std::vector<SiteSummary> summarize(Guide& guide, int64_t num_draws) {
   torch::NoGradGuard no_grad;
-  const SiteValues draws = guide.rsample(particles(num_draws));
+  const SiteValues draws = guide.sample(particles(num_draws));
   std::vector<SiteSummary> out;
   for (const auto& name : guide.latent_names()) {
     const at::Tensor& d = draws.at(name);

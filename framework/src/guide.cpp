@@ -28,6 +28,16 @@ Guide::Guide(std::string family, LatentRegistry registry, uint64_t seed)
 
 Guide::~Guide() = default;
 
+SiteValues Guide::sample(const at::Tensor& x) {
+  at::NoGradGuard no_grad;
+  return rsample(x);
+}
+
+at::Tensor Guide::elbo(const Model& model, const at::Tensor& x) {
+  SiteValues draws = rsample(x);
+  return (model.log_joint(x, draws) - log_prob(x, draws)).mean();
+}
+
 void Guide::set_seed(uint64_t seed) { generator_.set_current_seed(seed); }
 
 int64_t Guide::num_particles(const char* function, const at::Tensor& x) {

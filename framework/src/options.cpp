@@ -95,7 +95,23 @@ Options::Value parse_value(const OptionSpec& spec, const std::string& text) {
     throw ParseError("'" + text + "' is not one of " + constraint);
   }
   if (type == "string") return text;
+  if (type == "forward") throw ParseError("'" + std::string(spec.name) + "' is a pattern, not an option");
   throw std::logic_error(std::string("options: unknown option type '") + type + "' for '" + spec.name + "'");
+}
+
+// "2.init_scale" -> (2, "init_scale"); (0, "") if the name is not of that form.
+std::pair<int64_t, std::string> split_forwarded(const std::string& name) {
+  const auto dot = name.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == name.size()) return {0, ""};
+  int64_t k = 0;
+  if (!parse_int(name.substr(0, dot), k) || k < 1) return {0, ""};
+  return {k, name.substr(dot + 1)};
+}
+
+bool forwards(const OptionSchema& schema) {
+  for (const auto& spec : schema)
+    if (std::string(spec.type) == "forward") return true;
+  return false;
 }
 
 const OptionSpec* find_spec(const OptionSchema& schema, const std::string& name) {
@@ -131,6 +147,7 @@ Options Options::parse(const std::string& family, const OptionSchema& schema,
   for (const auto& spec : schema) {
     if (!spec.name || !spec.type || !spec.default_value || !spec.help)
       throw std::logic_error(family + ": an option spec has a null field");
+    if (std::string(spec.type) == "forward") continue;  // a pattern, not an option
     opts.order_.emplace_back(spec.name);
     const std::string def = spec.default_value;
     if (def == "auto") continue;
@@ -147,8 +164,12 @@ Options Options::parse(const std::string& family, const OptionSchema& schema,
       throw std::invalid_argument(family + ": option '" + raw + "' is not of the form name=value; " + valid_list(schema));
     const std::string name = trim(raw.substr(0, eq));
     const std::string text = trim(raw.substr(eq + 1));
+    if (const auto forwarded = split_forwarded(name); forwarded.first > 0 && forwards(schema)) {
+      opts.forwarded_.emplace_back(forwarded.first, forwarded.second + "=" + text);
+      continue;
+    }
     const OptionSpec* spec = find_spec(schema, name);
-    if (spec == nullptr)
+    if (spec == nullptr || std::string(spec->type) == "forward")
       throw std::invalid_argument(family + ": unknown option '" + name + "'; " + valid_list(schema));
     if (!seen.insert(name).second)
       throw std::invalid_argument(family + ": option '" + name + "' is given twice; " + valid_list(schema));

@@ -49,6 +49,16 @@ class VGUIDE_API Guide : public torch::nn::Module {
   virtual SiteValues rsample(const at::Tensor& x) = 0;
   virtual at::Tensor log_prob(const at::Tensor& x, const SiteValues& values) = 0;
 
+  /// Exact draws from q for output (summaries, draws files); no gradient needed.
+  /// Default: rsample. A guide whose rsample is a relaxation (the Gumbel-softmax
+  /// mixture) returns exact draws here.
+  virtual SiteValues sample(const at::Tensor& x);
+
+  /// The guide's ELBO estimator, a differentiable scalar. Default: the mean over the
+  /// S = x.size(0) particles of log p(x, z_s) - log q(z_s), z_s from rsample. A family
+  /// with a better estimator overrides it (the mixture's stratified estimator).
+  virtual at::Tensor elbo(const Model& model, const at::Tensor& x);
+
   virtual void before_step(const StepInfo& /*info*/) {}
   virtual void after_fit(const FitContext& /*context*/) {}
 

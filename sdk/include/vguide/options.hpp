@@ -3,7 +3,9 @@
 /// against it.
 ///
 /// A spec is a C-layout record so that it can travel in the plugin descriptor:
-///   type        "int", "real", "bool", "string" or "choice"
+///   type        "int", "real", "bool", "string", "choice", or "forward": a spec
+///               named like "<k>.<option>" that lets `k.name=value` through to a
+///               family's k-th sub-guide (1-based; see Options::forwarded)
 ///   default     text parsed like a user value; "auto" means "computed by the guide"
 ///   constraint  "" (none), ">0", ">=0", ">=1", ... for numbers; "a|b|c" for choice
 ///
@@ -13,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -63,6 +66,10 @@ class VGUIDE_API Options {
   bool get_bool(const std::string& name) const;
   const std::string& get_string(const std::string& name) const;
 
+  /// `k.name=value` assignments (k >= 1) for a schema with a "forward" spec, in the
+  /// order given, as (k, "name=value").
+  const std::vector<std::pair<int64_t, std::string>>& forwarded() const noexcept { return forwarded_; }
+
   /// "name=value name2=value2", in schema order; "auto" for unset values.
   std::string to_string() const;
 
@@ -72,6 +79,7 @@ class VGUIDE_API Options {
   std::string family_;
   std::vector<std::string> order_;
   std::map<std::string, Value> values_;
+  std::vector<std::pair<int64_t, std::string>> forwarded_;
 };
 
 /// One line per option: "  init_scale=0.1  (real, >0) initial scale ...".

@@ -14,7 +14,8 @@
 
 namespace vguide {
 
-/// mean over S particles of log p(x, z_s) - log q(z_s): a differentiable scalar.
+/// The guide's ELBO estimate with S particles (Guide::elbo: by default the mean over
+/// S draws of log p(x, z_s) - log q(z_s)): a differentiable scalar.
 /// @throw std::invalid_argument if S < 1.
 VGUIDE_API at::Tensor elbo(const Model& model, Guide& guide, int64_t num_particles);
 
@@ -24,7 +25,7 @@ struct SiteSummary {
   at::Tensor sd;    ///< site.shape
 };
 
-/// Mean and sd of each latent site over `num_draws` draws (no gradients).
+/// Mean and sd of each latent site over `num_draws` exact draws (Guide::sample).
 VGUIDE_API std::vector<SiteSummary> summarize(Guide& guide, int64_t num_draws);
 
 }  // namespace vguide
