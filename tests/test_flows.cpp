@@ -215,6 +215,13 @@ TEST(Spline, BadSettingsAreNamed) {
     EXPECT_STREQ(e.what(), "spline: num_bins is 1, but must be at least 2!");
   }
   EXPECT_THROW(spline_univariate(8, 0.0), std::domain_error);
+  EXPECT_NO_THROW(spline_univariate(999, 3.0));
+  try {
+    spline_univariate(1000, 3.0);
+    FAIL();
+  } catch (const std::domain_error& e) {
+    EXPECT_STREQ(e.what(), "spline: num_bins is 1000, but must be below 1000!");
+  }
 }
 
 // --- flow guides ------------------------------------------------------------------
@@ -277,6 +284,17 @@ TEST_P(FlowFamily, DensityIntegratesToOneIn2D) {
   torch::NoGradGuard no_grad;
   at::Tensor lp = g->log_prob(particles(n * n, torch::kDouble), {{"a", a}, {"b", b}});
   EXPECT_NEAR(lp.exp().sum().item<double>() * h * h, 1.0, 0.01);
+}
+
+TEST_P(FlowFamily, PrettyPrintNamesFamilyDimensionAndStack) {
+  auto model = two_reals();
+  auto g = make(model, {"num_flows=3"});
+  std::ostringstream printed;
+  g->pretty_print(printed);
+  // iaf: 3 layers + 2 permutations + affine; spline: 3 couplings + affine; realnvp: 3 + affine.
+  const int transforms = GetParam() == "iaf" ? 6 : 4;
+  EXPECT_EQ(printed.str(), "vguide::FlowGuide(family=" + GetParam() + ", latent_dim=2, transforms=" +
+                               std::to_string(transforms) + ")");
 }
 
 TEST_P(FlowFamily, ErrorsForOneDimensionAndNoLayers) {

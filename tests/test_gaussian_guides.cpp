@@ -244,7 +244,7 @@ TEST(LowRankErrors, RankBelowOneAndAboveD) {
     FAIL();
   } catch (const std::invalid_argument& e) {
     EXPECT_STREQ(e.what(), "lowrank_mvn: bad value for option 'rank': 0 is out of range (must be >=1); valid options: "
-                           "rank=5 init_scale=0.1");
+                           "rank=auto init_scale=0.1");
   }
   try {
     manager.create("lowrank_mvn", model, {}, {"rank=4"});
@@ -255,7 +255,11 @@ TEST(LowRankErrors, RankBelowOneAndAboveD) {
               std::string::npos)
         << e.what();
   }
-  EXPECT_THROW(LowRankMvnOptions().rank(0).validate(), std::domain_error);
+  EXPECT_THROW(LowRankMvnOptions().rank(-1).validate(), std::domain_error);
+  // Left at auto, the rank is min(5, D): a small model works with the defaults.
+  auto small = manager.create("lowrank_mvn", model, {}, {});
+  EXPECT_EQ(small->named_parameters()["cov_factor"].sizes().vec(), (std::vector<int64_t>{3, 3}));
+  EXPECT_EQ(LowRankMvnOptions().rank_for(40), 5);
 }
 
 }  // namespace

@@ -142,6 +142,31 @@ TEST_F(MixtureTest, GumbelSoftmaxDrawsAndAnnealsItsTemperature) {
   EXPECT_NEAR(linear->diagnostics().at("mixture.temperature"), 1.25, 1e-6);
 }
 
+TEST_F(MixtureTest, SaveAndLoadRestoresWeightsTemperatureAndComponents) {
+  const std::vector<std::string> options{"components=normal,iaf", "estimator=gumbel_softmax",
+                                         "init_temperature=2", "final_temperature=0.5"};
+  test::SitesModel model({{"a", {}, constraints::real()}, {"b", {}, constraints::real()}});
+  auto g = manager_.create("mixture", model, {}, options);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : g->parameters()) p.add_(torch::randn(p.sizes()) * 0.1);
+  }
+  g->before_step({60, 101});
+  std::stringstream buffer;
+  torch::serialize::OutputArchive out;
+  g->save(out);
+  out.save_to(buffer);
+  auto fresh = manager_.create("mixture", model, {}, options);
+  torch::serialize::InputArchive in;
+  in.load_from(buffer);
+  fresh->load(in);
+  auto a = g->named_parameters(), b = fresh->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
+  EXPECT_DOUBLE_EQ(fresh->diagnostics().at("mixture.temperature"), g->diagnostics().at("mixture.temperature"));
+  EXPECT_LT(fresh->diagnostics().at("mixture.temperature"), 2.0);
+}
+
 TEST_F(MixtureTest, EachErrorNamesWhatIsWrong) {
   EXPECT_EQ(error_of(scalar_, {"components=normal"}),
             "plugin " + manager_.find("mixture").string() +

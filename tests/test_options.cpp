@@ -82,6 +82,23 @@ TEST(Options, AFamilyWithoutOptionsSaysSo) {
   }
 }
 
+TEST(Options, MalformedSpecsArePluginBugsEvenWithAutoDefaults) {
+  auto error = [](OptionSpec spec) {
+    try {
+      Options::parse("demo", OptionSchema{&spec, 1}, {});
+    } catch (const std::logic_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_EQ(error({"width", "int", "auto", "h", ">abc"}),
+            "demo: option spec 'width': constraint '>abc' is not of the form >x, >=x, <x or <=x");
+  EXPECT_EQ(error({"width", "int", "auto", "h", ">"}),
+            "demo: option spec 'width': constraint '>' is not of the form >x, >=x, <x or <=x");
+  EXPECT_EQ(error({"mode", "choice", "a", "h", "a||b"}), "demo: option spec 'mode': choice list 'a||b' has an empty entry");
+  EXPECT_EQ(error({"scale", "float", "auto", "h", ""}), "demo: option spec 'scale': unknown option type 'float'");
+}
+
 TEST(Options, GettersRejectWrongTypesAsPluginBugs) {
   auto o = Options::parse("demo", kSchema, {});
   EXPECT_THROW(o.get_real("num_flows"), std::logic_error);

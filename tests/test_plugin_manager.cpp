@@ -117,7 +117,7 @@ TEST_F(PluginManagerTest, ShortDescriptor) {
 
 TEST_F(PluginManagerTest, InvalidOptionsSchemaIsRefusedAtLoad) {
   EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("bad_schema")); }),
-            "plugin " + broken("bad_schema") + ": invalid options schema: options: unknown option type 'float' for 'scale'");
+            "plugin " + broken("bad_schema") + ": invalid options schema: broken: option spec 'scale': unknown option type 'float'");
 }
 
 TEST_F(PluginManagerTest, MalformedVersionIsRefused) {

@@ -140,6 +140,32 @@ std::string value_text(const Options::Value& v) {
 }
 }  // namespace
 
+namespace {
+// A plugin's spec must be well formed whatever its default: a known type, and a
+// constraint the parser understands. @throw std::logic_error naming the spec.
+void validate_spec(const std::string& family, const OptionSpec& spec) {
+  const std::string type = spec.type, constraint = spec.constraint ? spec.constraint : "";
+  auto bad = [&](const std::string& why) {
+    throw std::logic_error(family + ": option spec '" + spec.name + "': " + why);
+  };
+  if (type == "int" || type == "real") {
+    if (constraint.empty()) return;
+    const size_t op = (constraint.size() > 1 && constraint[1] == '=') ? 2 : 1;
+    double bound = 0;
+    if (std::string("<>").find(constraint[0]) == std::string::npos || !parse_real(constraint.substr(op), bound))
+      bad("constraint '" + constraint + "' is not of the form >x, >=x, <x or <=x");
+    return;
+  }
+  if (type == "choice") {
+    for (const auto& c : split(constraint, '|'))
+      if (c.empty()) bad("choice list '" + constraint + "' has an empty entry");
+    return;
+  }
+  if (type == "bool" || type == "string" || type == "forward") return;
+  bad("unknown option type '" + type + "'");
+}
+}  // namespace
+
 Options Options::parse(const std::string& family, const OptionSchema& schema,
                        const std::vector<std::string>& assignments) {
   Options opts;
@@ -147,6 +173,7 @@ Options Options::parse(const std::string& family, const OptionSchema& schema,
   for (const auto& spec : schema) {
     if (!spec.name || !spec.type || !spec.default_value || !spec.help)
       throw std::logic_error(family + ": an option spec has a null field");
+    validate_spec(family, spec);
     if (std::string(spec.type) == "forward") continue;  // a pattern, not an option
     opts.order_.emplace_back(spec.name);
     const std::string def = spec.default_value;

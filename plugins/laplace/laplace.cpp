@@ -12,8 +12,10 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include <cmath>
 #include <ostream>
 #include <sstream>
+#include <stdexcept>
 
 #include "vguide/flat_guide.hpp"
 #include "vguide/log.hpp"

@@ -27,21 +27,22 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
           << " (for small D use the full-rank 'mvn' family)";
       throw std::invalid_argument(msg.str());
     }
+    rank_ = options_.rank_for(D);
     loc_ = register_parameter("loc", at::zeros({D}));
-    cov_factor_ = register_parameter("cov_factor", at::zeros({D, options_.rank()}));
+    cov_factor_ = register_parameter("cov_factor", at::zeros({D, rank_}));
     scale_raw_ = register_parameter("scale_unconstrained",
                                     at::full({D}, vguide::math::softplus_inverse(options_.init_scale())));
   }
 
   void pretty_print(std::ostream& out) const override {
-    out << "vguide::LowRankMvnGuide(latent_dim=" << loc_.size(0) << ", rank=" << options_.rank()
+    out << "vguide::LowRankMvnGuide(latent_dim=" << loc_.size(0) << ", rank=" << rank_
         << ", init_scale=" << options_.init_scale() << ")";
   }
 
  protected:
   std::pair<at::Tensor, at::Tensor> sample_flat(int64_t S, const at::TensorOptions&) override {
     at::Tensor sigma = at::softplus(scale_raw_);
-    at::Tensor eps_w = at::randn({S, options_.rank()}, generator(), loc_.options());
+    at::Tensor eps_w = at::randn({S, rank_}, generator(), loc_.options());
     at::Tensor eps_d = at::randn({S, loc_.size(0)}, generator(), loc_.options());
     at::Tensor z = loc_ + at::matmul(eps_w, cov_factor_.t()) + sigma * eps_d;
     return {z, vguide::math::lowrank_mvn_log_prob(z, loc_, cov_factor_, sigma)};
@@ -53,6 +54,7 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
 
  private:
   vguide::LowRankMvnOptions options_;
+  int64_t rank_ = 0;
   at::Tensor loc_, cov_factor_, scale_raw_;
 };
 

@@ -89,7 +89,9 @@ class MixtureGuide final : public vguide::Guide {
   }
 
   vguide::SiteValues rsample(const at::Tensor& x) override {
-    if (options_.estimator() == "stratified") return sample(x);
+    // Stratified: one component per draw, reparameterised within it (the gradient
+    // for the weights comes from elbo(), not from this draw).
+    if (options_.estimator() == "stratified") return hard_draw(x, "rsample");
     // Relaxed one-hot weights per draw: softmax((logits + Gumbel noise) / temperature).
     const int64_t S = num_particles("rsample", x), K = size();
     at::Tensor u = at::rand({S, K}, generator(), logits_.options()).clamp(1e-12, 1.0 - 1e-7);
@@ -108,9 +110,15 @@ class MixtureGuide final : public vguide::Guide {
     return out;
   }
 
-  /// Exact draws: component c_s ~ Categorical(π) per draw (hard_rsample).
+  /// Exact draws for output: component c_s ~ Categorical(π) per draw.
   vguide::SiteValues sample(const at::Tensor& x) override {
-    const int64_t S = num_particles("sample", x);
+    at::NoGradGuard no_grad;
+    return hard_draw(x, "sample");
+  }
+
+  /// One component per draw, picked with probability π_k (the seed's hard_rsample).
+  vguide::SiteValues hard_draw(const at::Tensor& x, const char* function) {
+    const int64_t S = num_particles(function, x);
     at::Tensor pick = at::multinomial(at::softmax(logits_.detach(), -1), S, /*replacement=*/true, generator());
     std::vector<vguide::SiteValues> draws = component_draws(x);
     vguide::SiteValues out;
@@ -147,6 +155,9 @@ class MixtureGuide final : public vguide::Guide {
     at::Tensor pi = at::softmax(logits_.detach(), -1);
     for (int64_t k = 0; k < size(); ++k) out["mixture.weight_" + std::to_string(k + 1)] = pi[k].item<double>();
     out["mixture.temperature"] = temperature_.item<double>();
+    for (int64_t k = 0; k < size(); ++k)
+      for (const auto& [key, value] : components_[k]->diagnostics())
+        out["mixture.component_" + std::to_string(k + 1) + "." + key] = value;
     return out;
   }
 

@@ -19,6 +19,11 @@ void FlowGuide::require_dim_at_least_two() const {
                               ", but must be at least 2 (use the normal guide for 1-D models)");
 }
 
+void FlowGuide::pretty_print(std::ostream& out) const {
+  out << "vguide::FlowGuide(family=" << family() << ", latent_dim=" << latent_dim()
+      << ", transforms=" << transforms_.size() << ")";
+}
+
 void FlowGuide::set_transforms(std::vector<std::shared_ptr<Transform>> transforms) {
   if (transforms.empty())
     throw std::invalid_argument(family() + ": the transform stack is empty; a flow needs at least one transform");

@@ -126,6 +126,10 @@ std::shared_ptr<const UnivariateTransform> affine_univariate(double log_scale_mi
 
 std::shared_ptr<const UnivariateTransform> spline_univariate(int64_t num_bins, double tail_bound) {
   check_greater_or_equal<int64_t>("spline", "num_bins", num_bins, 2);
+  // Every bin is at least min_bin_size of the range, so K * min_bin_size must stay below 1.
+  if (static_cast<double>(num_bins) * SplineConstants{}.min_bin_size >= 1.0)
+    throw std::domain_error("spline: num_bins is " + std::to_string(num_bins) + ", but must be below " +
+                            std::to_string(static_cast<int64_t>(1.0 / SplineConstants{}.min_bin_size)) + "!");
   check_positive("spline", "tail_bound", tail_bound);
   return std::make_shared<SplineUnivariate>(num_bins, tail_bound);
 }

@@ -670,30 +670,19 @@ class RelaxedBernoulli final : public ScalarFamily {
 // ---- factories ------------------------------------------------------------------------
 
 std::shared_ptr<Distribution> make_normal(const Args& a, bool validate) {
-  const char* f = "Normal";
-  check_if(validate, f, "loc", a[0], Domain::finite);
-  check_if(validate, f, "scale", a[1], Domain::positive);
-  return std::make_shared<Normal>(a[0], a[1], batch_of(f, {"loc", "scale"}, a));
+  return make_two<Normal>("Normal", a, validate, "loc", Domain::finite, "scale", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_half_normal(const Args& a, bool validate) {
-  const char* f = "HalfNormal";
-  check_if(validate, f, "scale", a[0], Domain::positive);
-  return std::make_shared<HalfNormal>(a[0], a[0].sizes().vec());
+  return make_one<HalfNormal>("HalfNormal", a, validate, "scale", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_log_normal(const Args& a, bool validate) {
-  const char* f = "LogNormal";
-  check_if(validate, f, "loc", a[0], Domain::finite);
-  check_if(validate, f, "scale", a[1], Domain::positive);
-  return std::make_shared<LogNormal>(a[0], a[1], batch_of(f, {"loc", "scale"}, a));
+  return make_two<LogNormal>("LogNormal", a, validate, "loc", Domain::finite, "scale", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_logit_normal(const Args& a, bool validate) {
-  const char* f = "LogitNormal";
-  check_if(validate, f, "loc", a[0], Domain::finite);
-  check_if(validate, f, "scale", a[1], Domain::positive);
-  return std::make_shared<LogitNormal>(a[0], a[1], batch_of(f, {"loc", "scale"}, a));
+  return make_two<LogitNormal>("LogitNormal", a, validate, "loc", Domain::finite, "scale", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_truncated_normal(const Args& a, bool validate) {
@@ -708,16 +697,11 @@ std::shared_ptr<Distribution> make_truncated_normal(const Args& a, bool validate
 }
 
 std::shared_ptr<Distribution> make_cauchy(const Args& a, bool validate) {
-  const char* f = "Cauchy";
-  check_if(validate, f, "loc", a[0], Domain::finite);
-  check_if(validate, f, "scale", a[1], Domain::positive);
-  return std::make_shared<Cauchy>(a[0], a[1], batch_of(f, {"loc", "scale"}, a));
+  return make_two<Cauchy>("Cauchy", a, validate, "loc", Domain::finite, "scale", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_half_cauchy(const Args& a, bool validate) {
-  const char* f = "HalfCauchy";
-  check_if(validate, f, "scale", a[0], Domain::positive);
-  return std::make_shared<HalfCauchy>(a[0], a[0].sizes().vec());
+  return make_one<HalfCauchy>("HalfCauchy", a, validate, "scale", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_student_t(const Args& a, bool validate) {
@@ -729,55 +713,35 @@ std::shared_ptr<Distribution> make_student_t(const Args& a, bool validate) {
 }
 
 std::shared_ptr<Distribution> make_laplace(const Args& a, bool validate) {
-  const char* f = "Laplace";
-  check_if(validate, f, "loc", a[0], Domain::finite);
-  check_if(validate, f, "scale", a[1], Domain::positive);
-  return std::make_shared<Laplace>(a[0], a[1], batch_of(f, {"loc", "scale"}, a));
+  return make_two<Laplace>("Laplace", a, validate, "loc", Domain::finite, "scale", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_gumbel(const Args& a, bool validate) {
-  const char* f = "Gumbel";
-  check_if(validate, f, "loc", a[0], Domain::finite);
-  check_if(validate, f, "scale", a[1], Domain::positive);
-  return std::make_shared<Gumbel>(a[0], a[1], batch_of(f, {"loc", "scale"}, a));
+  return make_two<Gumbel>("Gumbel", a, validate, "loc", Domain::finite, "scale", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_exponential(const Args& a, bool validate) {
-  check_if(validate, "Exponential", "rate", a[0], Domain::positive);
-  return std::make_shared<Exponential>(a[0], a[0].sizes().vec());
+  return make_one<Exponential>("Exponential", a, validate, "rate", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_gamma(const Args& a, bool validate) {
-  const char* f = "Gamma";
-  check_if(validate, f, "concentration", a[0], Domain::positive);
-  check_if(validate, f, "rate", a[1], Domain::positive);
-  return std::make_shared<Gamma>(a[0], a[1], batch_of(f, {"concentration", "rate"}, a));
+  return make_two<Gamma>("Gamma", a, validate, "concentration", Domain::positive, "rate", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_inverse_gamma(const Args& a, bool validate) {
-  const char* f = "InverseGamma";
-  check_if(validate, f, "concentration", a[0], Domain::positive);
-  check_if(validate, f, "rate", a[1], Domain::positive);
-  return std::make_shared<InverseGamma>(a[0], a[1], batch_of(f, {"concentration", "rate"}, a));
+  return make_two<InverseGamma>("InverseGamma", a, validate, "concentration", Domain::positive, "rate", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_chi2(const Args& a, bool validate) {
-  check_if(validate, "Chi2", "df", a[0], Domain::positive);
-  return std::make_shared<Chi2>(a[0], a[0].sizes().vec());
+  return make_one<Chi2>("Chi2", a, validate, "df", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_weibull(const Args& a, bool validate) {
-  const char* f = "Weibull";
-  check_if(validate, f, "scale", a[0], Domain::positive);
-  check_if(validate, f, "concentration", a[1], Domain::positive);
-  return std::make_shared<Weibull>(a[0], a[1], batch_of(f, {"scale", "concentration"}, a));
+  return make_two<Weibull>("Weibull", a, validate, "scale", Domain::positive, "concentration", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_pareto(const Args& a, bool validate) {
-  const char* f = "Pareto";
-  check_if(validate, f, "scale", a[0], Domain::positive);
-  check_if(validate, f, "alpha", a[1], Domain::positive);
-  return std::make_shared<Pareto>(a[0], a[1], batch_of(f, {"scale", "alpha"}, a));
+  return make_two<Pareto>("Pareto", a, validate, "scale", Domain::positive, "alpha", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_generalized_pareto(const Args& a, bool validate) {
@@ -789,17 +753,11 @@ std::shared_ptr<Distribution> make_generalized_pareto(const Args& a, bool valida
 }
 
 std::shared_ptr<Distribution> make_beta(const Args& a, bool validate) {
-  const char* f = "Beta";
-  check_if(validate, f, "concentration1", a[0], Domain::positive);
-  check_if(validate, f, "concentration0", a[1], Domain::positive);
-  return std::make_shared<Beta>(a[0], a[1], batch_of(f, {"concentration1", "concentration0"}, a));
+  return make_two<Beta>("Beta", a, validate, "concentration1", Domain::positive, "concentration0", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_kumaraswamy(const Args& a, bool validate) {
-  const char* f = "Kumaraswamy";
-  check_if(validate, f, "concentration1", a[0], Domain::positive);
-  check_if(validate, f, "concentration0", a[1], Domain::positive);
-  return std::make_shared<Kumaraswamy>(a[0], a[1], batch_of(f, {"concentration1", "concentration0"}, a));
+  return make_two<Kumaraswamy>("Kumaraswamy", a, validate, "concentration1", Domain::positive, "concentration0", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_uniform(const Args& a, bool validate) {
@@ -812,22 +770,15 @@ std::shared_ptr<Distribution> make_uniform(const Args& a, bool validate) {
 }
 
 std::shared_ptr<Distribution> make_fisher_snedecor(const Args& a, bool validate) {
-  const char* f = "FisherSnedecor";
-  check_if(validate, f, "df1", a[0], Domain::positive);
-  check_if(validate, f, "df2", a[1], Domain::positive);
-  return std::make_shared<FisherSnedecor>(a[0], a[1], batch_of(f, {"df1", "df2"}, a));
+  return make_two<FisherSnedecor>("FisherSnedecor", a, validate, "df1", Domain::positive, "df2", Domain::positive);
 }
 
 std::shared_ptr<Distribution> make_continuous_bernoulli(const Args& a, bool validate) {
-  check_if(validate, "ContinuousBernoulli", "probs", a[0], Domain::open_unit_interval);
-  return std::make_shared<ContinuousBernoulli>(a[0], a[0].sizes().vec());
+  return make_one<ContinuousBernoulli>("ContinuousBernoulli", a, validate, "probs", Domain::open_unit_interval);
 }
 
 std::shared_ptr<Distribution> make_relaxed_bernoulli(const Args& a, bool validate) {
-  const char* f = "RelaxedBernoulli";
-  check_if(validate, f, "temperature", a[0], Domain::positive);
-  check_if(validate, f, "probs", a[1], Domain::unit_interval);
-  return std::make_shared<RelaxedBernoulli>(a[0], a[1], batch_of(f, {"temperature", "probs"}, a));
+  return make_two<RelaxedBernoulli>("RelaxedBernoulli", a, validate, "temperature", Domain::positive, "probs", Domain::unit_interval);
 }
 
 }  // namespace vguide::model::detail

@@ -222,13 +222,11 @@ class NegativeBinomial final : public DiscreteFamily {
 // ---- factories ------------------------------------------------------------------------
 
 std::shared_ptr<Distribution> make_bernoulli(const Args& a, bool validate) {
-  check_if(validate, "Bernoulli", "probs", a[0], Domain::unit_interval);
-  return std::make_shared<Bernoulli>(a[0], a[0].sizes().vec());
+  return make_one<Bernoulli>("Bernoulli", a, validate, "probs", Domain::unit_interval);
 }
 
 std::shared_ptr<Distribution> make_bernoulli_logit(const Args& a, bool validate) {
-  check_if(validate, "BernoulliLogit", "logits", a[0], Domain::finite);
-  return std::make_shared<BernoulliLogit>(a[0], a[0].sizes().vec());
+  return make_one<BernoulliLogit>("BernoulliLogit", a, validate, "logits", Domain::finite);
 }
 
 std::shared_ptr<Distribution> make_categorical(const Args& a, bool validate) {
@@ -240,27 +238,19 @@ std::shared_ptr<Distribution> make_categorical(const Args& a, bool validate) {
 }
 
 std::shared_ptr<Distribution> make_poisson(const Args& a, bool validate) {
-  check_if(validate, "Poisson", "rate", a[0], Domain::nonnegative);
-  return std::make_shared<Poisson>(a[0], a[0].sizes().vec());
+  return make_one<Poisson>("Poisson", a, validate, "rate", Domain::nonnegative);
 }
 
 std::shared_ptr<Distribution> make_poisson_log(const Args& a, bool validate) {
-  check_if(validate, "PoissonLog", "log_rate", a[0], Domain::finite);
-  return std::make_shared<PoissonLog>(a[0], a[0].sizes().vec());
+  return make_one<PoissonLog>("PoissonLog", a, validate, "log_rate", Domain::finite);
 }
 
 std::shared_ptr<Distribution> make_binomial(const Args& a, bool validate) {
-  const char* f = "Binomial";
-  check_if(validate, f, "total_count", a[0], Domain::nonnegative_integer);
-  check_if(validate, f, "probs", a[1], Domain::unit_interval);
-  return std::make_shared<Binomial>(a[0], a[1], batch_of(f, {"total_count", "probs"}, a));
+  return make_two<Binomial>("Binomial", a, validate, "total_count", Domain::nonnegative_integer, "probs", Domain::unit_interval);
 }
 
 std::shared_ptr<Distribution> make_negative_binomial(const Args& a, bool validate) {
-  const char* f = "NegativeBinomial";
-  check_if(validate, f, "total_count", a[0], Domain::positive);
-  check_if(validate, f, "probs", a[1], Domain::half_open_unit_interval);
-  return std::make_shared<NegativeBinomial>(a[0], a[1], batch_of(f, {"total_count", "probs"}, a));
+  return make_two<NegativeBinomial>("NegativeBinomial", a, validate, "total_count", Domain::positive, "probs", Domain::half_open_unit_interval);
 }
 
 }  // namespace vguide::model::detail

@@ -121,6 +121,23 @@ class ScalarFamily : public FamilyBase {
 using Maker = std::shared_ptr<Distribution> (*)(const Args& args, bool validate);
 
 // continuous_families.cpp
+// Factories of families whose parameters are each checked against one domain: one
+// parameter (batch shape its own) or two (batch shape broadcast).
+template <typename Family>
+std::shared_ptr<Distribution> make_one(const char* family, const Args& a, bool validate, const char* name,
+                                       Domain domain) {
+  check_if(validate, family, name, a[0], domain);
+  return std::make_shared<Family>(a[0], a[0].sizes().vec());
+}
+
+template <typename Family>
+std::shared_ptr<Distribution> make_two(const char* family, const Args& a, bool validate, const char* name0,
+                                       Domain domain0, const char* name1, Domain domain1) {
+  check_if(validate, family, name0, a[0], domain0);
+  check_if(validate, family, name1, a[1], domain1);
+  return std::make_shared<Family>(a[0], a[1], batch_of(family, {name0, name1}, a));
+}
+
 std::shared_ptr<Distribution> make_normal(const Args& a, bool validate);
 std::shared_ptr<Distribution> make_half_normal(const Args& a, bool validate);
 std::shared_ptr<Distribution> make_log_normal(const Args& a, bool validate);

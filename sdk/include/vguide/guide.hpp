@@ -1,7 +1,7 @@
 #pragma once
 /// The guide: a torch::nn::Module that draws joint latent values and scores them.
 ///
-/// Shapes (DESIGN.md §2): `rsample(x)` returns S = x.size(0) independent joint draws,
+/// Shapes (docs/architecture.md): `rsample(x)` returns S = x.size(0) independent joint draws,
 /// site -> (S, *site.shape) in constrained space; `log_prob(x, values)` returns (S,),
 /// log q of each joint draw with every bijector's Jacobian included. A missing latent
 /// site in `values` is an std::invalid_argument naming it; extra (observed) names are

@@ -1,7 +1,7 @@
 #pragma once
 /// What a guide needs to know about a model: its sites and its log joint.
 ///
-/// Shapes (DESIGN.md §2): `x` only carries the particle count S (its leading dim),
+/// Shapes (docs/architecture.md): `x` only carries the particle count S (its leading dim),
 /// device and dtype. `values` maps each latent site to a tensor of shape
 /// (S, *site.shape) in constrained space. `log_joint` returns (S,): every prior term
 /// once and every observation summed over its data rows.

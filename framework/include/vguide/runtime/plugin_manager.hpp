@@ -6,7 +6,7 @@
 /// guide lives, even after the manager is gone.
 ///
 /// Example: vguide::PluginManager plugins(/*seed=*/42);
-///          plugins.load("normal");  // libnormal.so from VGUIDE_PLUGIN_PATH, build or install dir
+///          plugins.load("normal");  // libnormal.so from VGUIDE_PLUGIN_PATH, install or build dir
 ///          auto guide = plugins.create("normal", model, {"y"}, {"init_scale=0.05"});
 #include <cstdint>
 #include <filesystem>

@@ -12,6 +12,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,6 +43,9 @@ class VGUIDE_API FlowGuide : public FlatGuide {
   /// @throw std::invalid_argument "<family>: the latent dimension is 1, but must be at
   ///        least 2 (use the normal guide for 1-D models)" when D < 2.
   void require_dim_at_least_two() const;
+
+  /// "vguide::FlowGuide(family=iaf, latent_dim=3, transforms=8)".
+  void pretty_print(std::ostream& out) const override;
 
  protected:
   std::pair<at::Tensor, at::Tensor> sample_flat(int64_t S, const at::TensorOptions& options) override;

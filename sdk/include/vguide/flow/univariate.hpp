@@ -32,7 +32,8 @@ VGUIDE_API std::shared_ptr<const UnivariateTransform> affine_univariate(double l
 /// The monotone rational-quadratic spline of spline.hpp with `num_bins` bins on
 /// [-tail_bound, tail_bound], identity outside. Params: 3 num_bins - 1 (widths,
 /// heights, interior derivatives, unnormalised). Zero params are the identity.
-/// @throw std::domain_error if num_bins < 2 or tail_bound <= 0.
+/// @throw std::domain_error if num_bins < 2, num_bins >= 1000 (every bin is at least
+///        10⁻³ of the range) or tail_bound <= 0.
 VGUIDE_API std::shared_ptr<const UnivariateTransform> spline_univariate(int64_t num_bins, double tail_bound);
 
 }  // namespace vguide::flow

@@ -26,7 +26,7 @@ struct SplineOptions {
  public:
   static constexpr OptionSpec schema_specs[] = {
       {"num_flows", "int", "4", "coupling layers in the stack", ">=1"},
-      {"num_bins", "int", "8", "spline bins per coordinate", ">=2"},
+      {"num_bins", "int", "8", "spline bins per coordinate (2 to 999)", ">=2"},
       {"tail_bound", "real", "3.0", "splines act on [-tail_bound, tail_bound], identity outside", ">0"},
       {"hidden_dim", "int", "auto", "hidden width of each coupling network (auto: max(64, 2D))", ">=1"},
       {"num_hidden_layers", "int", "2", "hidden layers of each coupling network", ">=1"},
