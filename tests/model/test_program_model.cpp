@@ -1,0 +1,386 @@
+// ProgramModel: conditioning by name, sites, log_joint against hand-computed sums,
+// CmdStan JSON data and its errors, minibatches, and a fit through the normal plugin.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <functional>
+#include <map>
+
+#include "model_paths.hpp"
+#include "test_models.hpp"
+#include "vguide/model/data.hpp"
+#include "vguide/model/program.hpp"
+#include "vguide/model/program_model.hpp"
+#include "vguide/registry.hpp"
+#include "vguide/runtime/elbo.hpp"
+#include "vguide/runtime/plugin_manager.hpp"
+
+namespace vguide::model {
+namespace {
+
+const char* kRegression = R"(# comment
+object Predictor : 1
+object Response : 1
+
+program bayesian_regression : Predictor -> Response
+    sigma <- HalfCauchy(2.0)
+    beta_0 <- Normal(0.0, 5.0)
+    draw beta_1 ~ Normal(0.0, 2.0)
+    x <- Normal(0.0, 1.0)
+    let mu = beta_0 + beta_1 * x
+    observe y ~ Normal(mu, sigma)
+    return y
+
+output bayesian_regression
+)";
+
+const double kLogSqrt2Pi = 0.5 * std::log(2 * M_PI);
+double normal_lp(double x, double m, double s) { return -0.5 * std::pow((x - m) / s, 2) - std::log(s) - kLogSqrt2Pi; }
+
+Data regression_data(int64_t N, uint64_t seed, double b0, double b1, double sigma) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  at::Tensor x = at::randn({N}, gen, at::kDouble);
+  at::Tensor y = b0 + b1 * x + sigma * at::randn({N}, gen, at::kDouble);
+  Data data("regression.json");
+  data.set("x", x);
+  data.set("y", y);
+  return data;
+}
+
+TEST(ProgramModel, RegressionHasLatentsSigmaBeta0Beta1AndDataXY) {
+  ProgramModel model(parse_program(kRegression, "regression.qvr"), regression_data(10, 1, 1.0, 2.0, 0.5));
+  EXPECT_EQ(model.latent_names(), (std::vector<std::string>{"sigma", "beta_0", "beta_1"}));
+  EXPECT_EQ(model.observed_names(), (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(model.num_rows(), 10);
+  const auto& sites = model.sites();
+  ASSERT_EQ(sites.size(), 5u);
+  EXPECT_EQ(sites[0].name, "sigma");
+  EXPECT_EQ(sites[0].support, constraints::positive());
+  EXPECT_TRUE(sites[0].shape.empty());
+  EXPECT_EQ(sites[1].support, constraints::real());
+  EXPECT_EQ(sites[3].name, "x");
+  EXPECT_EQ(sites[3].shape, (std::vector<int64_t>{10}));
+  EXPECT_FALSE(sites[0].per_row);
+  auto registry = LatentRegistry::from_model(model, model.observed_names());
+  EXPECT_EQ(registry.names(), model.latent_names());
+  EXPECT_EQ(registry.total_unconstrained_dim(), 3);
+}
+
+TEST(ProgramModel, LogJointEqualsTheHandComputedSum) {
+  const char* text =
+      "object A : 1\nprogram small : A -> A\n    mu <- Normal(1.0, 2.0)\n    s <- HalfNormal(1.5)\n"
+      "    let m = mu * 2.0 - 1.0\n    observe y ~ Normal(m, s)\n    return y\noutput small\n";
+  Data data("d.json");
+  const std::vector<double> y = {0.5, -1.0, 2.0};
+  data.set("y", torch::tensor(y, torch::kDouble));
+  ProgramModel model(parse_program(text, "small.qvr"), data);
+  const std::vector<double> mu = {0.3, -0.7}, s = {0.8, 1.9};
+  SiteValues values{{"mu", torch::tensor(mu, torch::kDouble)}, {"s", torch::tensor(s, torch::kDouble)}};
+  at::Tensor lj = model.log_joint(torch::zeros({2}, torch::kDouble), values);
+  ASSERT_EQ(lj.sizes(), (std::vector<int64_t>{2}));
+  for (int k = 0; k < 2; ++k) {
+    // log N(mu; 1, 2) + log HalfNormal(s; 1.5) + sum_i log N(y_i; 2 mu - 1, s)
+    double expected = normal_lp(mu[k], 1.0, 2.0) + std::log(2.0) + normal_lp(s[k], 0.0, 1.5);
+    for (double yi : y) expected += normal_lp(yi, 2 * mu[k] - 1, s[k]);
+    EXPECT_NEAR(lj[k].item<double>(), expected, 1e-10) << k;
+  }
+}
+
+TEST(ProgramModel, RegressionLogJointAndLetValues) {
+  Data data = regression_data(6, 3, 0.5, -1.0, 1.0);
+  ProgramModel model(parse_program(kRegression), data);
+  const at::Tensor x = data.get("x"), y = data.get("y");
+  SiteValues values{{"sigma", torch::tensor({0.7, 1.3}, torch::kDouble)},
+                    {"beta_0", torch::tensor({0.1, -0.4}, torch::kDouble)},
+                    {"beta_1", torch::tensor({-0.9, 2.0}, torch::kDouble)}};
+  at::Tensor lj = model.log_joint(torch::zeros({2}, torch::kDouble), values);
+  for (int k = 0; k < 2; ++k) {
+    const double sg = values["sigma"][k].item<double>(), b0 = values["beta_0"][k].item<double>(),
+                 b1 = values["beta_1"][k].item<double>();
+    // HalfCauchy(2): 2 / (pi * 2 * (1 + (s/2)^2)).
+    double expected = std::log(2.0 / (M_PI * 2.0 * (1 + sg * sg / 4))) + normal_lp(b0, 0, 5) + normal_lp(b1, 0, 2);
+    for (int i = 0; i < 6; ++i) {
+      const double xi = x[i].item<double>(), yi = y[i].item<double>();
+      expected += normal_lp(xi, 0, 1) + normal_lp(yi, b0 + b1 * xi, sg);
+    }
+    EXPECT_NEAR(lj[k].item<double>(), expected, 1e-9) << k;
+  }
+  // The let value mu is evaluated per particle and row.
+  SiteValues all = model.evaluate(torch::zeros({2}, torch::kDouble), values);
+  ASSERT_EQ(all.at("mu").sizes(), (std::vector<int64_t>{2, 6}));
+  EXPECT_NEAR(all.at("mu")[1][4].item<double>(), -0.4 + 2.0 * x[4].item<double>(), 1e-12);
+}
+
+TEST(ProgramModel, FunctionsAndShapedLatents) {
+  const char* text =
+      "object A : 1\nprogram f : A -> A\n    data w\n    a <- Normal(0.0, 1.0)\n    theta[J] <- Normal(a, 2.0)\n"
+      "    let e = exp(a) + log(2.0) + sigmoid(a) + softplus(a) + abs(-a) + sqrt(4.0) + log1p(a * a) + expm1(a)"
+      " + tanh(a) + logit(0.25) + inv_logit(a) + pow(a, 2.0)\n"
+      "    let d = dot(theta, w) + sum(theta)\n    return d\noutput f\n";
+  Data data;
+  data.set("J", torch::tensor(int64_t{3}));
+  data.set("w", torch::tensor({1.0, 2.0, -1.0}, torch::kDouble));
+  ProgramModel model(parse_program(text), data);
+  ASSERT_EQ(model.sites().size(), 2u);
+  EXPECT_EQ(model.sites()[1].shape, (std::vector<int64_t>{3}));
+  const double a = 0.3;
+  SiteValues values{{"a", torch::tensor({a}, torch::kDouble)}, {"theta", torch::tensor({{0.5, -1.0, 2.0}}, torch::kDouble)}};
+  SiteValues all = model.evaluate(torch::zeros({1}, torch::kDouble), values);
+  const double e = std::exp(a) + std::log(2.0) + 1 / (1 + std::exp(-a)) + std::log1p(std::exp(a)) + a + 2.0 +
+                   std::log1p(a * a) + std::expm1(a) + std::tanh(a) + std::log(0.25 / 0.75) + 1 / (1 + std::exp(-a)) + a * a;
+  EXPECT_NEAR(all.at("e").item<double>(), e, 1e-12);
+  EXPECT_NEAR(all.at("d").item<double>(), (0.5 - 2.0 - 2.0) + 1.5, 1e-12);
+  at::Tensor lj = model.log_joint(torch::zeros({1}, torch::kDouble), values);
+  EXPECT_NEAR(lj.item<double>(), normal_lp(a, 0, 1) + normal_lp(0.5, a, 2) + normal_lp(-1, a, 2) + normal_lp(2, a, 2), 1e-12);
+}
+
+TEST(ProgramModel, EightSchoolsExample) {
+  ProgramModel model(load_program(VGUIDE_TEST_EXAMPLES_DIR "/models/eight_schools.qvr"),
+                     load_data(VGUIDE_TEST_EXAMPLES_DIR "/models/eight_schools.json"));
+  EXPECT_EQ(model.latent_names(), (std::vector<std::string>{"mu", "tau", "theta_raw"}));
+  EXPECT_EQ(model.observed_names(), (std::vector<std::string>{"y"}));
+  EXPECT_EQ(model.sites()[2].shape, (std::vector<int64_t>{8}));
+  EXPECT_TRUE(model.sites()[2].per_row);
+  const std::vector<double> y = {28, 8, -3, 7, -1, 1, 18, 12}, sigma = {15, 10, 16, 11, 9, 11, 10, 18};
+  const double mu = 4.0, tau = 3.0;
+  at::Tensor raw = torch::linspace(-1.0, 1.0, 8, torch::kDouble);
+  SiteValues values{{"mu", torch::tensor({mu}, torch::kDouble)}, {"tau", torch::tensor({tau}, torch::kDouble)},
+                    {"theta_raw", raw.unsqueeze(0)}};
+  double expected = normal_lp(mu, 0, 5) + std::log(2.0 / (M_PI * 5.0 * (1 + tau * tau / 25)));
+  for (int j = 0; j < 8; ++j) {
+    const double r = raw[j].item<double>();
+    expected += normal_lp(r, 0, 1) + normal_lp(y[j], mu + tau * r, sigma[j]);
+  }
+  EXPECT_NEAR(model.log_joint(torch::zeros({1}, torch::kDouble), values).item<double>(), expected, 1e-9);
+}
+
+// ---- data ------------------------------------------------------------------------------
+
+TEST(Data, CmdStanJsonKeepsIntegersInteger) {
+  Data data = parse_data(R"({"N": 3, "y": [1, 2.5, -3], "k": [[1, 2], [3, 4]], "e": [], "z": ["NaN", "-Inf"]})", "d.json");
+  EXPECT_EQ(data.get("N").dim(), 0);
+  EXPECT_EQ(data.get("N").scalar_type(), at::kLong);
+  EXPECT_EQ(data.get("N").item<int64_t>(), 3);
+  EXPECT_EQ(data.get("y").scalar_type(), at::kDouble);
+  EXPECT_DOUBLE_EQ(data.get("y")[1].item<double>(), 2.5);
+  EXPECT_EQ(data.get("k").sizes(), (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(data.get("k").scalar_type(), at::kLong);
+  EXPECT_EQ(data.get("k")[1][0].item<int64_t>(), 3);
+  EXPECT_EQ(data.get("e").sizes(), (std::vector<int64_t>{0}));
+  EXPECT_TRUE(std::isnan(data.get("z")[0].item<double>()));
+  EXPECT_EQ(data.get("z")[1].item<double>(), -INFINITY);
+  EXPECT_TRUE(data.is_integer("k"));
+  EXPECT_FALSE(data.is_integer("y"));
+}
+
+void expect_data_error(const std::function<void()>& f, const std::string& message) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected " << message;
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), message);
+  }
+}
+
+TEST(Data, EachBadInputHasItsMessage) {
+  expect_data_error([] { parse_data(R"({"y": [[1, 2], [3]]})", "d.json"); },
+                    "d.json: variable 'y' is a ragged array: y[2] has shape [1], but y[1] has shape [2]");
+  expect_data_error([] { parse_data(R"({"y": [[1, 2], 3]})", "d.json"); },
+                    "d.json: variable 'y' is a ragged array: y[2] has a number, but y[1] has shape [2]");
+  expect_data_error([] { parse_data(R"({"y": [1, "a", 3]})", "d.json"); },
+                    "d.json: variable 'y': y[2] is the string \"a\", but must be a number");
+  expect_data_error([] { parse_data(R"({"y": [[1, true]]})", "d.json"); },
+                    "d.json: variable 'y': y[1, 2] is a boolean, but must be a number");
+  expect_data_error([] { parse_data(R"({"y": null})", "d.json"); }, "d.json: variable 'y': y is null, but must be a number");
+  expect_data_error([] { parse_data(R"({"y": {"a": 1}})", "d.json"); },
+                    "d.json: variable 'y': y is an object, but must be a number");
+  expect_data_error([] { parse_data(R"([1, 2])", "d.json"); },
+                    "d.json: expected a JSON object of variable names to values at the top level, got an array");
+  expect_data_error([] { parse_data("{\"y\": " + std::string(40, '[') + std::string(40, ']') + "}", "d.json"); },
+                    "d.json: variable 'y' is nested too deeply (more than 32 dimensions)");
+}
+
+TEST(Data, InvalidJsonIsOneLine) {
+  try {
+    parse_data("{\"y\": [1, 2,]}", "d.json");
+    FAIL();
+  } catch (const DataError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.rfind("d.json: invalid JSON: parse error at line 1, column 13", 0), 0u) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos);
+  }
+}
+
+TEST(Data, ModelLevelDataErrors) {
+  const std::string head = "object A : 1\nprogram p : A -> A\n";
+  expect_data_error(
+      [&] { ProgramModel(parse_program(head + "    data sigma\n    return sigma\noutput p\n"), parse_data("{}", "d.json")); },
+      "d.json: missing variable 'sigma' (declared by 'data sigma' at line 3)");
+  expect_data_error(
+      [&] {
+        ProgramModel(parse_program(head + "    theta[J] <- Normal(0.0, 1.0)\n    return theta\noutput p\n"),
+                     parse_data("{}", "d.json"));
+      },
+      "d.json: missing variable 'J' (a size of 'theta' at line 3)");
+  expect_data_error(
+      [&] {
+        ProgramModel(parse_program(head + "    theta[J] <- Normal(0.0, 1.0)\n    return theta\noutput p\n"),
+                     parse_data(R"({"J": 2.5})", "d.json"));
+      },
+      "d.json: variable 'J' must be a positive integer (it is a size of 'theta' at line 3)");
+  expect_data_error(
+      [&] { ProgramModel(parse_program(kRegression), parse_data(R"({"x": [1, 2, 3], "y": [1, 2, 3, 4]})", "d.json")); },
+      "d.json: variable 'y' has 4 rows, but 'x' has 3 (observed arrays must agree in their number of rows N)");
+  expect_data_error(
+      [&] {
+        ProgramModel(parse_program(head + "    r <- Gamma(2.0, 1.0)\n    observe k ~ Poisson(r)\n    return k\noutput p\n"),
+                     parse_data(R"({"k": [0, 3, -1, 2]})", "d.json"));
+      },
+      "d.json: variable 'k': k[3] = -1 is outside the support of Poisson (integers 0, 1, 2, ...)");
+  expect_data_error(
+      [&] {
+        ProgramModel(parse_program(head + "    observe b ~ Bernoulli(0.3)\n    return b\noutput p\n"),
+                     parse_data(R"({"b": [[0, 1], [1, 1.5]]})", "d.json"));
+      },
+      "d.json: variable 'b': b[2, 2] = 1.5 is outside the support of Bernoulli (integers 0, 1)");
+}
+
+void expect_program_error(const std::function<void()>& f, int line, int column, const std::string& message) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected " << message;
+  } catch (const ProgramError& e) {
+    EXPECT_EQ(e.message(), message);
+    EXPECT_EQ(e.line(), line);
+    EXPECT_EQ(e.column(), column);
+  }
+}
+
+TEST(ProgramModel, ProgramErrorsFoundBeforeAnyFit) {
+  const std::string head = "object A : 1\nprogram p : A -> A\n";
+  expect_program_error(
+      [&] { ProgramModel(parse_program(head + "    observe y ~ Normal(0.0, 1.0)\n    return y\noutput p\n"), Data("d.json")); },
+      3, 13, "observe site 'y' has no data (expected a variable 'y' in d.json)");
+  expect_program_error(
+      [&] { ProgramModel(parse_program(head + "    mu <- Normal(0.0, -1.0)\n    return mu\noutput p\n"), Data("d.json")); },
+      3, 11, "Normal: scale is -1, but must be positive!");
+  expect_program_error(
+      [&] {
+        ProgramModel(parse_program(head + "    a <- Exponential(1.0)\n    u <- Uniform(0.0, a)\n    return u\noutput p\n"),
+                     Data("d.json"));
+      },
+      4, 10, "site 'u' cannot be a latent: the support of Uniform depends on arguments that are not constants");
+  Data data("d.json");
+  data.set("w", torch::ones({3}, torch::kDouble));
+  expect_program_error(
+      [&] {
+        ProgramModel(parse_program(head + "    data w\n    theta[2] <- Normal(w, 1.0)\n    return theta\noutput p\n"), data);
+      },
+      4, 5, "shape mismatch: 'theta' is declared [2], but its arguments have shape [3]");
+}
+
+TEST(ProgramModel, DiscreteLatentIsAnErrorNamingTheSite) {
+  ProgramModel model(parse_program("object A : 1\nprogram p : A -> A\n    k <- Poisson(3.0)\n    return k\noutput p\n"),
+                     Data());
+  ASSERT_EQ(model.sites().size(), 1u);
+  EXPECT_TRUE(model.sites()[0].discrete);
+  try {
+    LatentRegistry::from_model(model, model.observed_names());
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'k'"), std::string::npos) << e.what();
+  }
+}
+
+// ---- minibatches ---------------------------------------------------------------------
+
+TEST(Minibatch, ScaledEstimateIsUnbiased) {
+  Data data = regression_data(20, 5, 1.0, 2.0, 0.5);
+  ProgramModel model(parse_program(kRegression), data);
+  SiteValues values{{"sigma", torch::tensor({0.6, 1.1}, torch::kDouble)},
+                    {"beta_0", torch::tensor({0.8, 0.0}, torch::kDouble)},
+                    {"beta_1", torch::tensor({2.1, 1.0}, torch::kDouble)}};
+  const at::Tensor x = torch::zeros({2}, torch::kDouble);
+  const at::Tensor full = model.log_joint(x, values);
+  model.set_minibatch(5, at::detail::createCPUGenerator(11));
+  EXPECT_EQ(model.batch_size(), 5);
+  constexpr int M = 4000;
+  std::vector<at::Tensor> estimates;
+  for (int i = 0; i < M; ++i) estimates.push_back(model.log_joint(x, values));
+  const at::Tensor all = torch::stack(estimates);  // (M, 2)
+  const at::Tensor mean = all.mean(0), se = all.std(0) / std::sqrt(double(M));
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_GT(se[k].item<double>(), 0.0);  // the batches differ
+    EXPECT_NEAR(mean[k].item<double>(), full[k].item<double>(), 4 * se[k].item<double>()) << k;
+  }
+  // B == N restores the exact value.
+  model.set_minibatch(20, at::detail::createCPUGenerator(1));
+  EXPECT_TRUE(torch::allclose(model.log_joint(x, values), full));
+}
+
+TEST(Minibatch, OneBatchIsTheScaledSumOfItsRows) {
+  // With a single observed row-site, every minibatch value is prior + (N/B) * the
+  // likelihood of B distinct rows: check against all rows' terms.
+  const char* text = "object A : 1\nprogram p : A -> A\n    mu <- Normal(0.0, 1.0)\n    observe y ~ Normal(mu, 1.0)\n"
+                     "    return y\noutput p\n";
+  Data data;
+  data.set("y", torch::tensor({0.0, 1.0, 2.0, 3.0}, torch::kDouble));
+  ProgramModel model(parse_program(text), data);
+  model.set_minibatch(2, at::detail::createCPUGenerator(3));
+  SiteValues values{{"mu", torch::tensor({0.5}, torch::kDouble)}};
+  std::vector<double> terms;
+  for (double y : {0.0, 1.0, 2.0, 3.0}) terms.push_back(normal_lp(y, 0.5, 1.0));
+  for (int trial = 0; trial < 20; ++trial) {
+    const double v = model.log_joint(torch::zeros({1}, torch::kDouble), values).item<double>() - normal_lp(0.5, 0, 1);
+    bool matched = false;
+    for (int i = 0; i < 4; ++i)
+      for (int j = i + 1; j < 4; ++j) matched = matched || std::abs(v - 2.0 * (terms[i] + terms[j])) < 1e-10;
+    EXPECT_TRUE(matched) << v;
+  }
+}
+
+TEST(Minibatch, BadBatchSizesAndPerRowLatentsAreErrors) {
+  ProgramModel model(parse_program(kRegression), regression_data(10, 2, 0, 1, 1));
+  EXPECT_THROW(model.set_minibatch(0, at::detail::createCPUGenerator(1)), std::invalid_argument);
+  EXPECT_THROW(model.set_minibatch(11, at::detail::createCPUGenerator(1)), std::invalid_argument);
+  const char* text = "object A : 1\nprogram p : A -> A\n    x <- Normal(0.0, 1.0)\n    z <- Normal(x, 1.0)\n"
+                     "    observe y ~ Normal(z, 1.0)\n    return y\noutput p\n";
+  ProgramModel local(parse_program(text), regression_data(10, 2, 0, 1, 1));
+  ASSERT_EQ(local.sites()[1].name, "z");
+  EXPECT_TRUE(local.sites()[1].per_row);
+  EXPECT_EQ(local.sites()[1].shape, (std::vector<int64_t>{10}));
+  try {
+    local.set_minibatch(4, at::detail::createCPUGenerator(1));
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(),
+                 "set_minibatch: latent 'z' has one value per data row, so it cannot be subsampled (the guide draws "
+                 "all 10 rows of it while the log joint would see only the batch); use the full batch");
+  }
+  local.set_minibatch(10, at::detail::createCPUGenerator(1));  // the full batch is fine
+}
+
+// ---- fit ---------------------------------------------------------------------------------
+
+TEST(ProgramModel, FitRecoversTheRegressionParameters) {
+  const double b0 = 1.5, b1 = -2.0, sigma = 0.7;
+  ProgramModel model(parse_program(kRegression), regression_data(200, 17, b0, b1, sigma));
+  PluginManager manager(5);
+  manager.load("normal");
+  auto guide = manager.create("normal", model, model.observed_names(), {});
+  test::fit_adam(model, *guide, 16, {{1500, 0.05}, {1500, 0.005}});
+  auto summary = summarize(*guide, 20000);
+  ASSERT_EQ(summary.size(), 3u);
+  const std::map<std::string, double> truth = {{"sigma", sigma}, {"beta_0", b0}, {"beta_1", b1}};
+  for (const auto& s : summary) {
+    SCOPED_TRACE(s.name);
+    const double mean = s.mean.item<double>(), sd = s.sd.item<double>();
+    EXPECT_LT(sd, 0.1);
+    EXPECT_GT(sd, 0.01);
+    EXPECT_NEAR(mean, truth.at(s.name), 4 * sd);
+  }
+}
+
+}  // namespace
+}  // namespace vguide::model
