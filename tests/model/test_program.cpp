@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "vguide/model/program.hpp"
+#include "vguide/model/program_model.hpp"
+
+#include <ATen/ATen.h>
 
 namespace vguide::model {
 namespace {
@@ -151,6 +154,17 @@ std::vector<ErrorCase> error_cases() {
   };
 }
 
+void expect_error(const std::string& step_line, int line, int column, const std::string& message) {
+  try {
+    parse_program("object A : 1\nprogram p : A -> A\n    data g\n    a[3] <- Normal(0.0, 1.0)\n" + step_line + "output p\n");
+    ADD_FAILURE() << "no error";
+  } catch (const ProgramError& e) {
+    EXPECT_EQ(e.message(), message);
+    EXPECT_EQ(e.line(), line + 2);
+    EXPECT_EQ(e.column(), column);
+  }
+}
+
 TEST(Program, EachErrorHasItsMessageAndLocation) {
   for (const auto& c : error_cases()) {
     SCOPED_TRACE(c.what);
@@ -194,6 +208,17 @@ TEST(Program, ShapesAndDataStepsParse) {
   EXPECT_EQ(p.steps[2].shape[0].name, "School");
 }
 
+TEST(Program, IndexingParses) {
+  const ProgramFile file = parse_program(
+      "object A : 1\nprogram p : A -> A\n    data g\n    a[3] <- Normal(0.0, 1.0)\n    let b = a[g] * 2 + a[(g)][1]\n"
+      "    return b\noutput p\n");
+  const Expr& b = file.output_program().steps[2].value;
+  EXPECT_EQ(to_string(b), "((a[g] * 2.0) + a[g][1.0])");
+  EXPECT_EQ(b.args[0].args[0].kind, Expr::Kind::index);
+  EXPECT_EQ(b.args[0].args[0].loc.column, 14);
+  expect_error("    let b = a[g\n", 3, 16, "expected ']' to close the index, got end of line");
+}
+
 // ---- bounded fuzz run ---------------------------------------------------------------
 
 std::vector<std::string> seed_corpus() {
@@ -215,7 +240,7 @@ std::string mutate(std::string s, std::mt19937& rng) {
   static const std::vector<std::string> dictionary = {
       "(", ")", "<-", "->", "~", "=", "+", "-", "*", "/", ",", ":", "[", "]", "#", "\n", "    ", "  ", "\t",
       "Normal", "Normla", "draw ", "observe ", "let ", "return ", "output ", "program ", "object ", "data ",
-      "1e999", "0", "-1", "exp(", "sum(", "dot(", "x", "y", "(((((((", ")))))))", "\r", "\xff", std::string(1, '\0')};
+      "1e999", "0", "-1", "exp(", "sum(", "dot(", "x", "y", "(((((((", ")))))))", "[x]", "[J]", "[1]", "\r", "\xff", std::string(1, '\0')};
   const int edits = 1 + static_cast<int>(rng() % 2);
   for (int k = 0; k < edits; ++k) {
     const size_t pos = s.empty() ? 0 : rng() % (s.size() + 1);
@@ -250,7 +275,13 @@ TEST(Program, FuzzedProgramsParseOrFailCleanly) {
   const auto corpus = seed_corpus();
   for (const auto& text : corpus) ASSERT_NO_THROW(parse_program(text)) << text;
   std::mt19937 rng(20261125);
-  int parsed = 0, rejected = 0;
+  int parsed = 0, rejected = 0, built = 0;
+  Data data("fuzz.json");
+  data.set("x", at::tensor({0.5, -1.0, 2.0}, at::kDouble));
+  data.set("y", at::tensor({1.0, 2.0, 3.0}, at::kDouble));
+  data.set("w", at::tensor({1.0, 2.0, 3.0}, at::kDouble));
+  data.set("z", at::tensor({1.0, 0.0, 1.0}, at::kDouble));
+  data.set("J", at::scalar_tensor(int64_t{3}, at::kLong));
   constexpr int kInputs = 12000;
   for (int i = 0; i < kInputs; ++i) {
     std::string text = corpus[rng() % corpus.size()];
@@ -260,6 +291,13 @@ TEST(Program, FuzzedProgramsParseOrFailCleanly) {
       const ProgramFile file = parse_program(text, "fuzz.qvr");
       EXPECT_FALSE(file.output.empty());
       ++parsed;
+      // A parsed program binds to data or fails with a program or data error.
+      try {
+        ProgramModel model(file, data);
+        ++built;
+      } catch (const ProgramError&) {
+      } catch (const DataError&) {
+      }
     } catch (const ProgramError& e) {
       ++rejected;
       // Every rejection is located inside the text and formatted on three lines.
@@ -281,7 +319,8 @@ TEST(Program, FuzzedProgramsParseOrFailCleanly) {
   // accepts many mutated but valid programs.
   EXPECT_GT(parsed, kInputs / 100);
   EXPECT_GT(rejected, kInputs / 4);
-  std::cout << "[ fuzz     ] " << parsed << " parsed, " << rejected << " rejected\n";
+  EXPECT_GT(built, 0);
+  std::cout << "[ fuzz     ] " << parsed << " parsed, " << rejected << " rejected, " << built << " models built\n";
 }
 
 }  // namespace

@@ -155,6 +155,59 @@ TEST(ProgramModel, EightSchoolsExample) {
   EXPECT_NEAR(model.log_joint(torch::zeros({1}, torch::kDouble), values).item<double>(), expected, 1e-9);
 }
 
+void expect_program_error_at(const std::function<void()>& f, int line, int column, const std::string& message) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected " << message;
+  } catch (const ProgramError& e) {
+    EXPECT_EQ(e.message(), message);
+    EXPECT_EQ(e.line(), line);
+    EXPECT_EQ(e.column(), column);
+  }
+}
+
+const char* kHierarchical =
+    "object A : 1\nprogram hier : A -> A\n    data group\n    mu <- Normal(0.0, 5.0)\n    alpha[G] <- Normal(mu, 1.0)\n"
+    "    observe y ~ Normal(alpha[group], 0.5)\n    return y\noutput hier\n";
+
+Data hierarchical_data(const std::vector<int64_t>& group) {
+  Data data("h.json");
+  data.set("G", torch::tensor(int64_t{3}));
+  data.set("group", torch::tensor(group, torch::kLong));
+  data.set("y", torch::tensor({0.1, 1.2, -0.3, 0.9, 0.0}, torch::kDouble));
+  return data;
+}
+
+TEST(ProgramModel, IntegerIndexingIsOneBased) {
+  const std::vector<int64_t> group = {1, 3, 2, 3, 1};
+  ProgramModel model(parse_program(kHierarchical), hierarchical_data(group));
+  EXPECT_EQ(model.sites()[1].shape, (std::vector<int64_t>{3}));
+  const std::vector<double> alpha = {0.0, -0.5, 1.0}, y = {0.1, 1.2, -0.3, 0.9, 0.0};
+  SiteValues values{{"mu", torch::tensor({0.2}, torch::kDouble)}, {"alpha", torch::tensor(alpha, torch::kDouble).unsqueeze(0)}};
+  double expected = normal_lp(0.2, 0, 5);
+  for (double a : alpha) expected += normal_lp(a, 0.2, 1);
+  for (size_t i = 0; i < y.size(); ++i) expected += normal_lp(y[i], alpha[group[i] - 1], 0.5);
+  EXPECT_NEAR(model.log_joint(torch::zeros({1}, torch::kDouble), values).item<double>(), expected, 1e-10);
+  // Minibatches subsample the index with the rows.
+  model.set_minibatch(2, at::detail::createCPUGenerator(4));
+  const at::Tensor x = torch::zeros({1}, torch::kDouble);
+  double sum = 0;
+  constexpr int M = 3000;
+  std::vector<double> draws;
+  for (int i = 0; i < M; ++i) draws.push_back(model.log_joint(x, values).item<double>());
+  for (double d : draws) sum += d;
+  double var = 0;
+  for (double d : draws) var += (d - sum / M) * (d - sum / M);
+  EXPECT_NEAR(sum / M, expected, 4 * std::sqrt(var / (M - 1) / M));
+}
+
+TEST(ProgramModel, IndexOutOfRangeIsLocated) {
+  expect_program_error_at([] { ProgramModel(parse_program(kHierarchical, "h.qvr"), hierarchical_data({1, 4, 2, 3, 1})); },
+                          6, 30, "index out of range: group[2] is 4, but must be an integer in 1..3 (the size of alpha)");
+  expect_program_error_at([] { ProgramModel(parse_program(kHierarchical, "h.qvr"), hierarchical_data({1, 0, 2, 3, 1})); },
+                          6, 30, "index out of range: group[2] is 0, but must be an integer in 1..3 (the size of alpha)");
+}
+
 // ---- data ------------------------------------------------------------------------------
 
 TEST(Data, CmdStanJsonKeepsIntegersInteger) {

@@ -523,6 +523,17 @@ class Parser {
       if (!defined_.count(t.text)) fail_at(t, "unknown name '" + t.text + "'");
       e.kind = Expr::Kind::name;
       e.name = t.text;
+      while (is_symbol(peek(), "[")) {
+        const Token open = next();
+        check_depth(depth + 1, open);
+        Expr indexed;
+        indexed.kind = Expr::Kind::index;
+        indexed.loc = {line_, open.column};
+        indexed.args.push_back(std::move(e));
+        indexed.args.push_back(parse_expr(depth + 1));
+        expect_symbol("]", "to close the index");
+        e = std::move(indexed);
+      }
       return e;
     }
     fail_at(t, "expected an expression (a number, a name, a call or '('), got " + describe(t));
@@ -571,6 +582,7 @@ std::string to_string(const Expr& e) {
     case Expr::Kind::name: return e.name;
     case Expr::Kind::negate: return "-" + to_string(e.args[0]);
     case Expr::Kind::binary: return "(" + to_string(e.args[0]) + " " + e.op + " " + to_string(e.args[1]) + ")";
+    case Expr::Kind::index: return to_string(e.args[0]) + "[" + to_string(e.args[1]) + "]";
     case Expr::Kind::call: {
       std::string s = e.name + "(";
       for (size_t i = 0; i < e.args.size(); ++i) s += (i ? ", " : "") + to_string(e.args[i]);

@@ -55,6 +55,12 @@ at::Tensor pad(const at::Tensor& t, int64_t k) {
 /// Sum over every dim but the particle dim: (S or 1, ...) -> (S or 1).
 at::Tensor sum_own(const at::Tensor& t) { return t.dim() <= 1 ? t : t.flatten(1).sum(1); }
 
+/// An evaluation error at a known place in the source.
+struct LocatedError : std::invalid_argument {
+  LocatedError(const SourceLoc& where, const std::string& what) : std::invalid_argument(what), loc(where) {}
+  SourceLoc loc;
+};
+
 std::string shape_text(at::IntArrayRef shape) {
   return shape_to_string(std::vector<int64_t>(shape.begin(), shape.end()));
 }
@@ -83,6 +89,7 @@ struct Context {
   at::TensorOptions opts;
   int64_t S = 1;
   at::Tensor index;  // minibatch rows, undefined for the full data
+  bool check_indices = false;  // range-check integer indices (once, at construction)
   std::map<std::string, Value> env;
 };
 
@@ -118,13 +125,39 @@ Value eval(const Expr& e, Context& ctx) {
         default: return combine(a, b, x / y);
       }
     }
+    case Expr::Kind::index: {
+      const Value base = eval(e.args[0], ctx), idx = eval(e.args[1], ctx);
+      if (base.t.dim() < 2)
+        throw LocatedError(e.loc, "cannot index '" + to_string(e.args[0]) + "': it is a scalar");
+      if (idx.latent)
+        throw LocatedError(e.args[1].loc, "the index " + to_string(e.args[1]) + " depends on a latent; indices must be data");
+      const at::Tensor own = idx.t.select(0, 0);
+      const at::Tensor pos = own.to(at::kLong);
+      const int64_t size = base.t.size(1);
+      if (ctx.check_indices) {
+        const at::Tensor ok = (pos.to(own.scalar_type()) == own).logical_and(pos >= 1).logical_and(pos <= size);
+        if (!ok.all().item<bool>()) {
+          const int64_t flat = ok.logical_not().reshape({-1}).nonzero()[0][0].item<int64_t>();
+          std::ostringstream msg;
+          msg << "index out of range: " << element_name(to_string(e.args[1]), own.sizes(), flat) << " is "
+              << own.reshape({-1})[flat].item<double>() << ", but must be an integer in 1.." << size << " (the size of "
+              << to_string(e.args[0]) << ")";
+          throw LocatedError(e.args[1].loc, msg.str());
+        }
+      }
+      std::vector<int64_t> shape{base.t.size(0)};
+      shape.insert(shape.end(), own.sizes().begin(), own.sizes().end());
+      shape.insert(shape.end(), base.t.sizes().begin() + 2, base.t.sizes().end());
+      at::Tensor out = base.t.index_select(1, pos.reshape({-1}) - 1).reshape(shape);
+      return {out, base.rows || idx.rows, base.latent};
+    }
     case Expr::Kind::call: {
       if (e.args.size() == 2) {
         const Value a = eval(e.args[0], ctx), b = eval(e.args[1], ctx);
         auto [x, y] = align(a.t, b.t);
         if (e.name == "pow") return combine(a, b, at::pow(x, y));
         // dot
-        if (x.dim() < 2) throw std::invalid_argument("dot: expects vectors, got two scalars");
+        if (x.dim() < 2) throw LocatedError(e.loc, "dot expects vectors, got two scalars");
         return combine(a, b, (x * y).sum(-1));
       }
       Value v = eval(e.args[0], ctx);
@@ -214,6 +247,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
   // arguments and the support of every observation are checked here, once.
   Context ctx;
   ctx.opts = at::TensorOptions().dtype(at::kDouble);
+  ctx.check_indices = true;
   at::Generator gen = at::detail::createCPUGenerator(0);
   for (const auto& step : program_->steps) {
     StepPlan sp;
@@ -338,6 +372,8 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
       throw;
     } catch (const DataError&) {
       throw;
+    } catch (const LocatedError& e) {
+      throw ProgramError(file_, e.loc, e.what());
     } catch (const c10::Error& e) {
       throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what_without_backtrace());
     } catch (const std::invalid_argument& e) {

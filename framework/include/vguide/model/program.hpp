@@ -33,6 +33,7 @@ struct Expr {
     negate,  ///< -args[0]
     binary,  ///< args[0] op args[1], op one of + - * /
     call,    ///< name(args...), name a function of `expression_functions()`
+    index,   ///< args[0][args[1]] (extension): 1-based integer indexing of the first dim
   };
   Kind kind = Kind::number;
   double value = 0.0;
