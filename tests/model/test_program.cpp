@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <iostream>
 #include <random>
 #include <string>
@@ -321,6 +322,64 @@ TEST(Program, FuzzedProgramsParseOrFailCleanly) {
   EXPECT_GT(rejected, kInputs / 4);
   EXPECT_GT(built, 0);
   std::cout << "[ fuzz     ] " << parsed << " parsed, " << rejected << " rejected, " << built << " models built\n";
+}
+
+// Token-level mutations keep most programs parseable, so that the model builder
+// sees many valid programs with odd families, arguments and names.
+std::string mutate_token(const std::string& s, std::mt19937& rng) {
+  static const std::vector<std::string> words = {
+      "Normal", "HalfNormal", "Gamma", "Beta", "Poisson", "Bernoulli", "Dirichlet", "Categorical",
+      "MultivariateNormal", "Wishart", "LKJCholesky", "Uniform", "Exponential", "StudentT", "Binomial",
+      "TruncatedNormal", "Pareto", "0", "-1", "1e-30", "2.5", "1e300", "3", "x", "y", "w", "z", "J", "mu",
+      "sum", "dot", "exp", "log", "sqrt", "pow"};
+  std::vector<std::pair<size_t, size_t>> spans;  // identifiers and numbers
+  for (size_t i = 0; i < s.size();) {
+    if (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' || s[i] == '.') {
+      size_t j = i;
+      while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_' || s[j] == '.')) ++j;
+      spans.emplace_back(i, j - i);
+      i = j;
+    } else {
+      ++i;
+    }
+  }
+  if (spans.empty()) return s;
+  const auto [pos, len] = spans[rng() % spans.size()];
+  std::string out = s;
+  out.replace(pos, len, words[rng() % words.size()]);
+  return out;
+}
+
+TEST(Program, TokenMutatedProgramsBindOrFailCleanly) {
+  const auto corpus = seed_corpus();
+  std::mt19937 rng(7);
+  Data data("fuzz.json");
+  data.set("x", at::tensor({0.5, -1.0, 2.0}, at::kDouble));
+  data.set("y", at::tensor({1.0, 2.0, 3.0}, at::kDouble));
+  data.set("w", at::tensor({1.0, 2.0, 3.0}, at::kDouble));
+  data.set("z", at::tensor({1.0, 0.0, 1.0}, at::kDouble));
+  data.set("J", at::scalar_tensor(int64_t{3}, at::kLong));
+  int built = 0, rejected = 0;
+  constexpr int kInputs = 3000;
+  for (int i = 0; i < kInputs; ++i) {
+    std::string text = corpus[rng() % corpus.size()];
+    const int rounds = 1 + static_cast<int>(rng() % 2);
+    for (int r = 0; r < rounds; ++r) text = mutate_token(text, rng);
+    try {
+      ProgramModel model(parse_program(text, "fuzz.qvr"), data);
+      ++built;
+    } catch (const ProgramError&) {
+      ++rejected;
+    } catch (const DataError&) {
+      ++rejected;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "unexpected exception " << e.what() << " for input:\n" << text;
+    }
+  }
+  EXPECT_EQ(built + rejected, kInputs);
+  EXPECT_GT(built, kInputs / 50);
+  EXPECT_GT(rejected, kInputs / 10);
+  std::cout << "[ fuzz     ] " << built << " models built, " << rejected << " rejected\n";
 }
 
 }  // namespace

@@ -190,8 +190,16 @@ std::shared_ptr<Distribution> build_dist(const StepPlan& sp, Context& ctx, int64
     const Value v = eval(sp.step->args[i], ctx);
     if (rows) *rows = *rows || v.rows;
     if (latent) *latent = *latent || v.latent;
+    const int64_t er = sp.ranks.params[i];
+    if (v.t.dim() - er < 1) {
+      const FamilyDoc* doc = find_family(sp.step->family);
+      const std::string param = doc && i < doc->params.size() ? doc->params[i] : "argument " + std::to_string(i + 1);
+      throw LocatedError(sp.step->args[i].loc, sp.step->family + ": " + param + " must be " +
+                                                   (er == 1 ? "a vector" : "a matrix") + ", got " +
+                                                   (v.t.dim() <= 1 ? std::string("a scalar") : "shape " + shape_text(v.t.sizes().slice(1))));
+    }
     args.push_back(v.t);
-    R = std::max(R, v.t.dim() - sp.ranks.params[i]);
+    R = std::max(R, v.t.dim() - er);
   }
   for (size_t i = 0; i < args.size(); ++i) {
     const int64_t br = args[i].dim() - sp.ranks.params[i];
@@ -337,6 +345,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
                                  "site '" + step.name + "' cannot be a latent: the support of " + step.family +
                                      " depends on arguments that are not constants");
             std::vector<int64_t> batch = dist->batch_shape();
+            if (batch.empty()) throw LocatedError(step.family_loc, step.family + ": its arguments have no particle dim");
             batch.erase(batch.begin());
             const std::vector<int64_t> event = dist->event_shape();
             at::Tensor placeholder = dist->sample({}, gen).to(ctx.opts);
