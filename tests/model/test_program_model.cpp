@@ -117,7 +117,7 @@ TEST(ProgramModel, FunctionsAndShapedLatents) {
       "object A : 1\nprogram f : A -> A\n    data w\n    a <- Normal(0.0, 1.0)\n    theta[J] <- Normal(a, 2.0)\n"
       "    let e = exp(a) + log(2.0) + sigmoid(a) + softplus(a) + abs(-a) + sqrt(4.0) + log1p(a * a) + expm1(a)"
       " + tanh(a) + logit(0.25) + inv_logit(a) + pow(a, 2.0)\n"
-      "    let d = dot(theta, w) + sum(theta)\n    return d\noutput f\n";
+      "    let d = dot(theta, w) + sum(theta)\n    let l = log_sum_exp(theta)\n    return d\noutput f\n";
   Data data;
   data.set("J", torch::tensor(int64_t{3}));
   data.set("w", torch::tensor({1.0, 2.0, -1.0}, torch::kDouble));
@@ -131,6 +131,7 @@ TEST(ProgramModel, FunctionsAndShapedLatents) {
                    std::log1p(a * a) + std::expm1(a) + std::tanh(a) + std::log(0.25 / 0.75) + 1 / (1 + std::exp(-a)) + a * a;
   EXPECT_NEAR(all.at("e").item<double>(), e, 1e-12);
   EXPECT_NEAR(all.at("d").item<double>(), (0.5 - 2.0 - 2.0) + 1.5, 1e-12);
+  EXPECT_NEAR(all.at("l").item<double>(), std::log(std::exp(0.5) + std::exp(-1.0) + std::exp(2.0)), 1e-12);
   at::Tensor lj = model.log_joint(torch::zeros({1}, torch::kDouble), values);
   EXPECT_NEAR(lj.item<double>(), normal_lp(a, 0, 1) + normal_lp(0.5, a, 2) + normal_lp(-1, a, 2) + normal_lp(2, a, 2), 1e-12);
 }
@@ -155,6 +156,17 @@ TEST(ProgramModel, EightSchoolsExample) {
   EXPECT_NEAR(model.log_joint(torch::zeros({1}, torch::kDouble), values).item<double>(), expected, 1e-9);
 }
 
+void expect_data_error_at(const std::function<void()>& f, const std::string& suffix) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected " << suffix;
+  } catch (const DataError& e) {
+    const std::string what = e.what();
+    EXPECT_GE(what.size(), suffix.size());
+    EXPECT_EQ(what.substr(what.size() - std::min(what.size(), suffix.size())), suffix) << what;
+  }
+}
+
 void expect_program_error_at(const std::function<void()>& f, int line, int column, const std::string& message) {
   try {
     f();
@@ -164,6 +176,63 @@ void expect_program_error_at(const std::function<void()>& f, int line, int colum
     EXPECT_EQ(e.line(), line);
     EXPECT_EQ(e.column(), column);
   }
+}
+
+TEST(ProgramModel, LogisticRegressionExample) {
+  const Data data = load_data(VGUIDE_TEST_EXAMPLES_DIR "/models/logistic_regression.json");
+  ProgramModel model(load_program(VGUIDE_TEST_EXAMPLES_DIR "/models/logistic_regression.qvr"), data);
+  EXPECT_EQ(model.latent_names(), (std::vector<std::string>{"alpha", "beta"}));
+  EXPECT_EQ(model.sites()[1].shape, (std::vector<int64_t>{3}));
+  EXPECT_FALSE(model.sites()[1].per_row);
+  EXPECT_EQ(model.num_rows(), 60);
+  const at::Tensor X = data.get("X"), y = data.get("y");
+  ASSERT_EQ(X.scalar_type(), at::kDouble);
+  ASSERT_EQ(y.scalar_type(), at::kLong);
+  const double a = -0.3;
+  const std::vector<double> b = {0.7, -1.5, 0.2};
+  SiteValues values{{"alpha", torch::tensor({a}, torch::kDouble)}, {"beta", torch::tensor(b, torch::kDouble).unsqueeze(0)}};
+  double expected = normal_lp(a, 0, 5);
+  for (double bp : b) expected += normal_lp(bp, 0, 2.5);
+  for (int64_t n = 0; n < 60; ++n) {
+    double eta = a;
+    for (int64_t p = 0; p < 3; ++p) eta += X[n][p].item<double>() * b[p];
+    expected += y[n].item<int64_t>() * eta - std::log1p(std::exp(eta));
+  }
+  EXPECT_NEAR(model.log_joint(torch::zeros({1}, torch::kDouble), values).item<double>(), expected, 1e-9);
+  // Declared data shapes are checked.
+  Data bad = data;
+  bad.set("P", torch::tensor(int64_t{2}));
+  expect_data_error_at([&] { ProgramModel(load_program(VGUIDE_TEST_EXAMPLES_DIR "/models/logistic_regression.qvr"), bad); },
+                       "variable 'X' has shape [60, 3], but the program declares [60, 2]");
+}
+
+TEST(ProgramModel, HierarchicalExampleFitRecoversTheSlope) {
+  ProgramModel model(load_program(VGUIDE_TEST_EXAMPLES_DIR "/models/hierarchical.qvr"),
+                     load_data(VGUIDE_TEST_EXAMPLES_DIR "/models/hierarchical.json"));
+  EXPECT_EQ(model.latent_names(), (std::vector<std::string>{"mu", "tau", "alpha_raw", "beta", "sigma"}));
+  // alpha_raw has G = 4 values, not one per row: the model can be subsampled.
+  EXPECT_NO_THROW(model.set_minibatch(12, at::detail::createCPUGenerator(1)));
+  model.set_minibatch(48, at::detail::createCPUGenerator(1));
+  PluginManager manager(9);
+  manager.load("normal");
+  auto guide = manager.create("normal", model, model.observed_names(), {});
+  test::fit_adam(model, *guide, 16, {{2000, 0.05}, {1000, 0.005}});
+  auto summary = summarize(*guide, 20000);
+  for (const auto& s : summary) {
+    if (s.name == "beta") {
+      EXPECT_NEAR(s.mean.item<double>(), 0.8, 4 * s.sd.item<double>() + 0.05);
+      EXPECT_LT(s.sd.item<double>(), 0.2);
+    }
+    if (s.name == "sigma") {
+      EXPECT_NEAR(s.mean.item<double>(), 0.5, 4 * s.sd.item<double>() + 0.05);
+    }
+  }
+  // The group intercepts alpha = mu + tau * alpha_raw, evaluated at the posterior means.
+  SiteValues means;
+  for (const auto& s : summary) means[s.name] = s.mean.to(torch::kDouble).unsqueeze(0);
+  const at::Tensor alpha = model.evaluate(torch::zeros({1}, torch::kDouble), means).at("alpha")[0];
+  const std::vector<double> truth = {-1.0, 0.0, 0.5, 2.0};
+  for (int g = 0; g < 4; ++g) EXPECT_NEAR(alpha[g].item<double>(), truth[g], 0.5) << g;
 }
 
 const char* kHierarchical =

@@ -46,7 +46,7 @@ const std::map<std::string, int>& expression_functions() {
   static const std::map<std::string, int> functions = {
       {"exp", 1},   {"log", 1},   {"sigmoid", 1}, {"softplus", 1},  {"abs", 1}, {"sqrt", 1},
       {"log1p", 1}, {"expm1", 1}, {"tanh", 1},    {"logit", 1},     {"inv_logit", 1},
-      {"sum", 1},   {"pow", 2},   {"dot", 2},
+      {"sum", 1},   {"log_sum_exp", 1}, {"pow", 2},   {"dot", 2},
   };
   return functions;
 }
@@ -358,10 +358,11 @@ class Parser {
     } else if (keyword_form && head.text == "data") {
       next();
       const Token name = expect_ident("a data name");
-      expect_end();
       step.kind = Step::Kind::data;
       step.name = name.text;
       step.name_loc = {line_, name.column};
+      if (is_symbol(peek(), "[")) parse_shape(step);
+      expect_end();
       define(name, false);
     } else if (head.type == Token::Type::ident && (is_symbol(peek(1), "<-") || is_symbol(peek(1), "["))) {
       next();
@@ -614,7 +615,7 @@ std::string to_string(const Program& p) {
       case Step::Kind::observe: s << "observe " << step.name << " ~ " << call(); break;
       case Step::Kind::let: s << "let " << step.name << " = " << to_string(step.value); break;
       case Step::Kind::ret: s << "return " << step.name; break;
-      case Step::Kind::data: s << "data " << step.name; break;
+      case Step::Kind::data: s << "data " << step.name << shape(); break;
     }
     s << "\n";
   }

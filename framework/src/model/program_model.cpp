@@ -173,6 +173,10 @@ Value eval(const Expr& e, Context& ctx) {
       else if (f == "tanh") v.t = at::tanh(v.t);
       else if (f == "logit") v.t = at::log(v.t) - at::log1p(-v.t);
       else if (f == "sum") v.t = sum_own(v.t);
+      else if (f == "log_sum_exp") {
+        if (v.t.dim() < 2) throw LocatedError(e.loc, "log_sum_exp expects a vector, got a scalar");
+        v.t = at::logsumexp(v.t, {-1});
+      }
       else throw std::logic_error("unknown function " + f);
       return v;
     }
@@ -257,6 +261,27 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
   ctx.opts = at::TensorOptions().dtype(at::kDouble);
   ctx.check_indices = true;
   at::Generator gen = at::detail::createCPUGenerator(0);
+  // Declared sizes: literals, objects, or positive integer scalars of the data.
+  auto resolve_shape = [&](const Step& step) {
+    std::vector<int64_t> shape;
+    for (const auto& dim : step.shape) {
+      if (dim.name.empty()) {
+        shape.push_back(dim.size);
+        continue;
+      }
+      auto obj = file_.objects.find(dim.name);
+      if (obj != file_.objects.end()) {
+        shape.push_back(obj->second);
+        continue;
+      }
+      const std::string where = "a size of '" + step.name + "' at line " + std::to_string(dim.loc.line);
+      const at::Tensor& size = data_.get(dim.name, where);
+      if (size.dim() != 0 || at::isFloatingType(size.scalar_type()) || size.item<int64_t>() < 1)
+        data_.fail(dim.name, " must be a positive integer (it is " + where + ")");
+      shape.push_back(size.item<int64_t>());
+    }
+    return shape;
+  };
   for (const auto& step : program_->steps) {
     StepPlan sp;
     sp.step = &step;
@@ -271,6 +296,10 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
         case Step::Kind::data: {
           sp.role = StepPlan::Role::data;
           sp.data = data_.get(step.name, "declared by 'data " + step.name + "' at line " + std::to_string(step.loc.line));
+          const std::vector<int64_t> declared = resolve_shape(step);
+          if (!step.shape.empty() && sp.data.sizes().vec() != declared)
+            data_.fail(step.name, " has shape " + shape_text(sp.data.sizes()) + ", but the program declares " +
+                                      shape_to_string(declared));
           sp.row_data = sp.data.dim() >= 1 && num_rows_ > 0 && sp.data.size(0) == num_rows_;
           ctx.env[step.name] = data_value(sp, ctx);
           break;
@@ -278,23 +307,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
         case Step::Kind::draw:
         case Step::Kind::observe: {
           sp.ranks = event_ranks(step.family, step.args.size());
-          for (const auto& dim : step.shape) {
-            if (!dim.name.empty()) {
-              auto obj = file_.objects.find(dim.name);
-              if (obj != file_.objects.end()) {
-                sp.declared.push_back(obj->second);
-                continue;
-              }
-              const at::Tensor& size =
-                  data_.get(dim.name, "a size of '" + step.name + "' at line " + std::to_string(dim.loc.line));
-              if (size.dim() != 0 || at::isFloatingType(size.scalar_type()) || size.item<int64_t>() < 1)
-                data_.fail(dim.name, " must be a positive integer (it is a size of '" + step.name + "' at line " +
-                                         std::to_string(dim.loc.line) + ")");
-              sp.declared.push_back(size.item<int64_t>());
-            } else {
-              sp.declared.push_back(dim.size);
-            }
-          }
+          sp.declared = resolve_shape(step);
           if (data_.contains(step.name)) {
             sp.role = StepPlan::Role::observed;
             sp.data = data_.get(step.name);

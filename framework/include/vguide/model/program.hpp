@@ -57,13 +57,13 @@ struct Step {
     observe,  ///< `observe v ~ F(args)`: a sample site that must have data
     let,      ///< `let v = expr`
     ret,      ///< `return v`
-    data,     ///< `data v` (extension): a value bound from the data, not a site
+    data,     ///< `data v` or `data v[N, P]` (extension): a value bound from the data, not a site
   };
   Kind kind = Kind::draw;
   std::string name;
   std::string family;      ///< draw / observe
   std::vector<Expr> args;  ///< draw / observe: the family's arguments
-  std::vector<Dim> shape;  ///< draw (extension `v[J] <- F(..)`): declared shape
+  std::vector<Dim> shape;  ///< draw (`v[J] <- F(..)`) and data (`data X[N, P]`), extensions: declared shape
   Expr value;              ///< let
   SourceLoc loc;           ///< start of the step
   SourceLoc name_loc;      ///< the defined or returned name
