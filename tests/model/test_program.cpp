@@ -142,8 +142,9 @@ std::vector<ErrorCase> error_cases() {
        "expected a step ('NAME <- Family(...)', 'draw', 'observe', 'let', 'return' or 'data'), got 'mu'"},
       {"trailing tokens", kHead + "    mu <- Normal(0.0, 1.0) 2.0\noutput p\n", 3, 28,
        "expected end of line, got number '2.0'"},
-      {"missing tilde", kHead + "    observe y <- Normal(0.0, 1.0)\noutput p\n", 3, 15,
-       "expected '~' after the site name, got '<-'"},
+      {"missing tilde", kHead + "    observe y = Normal(0.0, 1.0)\noutput p\n", 3, 15,
+       "expected '~' or '<-' after the site name, got '='"},
+      {"unknown object annotation", kHead + "    mu : B <- Normal(0.0, 1.0)\noutput p\n", 3, 10, "unknown object 'B'"},
       {"unexpected character", kHead + "    mu <- Normal(0.0, 1.0) @\noutput p\n", 3, 28, "unexpected character '@'"},
       {"number out of range", kHead + "    mu <- Normal(1e999, 1.0)\noutput p\n", 3, 18, "number '1e999' is out of range"},
       {"missing expression", kHead + "    let m = 1.0 +\noutput p\n", 3, 18,
@@ -207,6 +208,22 @@ TEST(Program, ShapesAndDataStepsParse) {
   EXPECT_EQ(p.steps[1].shape[0].name, "J");
   EXPECT_EQ(p.steps[1].shape[1].size, 2);
   EXPECT_EQ(p.steps[2].shape[0].name, "School");
+}
+
+TEST(Program, ObjectAnnotationsDeclareShapes) {
+  // quivers writes a plate over an object as `v : Obj <- F(..)`.
+  const ProgramFile file = parse_program(
+      "object Obs : 30\nprogram normal_normal : Obs -> Obs\n    mu <- Normal(0.0, 1.0)\n"
+      "    v : Obs <- Normal(mu, 1.0)\n    observe y : Obs <- Normal(mu, 1.0)\n    draw z : Obs ~ Normal(0.0, 1.0)\n"
+      "    return mu\noutput normal_normal\n");
+  const Program& p = file.output_program();
+  ASSERT_EQ(p.steps.size(), 5u);
+  for (int i : {1, 2, 3}) {
+    ASSERT_EQ(p.steps[i].shape.size(), 1u) << i;
+    EXPECT_EQ(p.steps[i].shape[0].name, "Obs");
+  }
+  EXPECT_EQ(p.steps[2].kind, Step::Kind::observe);
+  EXPECT_EQ(p.steps[3].kind, Step::Kind::draw);
 }
 
 TEST(Program, IndexingParses) {

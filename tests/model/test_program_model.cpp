@@ -235,6 +235,23 @@ TEST(ProgramModel, HierarchicalExampleFitRecoversTheSlope) {
   for (int g = 0; g < 4; ++g) EXPECT_NEAR(alpha[g].item<double>(), truth[g], 0.5) << g;
 }
 
+TEST(ProgramModel, ObjectAnnotatedObservationChecksItsShape) {
+  const char* text = "object Obs : 4\nprogram nn : Obs -> Obs\n    mu <- Normal(0.0, 1.0)\n"
+                     "    observe y : Obs <- Normal(mu, 1.0)\n    return mu\noutput nn\n";
+  const ProgramFile file = parse_program(text);
+  // The printed program keeps the annotation (as a declared shape).
+  EXPECT_NE(to_string(file.output_program()).find("observe y[Obs] ~ Normal(mu, 1.0)"), std::string::npos);
+  ProgramModel model(file, parse_data(R"({"y": [0.5, 1.0, 1.5, 2.0]})", "d.json"));
+  EXPECT_EQ(model.sites()[1].shape, (std::vector<int64_t>{4}));
+  const double m = 0.25;
+  double expected = normal_lp(m, 0, 1);
+  for (double y : {0.5, 1.0, 1.5, 2.0}) expected += normal_lp(y, m, 1);
+  EXPECT_NEAR(model.log_joint(torch::zeros({1}, torch::kDouble), {{"mu", torch::tensor({m}, torch::kDouble)}}).item<double>(),
+              expected, 1e-10);
+  expect_data_error_at([&] { ProgramModel(file, parse_data(R"({"y": [0.5, 1.0, 1.5]})", "d.json")); },
+                       "d.json: variable 'y' has shape [3], but the program declares [4]");
+}
+
 const char* kHierarchical =
     "object A : 1\nprogram hier : A -> A\n    data group\n    mu <- Normal(0.0, 5.0)\n    alpha[G] <- Normal(mu, 1.0)\n"
     "    observe y ~ Normal(alpha[group], 0.5)\n    return y\noutput hier\n";

@@ -326,15 +326,18 @@ class Parser {
     Step step;
     const Token head = peek();
     step.loc = {line_, head.column};
-    const bool keyword_form = head.type == Token::Type::ident && !is_symbol(peek(1), "<-") && !is_symbol(peek(1), "[");
+    const bool keyword_form = head.type == Token::Type::ident && !is_symbol(peek(1), "<-") && !is_symbol(peek(1), "[") &&
+                              !is_symbol(peek(1), ":");
     if (keyword_form && (head.text == "draw" || head.text == "observe")) {
       next();
       step.kind = head.text == "draw" ? Step::Kind::draw : Step::Kind::observe;
       const Token name = expect_ident("a site name");
       step.name = name.text;
       step.name_loc = {line_, name.column};
-      if (step.kind == Step::Kind::draw && is_symbol(peek(), "[")) parse_shape(step);
-      expect_symbol("~", "after the site name");
+      parse_site_shape(step);
+      if (!is_symbol(peek(), "~") && !is_symbol(peek(), "<-"))
+        fail_at(peek(), "expected '~' or '<-' after the site name, got " + describe(peek()));
+      next();
       parse_family_call(step);
       define(name, true);
     } else if (keyword_form && head.text == "let") {
@@ -364,12 +367,13 @@ class Parser {
       if (is_symbol(peek(), "[")) parse_shape(step);
       expect_end();
       define(name, false);
-    } else if (head.type == Token::Type::ident && (is_symbol(peek(1), "<-") || is_symbol(peek(1), "["))) {
+    } else if (head.type == Token::Type::ident &&
+               (is_symbol(peek(1), "<-") || is_symbol(peek(1), "[") || is_symbol(peek(1), ":"))) {
       next();
       step.kind = Step::Kind::draw;
       step.name = head.text;
       step.name_loc = {line_, head.column};
-      if (is_symbol(peek(), "[")) parse_shape(step);
+      parse_site_shape(step);
       expect_symbol("<-", "after the site name");
       parse_family_call(step);
       define(head, true);
@@ -378,6 +382,21 @@ class Parser {
                         describe(head));
     }
     program.steps.push_back(std::move(step));
+  }
+
+  // `v[J, 2]` (ours) or `v : Obj` (quivers: one dim, the object's size).
+  void parse_site_shape(Step& step) {
+    if (is_symbol(peek(), "[")) {
+      parse_shape(step);
+    } else if (is_symbol(peek(), ":")) {
+      next();
+      const Token object = expect_ident("an object after ':'");
+      if (!file_.objects.count(object.text)) fail_at(object, "unknown object '" + object.text + "'");
+      Dim d;
+      d.name = object.text;
+      d.loc = {line_, object.column};
+      step.shape.push_back(std::move(d));
+    }
   }
 
   void parse_shape(Step& step) {
@@ -612,7 +631,7 @@ std::string to_string(const Program& p) {
     };
     switch (step.kind) {
       case Step::Kind::draw: s << "draw " << step.name << shape() << " ~ " << call(); break;
-      case Step::Kind::observe: s << "observe " << step.name << " ~ " << call(); break;
+      case Step::Kind::observe: s << "observe " << step.name << shape() << " ~ " << call(); break;
       case Step::Kind::let: s << "let " << step.name << " = " << to_string(step.value); break;
       case Step::Kind::ret: s << "return " << step.name; break;
       case Step::Kind::data: s << "data " << step.name << shape(); break;
