@@ -112,6 +112,49 @@ TEST(ProgramModel, RegressionLogJointAndLetValues) {
   EXPECT_NEAR(all.at("mu")[1][4].item<double>(), -0.4 + 2.0 * x[4].item<double>(), 1e-12);
 }
 
+TEST(ProgramModel, LogJointGradientMatchesFiniteDifferences) {
+  ProgramModel model(parse_program(kRegression), regression_data(8, 4, 0.5, 1.0, 0.8));
+  const std::vector<std::string> names = {"sigma", "beta_0", "beta_1"};
+  const std::vector<double> point = {0.9, 0.3, 0.7};
+  SiteValues values;
+  for (size_t i = 0; i < names.size(); ++i)
+    values[names[i]] = torch::tensor({point[i]}, torch::dtype(torch::kDouble).requires_grad(true));
+  const at::Tensor x = torch::zeros({1}, torch::kDouble);
+  model.log_joint(x, values).sum().backward();
+  for (size_t i = 0; i < names.size(); ++i) {
+    auto at_shift = [&](double h) {
+      SiteValues v;
+      for (size_t j = 0; j < names.size(); ++j) v[names[j]] = torch::tensor({point[j] + (i == j ? h : 0.0)}, torch::kDouble);
+      return model.log_joint(x, v).item<double>();
+    };
+    const double h = 1e-6, fd = (at_shift(h) - at_shift(-h)) / (2 * h);
+    EXPECT_NEAR(values[names[i]].grad().item<double>(), fd, 1e-5 * std::max(1.0, std::abs(fd))) << names[i];
+  }
+}
+
+TEST(ProgramModel, LogJointNamesAMissingOrMisshapenLatent) {
+  ProgramModel model(parse_program(kRegression), regression_data(5, 4, 0.5, 1.0, 0.8));
+  const at::Tensor x = torch::zeros({2});
+  SiteValues values{{"sigma", torch::ones({2})}, {"beta_0", torch::zeros({2})}};
+  try {
+    model.log_joint(x, values);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "log_joint: no value for latent site 'beta_1'");
+  }
+  values["beta_1"] = torch::zeros({2, 3});
+  try {
+    model.log_joint(x, values);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "log_joint: latent site 'beta_1' has shape [2, 3], expected [2]");
+  }
+  values["beta_1"] = torch::zeros({2});
+  const at::Tensor lj = model.log_joint(x, values);
+  EXPECT_EQ(lj.scalar_type(), at::kFloat);  // the dtype of x
+  EXPECT_EQ(lj.sizes(), (std::vector<int64_t>{2}));
+}
+
 TEST(ProgramModel, FunctionsAndShapedLatents) {
   const char* text =
       "object A : 1\nprogram f : A -> A\n    data w\n    a <- Normal(0.0, 1.0)\n    theta[J] <- Normal(a, 2.0)\n"
