@@ -453,6 +453,9 @@ TEST(ProgramModel, ProgramErrorsFoundBeforeAnyFit) {
                      Data("d.json"));
       },
       4, 10, "site 'u' cannot be a latent: the support of Uniform depends on arguments that are not constants");
+  expect_program_error(
+      [&] { ProgramModel(parse_program(head + "    t[100000, 100000] <- Normal(0.0, 1.0)\n    return t\noutput p\n"), Data()); },
+      3, 5, "'t' is declared [100000, 100000]: more than 100000000 elements");
   Data data("d.json");
   data.set("w", torch::ones({3}, torch::kDouble));
   expect_program_error(

@@ -55,6 +55,9 @@ at::Tensor pad(const at::Tensor& t, int64_t k) {
 /// Sum over every dim but the particle dim: (S or 1, ...) -> (S or 1).
 at::Tensor sum_own(const at::Tensor& t) { return t.dim() <= 1 ? t : t.flatten(1).sum(1); }
 
+/// Largest declared site or data shape, in elements.
+constexpr double kMaxSiteElements = 1e8;
+
 /// An evaluation error at a known place in the source.
 struct LocatedError : std::invalid_argument {
   LocatedError(const SourceLoc& where, const std::string& what) : std::invalid_argument(what), loc(where) {}
@@ -280,6 +283,12 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
         data_.fail(dim.name, " must be a positive integer (it is " + where + ")");
       shape.push_back(size.item<int64_t>());
     }
+    double elements = 1;
+    for (int64_t d : shape) elements *= static_cast<double>(d);
+    if (elements > kMaxSiteElements)
+      throw ProgramError(file_, step.name_loc,
+                         "'" + step.name + "' is declared " + shape_to_string(shape) + ": more than " +
+                             std::to_string(static_cast<int64_t>(kMaxSiteElements)) + " elements");
     return shape;
   };
   for (const auto& step : program_->steps) {
@@ -400,7 +409,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
       throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what_without_backtrace());
     } catch (const std::invalid_argument& e) {
       throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
-    } catch (const std::domain_error& e) {
+    } catch (const std::exception& e) {
       throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
     }
     plan_->steps.push_back(std::move(sp));
