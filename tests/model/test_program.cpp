@@ -235,6 +235,13 @@ TEST(Program, IndexingParses) {
   EXPECT_EQ(b.args[0].args[0].kind, Expr::Kind::index);
   EXPECT_EQ(b.args[0].args[0].loc.column, 14);
   expect_error("    let b = a[g\n", 3, 16, "expected ']' to close the index, got end of line");
+  const ProgramFile sliced = parse_program(
+      "object A : 1\nprogram p : A -> A\n    data g\n    let b = g[2:g[1] - 1]\n    return b\noutput p\n");
+  EXPECT_EQ(to_string(sliced.output_program().steps[1].value), "g[2.0:(g[1.0] - 1.0)]");
+  EXPECT_EQ(sliced.output_program().steps[1].value.kind, Expr::Kind::slice);
+  std::string chain = "    let b = ";
+  for (int k = 0; k < 1001; ++k) chain += "1.0 + ";
+  expect_error(chain + "1.0\n", 3, 6 * 1001 + 11, "expression too long (more than 1000 operators on one line)");
 }
 
 // ---- bounded fuzz run ---------------------------------------------------------------

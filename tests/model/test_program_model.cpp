@@ -295,6 +295,66 @@ TEST(ProgramModel, ObjectAnnotatedObservationChecksItsShape) {
                        "d.json: variable 'y' has shape [3], but the program declares [4]");
 }
 
+TEST(ProgramModel, Ar1ExampleWithSlices) {
+  const Data data = load_data(VGUIDE_TEST_EXAMPLES_DIR "/models/ar1.json");
+  ProgramModel model(load_program(VGUIDE_TEST_EXAMPLES_DIR "/models/ar1.qvr"), data);
+  EXPECT_EQ(model.latent_names(), (std::vector<std::string>{"alpha", "beta", "sigma"}));
+  EXPECT_EQ(model.observed_names(), (std::vector<std::string>{"y_next"}));
+  EXPECT_EQ(model.sites()[1].support, constraints::interval(-1.0, 1.0));
+  EXPECT_EQ(model.sites()[3].shape, (std::vector<int64_t>{119}));
+  const at::Tensor y = data.get("y");
+  const double a = 0.4, b = 0.5, s = 0.35;
+  SiteValues values{{"alpha", torch::tensor({a}, torch::kDouble)},
+                    {"beta", torch::tensor({b}, torch::kDouble)},
+                    {"sigma", torch::tensor({s}, torch::kDouble)}};
+  double expected = normal_lp(a, 0, 2) + std::log(0.5) + std::log(2.0) + normal_lp(s, 0, 1);
+  for (int64_t t = 1; t < 120; ++t) expected += normal_lp(y[t].item<double>(), a + b * y[t - 1].item<double>(), s);
+  EXPECT_NEAR(model.log_joint(torch::zeros({1}, torch::kDouble), values).item<double>(), expected, 1e-9);
+  // Fit through the normal plugin: the data were generated with alpha 0.5, beta 0.6, sigma 0.3.
+  PluginManager manager(3);
+  manager.load("normal");
+  auto guide = manager.create("normal", model, model.observed_names(), {});
+  test::fit_adam(model, *guide, 16, {{2000, 0.05}, {1000, 0.005}});
+  const std::map<std::string, double> truth = {{"alpha", 0.5}, {"beta", 0.6}, {"sigma", 0.3}};
+  for (const auto& site : summarize(*guide, 20000)) {
+    SCOPED_TRACE(site.name);
+    EXPECT_NEAR(site.mean.item<double>(), truth.at(site.name), 4 * site.sd.item<double>() + 0.02);
+    EXPECT_LT(site.sd.item<double>(), 0.1);
+  }
+}
+
+TEST(ProgramModel, SliceErrors) {
+  const std::string head = "object A : 1\nprogram p : A -> A\n    data y\n";
+  Data data("d.json");
+  data.set("y", torch::tensor({1.0, 2.0, 3.0}, torch::kDouble));
+  data.set("N", torch::tensor(int64_t{3}));
+  expect_program_error_at(
+      [&] { ProgramModel(parse_program(head + "    let z = y[0:2]\n    return z\noutput p\n"), data); }, 4, 14,
+      "slice out of range: y[0:2], but the bounds must be integers with 1 <= lo <= hi <= 3 (the size of y)");
+  expect_program_error_at(
+      [&] { ProgramModel(parse_program(head + "    a <- Normal(0.0, 1.0)\n    let z = y[1:a]\n    return z\noutput p\n"), data); },
+      5, 17, "a slice bound must be a single number that does not depend on a latent");
+  expect_program_error_at(
+      [&] {
+        ProgramModel(parse_program(head + "    a <- Normal(0.0, 1.0)\n    let z = y * a\n    observe z ~ Normal(0.0, 1.0)\n"
+                                          "    return z\noutput p\n"),
+                     data);
+      },
+      6, 13, "observe site 'z' depends on a latent; only data can be observed");
+  // Slices and subsampled rows do not mix.
+  ProgramModel sliced(parse_program(std::string(kRegression).replace(std::string(kRegression).find("    return y"), 0,
+                                                                      "    let head = x[1:2]\n")),
+                      regression_data(6, 2, 0, 1, 1));
+  try {
+    sliced.set_minibatch(3, at::detail::createCPUGenerator(1));
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(),
+                 "set_minibatch: line 12 slices an array, and slices of subsampled rows would not be contiguous; use the "
+                 "full batch");
+  }
+}
+
 const char* kHierarchical =
     "object A : 1\nprogram hier : A -> A\n    data group\n    mu <- Normal(0.0, 5.0)\n    alpha[G] <- Normal(mu, 1.0)\n"
     "    observe y ~ Normal(alpha[group], 0.5)\n    return y\noutput hier\n";

@@ -234,6 +234,7 @@ class Parser {
       ++indent;
     }
     tokenize(line, indent);
+    operators_ = 0;
     if (indent == 0) {
       finish_program();
       parse_declaration();
@@ -339,7 +340,13 @@ class Parser {
         fail_at(peek(), "expected '~' or '<-' after the site name, got " + describe(peek()));
       next();
       parse_family_call(step);
-      define(name, true);
+      // `observe v ~ F(..)` of a value computed from data (`let`/`data`) scores that value.
+      auto earlier = defined_.find(name.text);
+      if (step.kind == Step::Kind::observe && earlier != defined_.end() && !earlier->second.site && step.shape.empty()) {
+        earlier->second.site = true;
+      } else {
+        define(name, true);
+      }
     } else if (keyword_form && head.text == "let") {
       next();
       const Token name = expect_ident("a name");
@@ -459,6 +466,13 @@ class Parser {
       fail_at(at, "expression nested too deeply (more than " + std::to_string(kMaxExprDepth) + " levels)");
   }
 
+  // Operator chains (a + b + ...) and index chains deepen the tree without
+  // nesting: bound them per line so that evaluation cannot exhaust the stack.
+  void count_operator(const Token& at) {
+    if (++operators_ > kMaxOperators)
+      fail_at(at, "expression too long (more than " + std::to_string(kMaxOperators) + " operators on one line)");
+  }
+
   Expr binary(char op, Expr lhs, Expr rhs, const Token& at) {
     Expr e;
     e.kind = Expr::Kind::binary;
@@ -473,6 +487,7 @@ class Parser {
     Expr lhs = parse_term(depth);
     while (is_symbol(peek(), "+") || is_symbol(peek(), "-")) {
       const Token op = next();
+      count_operator(op);
       lhs = binary(op.text[0], std::move(lhs), parse_term(depth), op);
     }
     return lhs;
@@ -482,6 +497,7 @@ class Parser {
     Expr lhs = parse_unary(depth);
     while (is_symbol(peek(), "*") || is_symbol(peek(), "/")) {
       const Token op = next();
+      count_operator(op);
       lhs = binary(op.text[0], std::move(lhs), parse_unary(depth), op);
     }
     return lhs;
@@ -546,12 +562,18 @@ class Parser {
       while (is_symbol(peek(), "[")) {
         const Token open = next();
         check_depth(depth + 1, open);
+        count_operator(open);
         Expr indexed;
         indexed.kind = Expr::Kind::index;
         indexed.loc = {line_, open.column};
         indexed.args.push_back(std::move(e));
         indexed.args.push_back(parse_expr(depth + 1));
-        expect_symbol("]", "to close the index");
+        if (is_symbol(peek(), ":")) {
+          next();
+          indexed.kind = Expr::Kind::slice;
+          indexed.args.push_back(parse_expr(depth + 1));
+        }
+        expect_symbol("]", indexed.kind == Expr::Kind::slice ? "to close the slice" : "to close the index");
         e = std::move(indexed);
       }
       return e;
@@ -565,6 +587,7 @@ class Parser {
   int line_ = 1;
   bool in_program_ = false;
   size_t step_indent_ = 0;
+  int operators_ = 0;
   std::map<std::string, Defined> defined_;
   SourceLoc output_loc_;
 };
@@ -603,6 +626,8 @@ std::string to_string(const Expr& e) {
     case Expr::Kind::negate: return "-" + to_string(e.args[0]);
     case Expr::Kind::binary: return "(" + to_string(e.args[0]) + " " + e.op + " " + to_string(e.args[1]) + ")";
     case Expr::Kind::index: return to_string(e.args[0]) + "[" + to_string(e.args[1]) + "]";
+    case Expr::Kind::slice:
+      return to_string(e.args[0]) + "[" + to_string(e.args[1]) + ":" + to_string(e.args[2]) + "]";
     case Expr::Kind::call: {
       std::string s = e.name + "(";
       for (size_t i = 0; i < e.args.size(); ++i) s += (i ? ", " : "") + to_string(e.args[i]);

@@ -64,6 +64,13 @@ struct LocatedError : std::invalid_argument {
   SourceLoc loc;
 };
 
+bool has_slice(const Expr& e) {
+  if (e.kind == Expr::Kind::slice) return true;
+  for (const Expr& a : e.args)
+    if (has_slice(a)) return true;
+  return false;
+}
+
 std::string shape_text(at::IntArrayRef shape) {
   return shape_to_string(std::vector<int64_t>(shape.begin(), shape.end()));
 }
@@ -79,6 +86,7 @@ struct StepPlan {
   std::vector<int64_t> shape;     // latent: one draw's shape
   std::vector<int64_t> declared;  // latent: declared shape (extension), resolved
   bool per_row = false;
+  bool from_value = false;  // observed: an earlier let/data value rather than a data variable
   EventRanks ranks;
 };
 
@@ -153,6 +161,25 @@ Value eval(const Expr& e, Context& ctx) {
       shape.insert(shape.end(), base.t.sizes().begin() + 2, base.t.sizes().end());
       at::Tensor out = base.t.index_select(1, pos.reshape({-1}) - 1).reshape(shape);
       return {out, base.rows || idx.rows, base.latent};
+    }
+    case Expr::Kind::slice: {
+      const Value base = eval(e.args[0], ctx), lo = eval(e.args[1], ctx), hi = eval(e.args[2], ctx);
+      if (base.t.dim() < 2) throw LocatedError(e.loc, "cannot slice '" + to_string(e.args[0]) + "': it is a scalar");
+      for (size_t k = 1; k <= 2; ++k) {
+        const Value& b = k == 1 ? lo : hi;
+        if (b.latent || b.t.numel() != 1)
+          throw LocatedError(e.args[k].loc, "a slice bound must be a single number that does not depend on a latent");
+      }
+      const double l = lo.t.item<double>(), h = hi.t.item<double>();
+      const int64_t size = base.t.size(1);
+      if (!(l == std::floor(l) && h == std::floor(h) && l >= 1 && h <= static_cast<double>(size) && l <= h)) {
+        std::ostringstream msg;
+        msg << "slice out of range: " << to_string(e.args[0]) << "[" << l << ":" << h << "], but the bounds must be "
+            << "integers with 1 <= lo <= hi <= " << size << " (the size of " << to_string(e.args[0]) << ")";
+        throw LocatedError(e.loc, msg.str());
+      }
+      const auto start = static_cast<int64_t>(l) - 1, length = static_cast<int64_t>(h) - static_cast<int64_t>(l) + 1;
+      return {base.t.narrow(1, start, length), base.rows, base.latent};
     }
     case Expr::Kind::call: {
       if (e.args.size() == 2) {
@@ -317,14 +344,24 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
         case Step::Kind::observe: {
           sp.ranks = event_ranks(step.family, step.args.size());
           sp.declared = resolve_shape(step);
-          if (data_.contains(step.name)) {
+          sp.from_value = step.kind == Step::Kind::observe && ctx.env.count(step.name) != 0;
+          if (sp.from_value || data_.contains(step.name)) {
             sp.role = StepPlan::Role::observed;
-            sp.data = data_.get(step.name);
-            sp.row_data = sp.data.dim() >= 1 && num_rows_ > 0;
+            if (sp.from_value) {
+              const Value& v = ctx.env.at(step.name);
+              if (v.latent)
+                throw ProgramError(file_, step.name_loc,
+                                   "observe site '" + step.name + "' depends on a latent; only data can be observed");
+              sp.data = v.t.select(0, 0);
+              sp.row_data = v.rows;
+            } else {
+              sp.data = data_.get(step.name);
+              sp.row_data = sp.data.dim() >= 1 && num_rows_ > 0;
+            }
             if (!sp.declared.empty() && sp.data.sizes().vec() != sp.declared)
               data_.fail(step.name, " has shape " + shape_text(sp.data.sizes()) + ", but the program declares " +
                                         shape_to_string(sp.declared));
-            const Value value = data_value(sp, ctx);
+            const Value value = sp.from_value ? ctx.env.at(step.name) : data_value(sp, ctx);
             bool latent_args = false;
             auto dist = build_dist(sp, ctx, value.t.dim() - sp.ranks.value, true, nullptr, &latent_args);
             const int64_t vbr = value.t.dim() - sp.ranks.value;
@@ -439,6 +476,15 @@ void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
     throw std::invalid_argument("set_minibatch: batch size is " + std::to_string(batch_size) + ", but must be in [1, " +
                                 std::to_string(num_rows_) + "] (N = " + std::to_string(num_rows_) + " rows)");
   if (batch_size < num_rows_) {
+    for (const auto& sp : plan_->steps) {
+      bool sliced = false;
+      for (const Expr& e : sp.step->args) sliced = sliced || has_slice(e);
+      if (sp.step->kind == Step::Kind::let) sliced = sliced || has_slice(sp.step->value);
+      if (sliced)
+        throw std::invalid_argument("set_minibatch: line " + std::to_string(sp.step->loc.line) +
+                                    " slices an array, and slices of subsampled rows would not be contiguous; "
+                                    "use the full batch");
+    }
     for (const auto& sp : plan_->steps)
       if (sp.role == StepPlan::Role::latent && sp.per_row)
         throw std::invalid_argument("set_minibatch: latent '" + sp.step->name +
@@ -463,10 +509,10 @@ at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& v
       case StepPlan::Role::let: ctx.env[step.name] = eval(step.value, ctx); break;
       case StepPlan::Role::data: ctx.env[step.name] = data_value(sp, ctx); break;
       case StepPlan::Role::observed: {
-        const Value value = data_value(sp, ctx);
+        const Value value = sp.from_value ? ctx.env.at(step.name) : data_value(sp, ctx);
         auto dist = build_dist(sp, ctx, value.t.dim() - sp.ranks.value, false);
         at::Tensor term = site_log_prob(*dist, value.t, sp.ranks.value);
-        if (sp.row_data && ctx.index.defined()) term = term * scale;
+        if (value.rows && ctx.index.defined()) term = term * scale;
         total = total + term;
         ctx.env[step.name] = value;
         break;

@@ -34,6 +34,7 @@ struct Expr {
     binary,  ///< args[0] op args[1], op one of + - * /
     call,    ///< name(args...), name a function of `expression_functions()`
     index,   ///< args[0][args[1]] (extension): 1-based integer indexing of the first dim
+    slice,   ///< args[0][args[1]:args[2]] (extension): 1-based inclusive range of the first dim
   };
   Kind kind = Kind::number;
   double value = 0.0;
@@ -54,7 +55,8 @@ struct Dim {
 struct Step {
   enum class Kind {
     draw,     ///< `v <- F(args)` or `draw v ~ F(args)`: a sample site
-    observe,  ///< `observe v ~ F(args)`: a sample site that must have data
+    observe,  ///< `observe v ~ F(args)`: a sample site that must have data, or an earlier
+              ///< `let`/`data` value that depends on data only
     let,      ///< `let v = expr`
     ret,      ///< `return v`
     data,     ///< `data v` or `data v[N, P]` (extension): a value bound from the data, not a site
@@ -111,6 +113,8 @@ class VGUIDE_API ProgramError : public std::runtime_error {
 
 /// Deepest nesting of parentheses, unary minus and calls the parser accepts.
 inline constexpr int kMaxExprDepth = 100;
+/// Most binary operators and indexings the parser accepts on one line.
+inline constexpr int kMaxOperators = 1000;
 
 /// Parses `.qvr` text. Every syntax error, unknown family (with the closest known
 /// name), wrong argument count, unknown name, duplicate site, bad indentation and a
