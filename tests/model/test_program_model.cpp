@@ -355,6 +355,40 @@ TEST(ProgramModel, SliceErrors) {
   }
 }
 
+TEST(ProgramModel, GaussianProcessPoissonExample) {
+  const Data data = load_data(VGUIDE_TEST_EXAMPLES_DIR "/models/gp_poisson.json");
+  ProgramModel model(load_program(VGUIDE_TEST_EXAMPLES_DIR "/models/gp_poisson.qvr"), data);
+  EXPECT_EQ(model.latent_names(), (std::vector<std::string>{"rho", "alpha", "eta"}));
+  EXPECT_EQ(model.sites()[2].shape, (std::vector<int64_t>{30}));
+  EXPECT_TRUE(model.sites()[2].per_row);
+  EXPECT_TRUE(model.sites()[3].discrete);
+  const double rho = 1.3, alpha = 0.8;
+  const at::Tensor eta = torch::linspace(-1.0, 1.0, 30, torch::kDouble);
+  SiteValues values{{"rho", torch::tensor({rho}, torch::kDouble)},
+                    {"alpha", torch::tensor({alpha}, torch::kDouble)},
+                    {"eta", eta.unsqueeze(0)}};
+  const SiteValues all = model.evaluate(torch::zeros({1}, torch::kDouble), values);
+  const at::Tensor x = data.get("x"), L = all.at("L")[0], f = all.at("f")[0];
+  ASSERT_EQ(L.sizes(), (std::vector<int64_t>{30, 30}));
+  // L L^T is the kernel plus jitter, written out elementwise.
+  const at::Tensor K = torch::matmul(L, L.t());
+  for (int i : {0, 7, 29})
+    for (int j : {0, 3, 29}) {
+      const double d = x[i].item<double>() - x[j].item<double>();
+      const double want = alpha * alpha * std::exp(-d * d / (2 * rho * rho)) + (i == j ? 1e-6 : 0.0);
+      EXPECT_NEAR(K[i][j].item<double>(), want, 1e-9) << i << "," << j;
+    }
+  EXPECT_TRUE(torch::allclose(f, 1.0 + torch::matmul(L, eta)));
+  // The log joint: Gamma(5, 5) and HalfNormal(1) priors, standard-Normal eta, Poisson(exp f).
+  const at::Tensor k = data.get("k");
+  double expected = 5 * std::log(5.0) - std::lgamma(5.0) + 4 * std::log(rho) - 5 * rho + std::log(2.0) + normal_lp(alpha, 0, 1);
+  for (int i = 0; i < 30; ++i) {
+    const double fi = f[i].item<double>(), ki = static_cast<double>(k[i].item<int64_t>());
+    expected += normal_lp(eta[i].item<double>(), 0, 1) + ki * fi - std::exp(fi) - std::lgamma(ki + 1);
+  }
+  EXPECT_NEAR(model.log_joint(torch::zeros({1}, torch::kDouble), values).item<double>(), expected, 1e-8);
+}
+
 const char* kHierarchical =
     "object A : 1\nprogram hier : A -> A\n    data group\n    mu <- Normal(0.0, 5.0)\n    alpha[G] <- Normal(mu, 1.0)\n"
     "    observe y ~ Normal(alpha[group], 0.5)\n    return y\noutput hier\n";

@@ -47,6 +47,7 @@ const std::map<std::string, int>& expression_functions() {
       {"exp", 1},   {"log", 1},   {"sigmoid", 1}, {"softplus", 1},  {"abs", 1}, {"sqrt", 1},
       {"log1p", 1}, {"expm1", 1}, {"tanh", 1},    {"logit", 1},     {"inv_logit", 1},
       {"sum", 1},   {"log_sum_exp", 1}, {"pow", 2},   {"dot", 2},
+      {"cholesky", 1}, {"add_diag", 2}, {"cov_exp_quad", 3},
   };
   return functions;
 }

@@ -182,10 +182,29 @@ Value eval(const Expr& e, Context& ctx) {
       return {base.t.narrow(1, start, length), base.rows, base.latent};
     }
     case Expr::Kind::call: {
+      if (e.name == "cov_exp_quad") {
+        // alpha^2 exp(-(x_i - x_j)^2 / (2 rho^2)) over the last dim of x.
+        const Value x = eval(e.args[0], ctx), alpha = eval(e.args[1], ctx), rho = eval(e.args[2], ctx);
+        if (x.t.dim() < 2) throw LocatedError(e.args[0].loc, "cov_exp_quad expects a vector of inputs, got a scalar");
+        if (alpha.t.dim() != 1 || rho.t.dim() != 1)
+          throw LocatedError(e.loc, "cov_exp_quad expects single numbers for alpha and rho");
+        const at::Tensor d = x.t.unsqueeze(-1) - x.t.unsqueeze(-2);
+        const int64_t extra = d.dim() - 1;
+        const at::Tensor a = pad(alpha.t, extra), r = pad(rho.t, extra);
+        const at::Tensor k = a * a * at::exp(-0.5 * d * d / (r * r));
+        return {k, x.rows || alpha.rows || rho.rows, x.latent || alpha.latent || rho.latent};
+      }
       if (e.args.size() == 2) {
         const Value a = eval(e.args[0], ctx), b = eval(e.args[1], ctx);
         auto [x, y] = align(a.t, b.t);
         if (e.name == "pow") return combine(a, b, at::pow(x, y));
+        if (e.name == "add_diag") {
+          if (a.t.dim() < 3 || a.t.size(-1) != a.t.size(-2))
+            throw LocatedError(e.args[0].loc, "add_diag expects a square matrix, got shape " + shape_text(a.t.sizes().slice(1)));
+          if (b.t.dim() != 1) throw LocatedError(e.args[1].loc, "add_diag expects a single number to add");
+          const at::Tensor eye = at::eye(a.t.size(-1), a.t.options());
+          return combine(a, b, a.t + pad(b.t, a.t.dim() - 1) * eye);
+        }
         // dot
         if (x.dim() < 2) throw LocatedError(e.loc, "dot expects vectors, got two scalars");
         return combine(a, b, (x * y).sum(-1));
@@ -203,6 +222,11 @@ Value eval(const Expr& e, Context& ctx) {
       else if (f == "tanh") v.t = at::tanh(v.t);
       else if (f == "logit") v.t = at::log(v.t) - at::log1p(-v.t);
       else if (f == "sum") v.t = sum_own(v.t);
+      else if (f == "cholesky") {
+        if (v.t.dim() < 3 || v.t.size(-1) != v.t.size(-2))
+          throw LocatedError(e.loc, "cholesky expects a square matrix, got shape " + shape_text(v.t.sizes().slice(1)));
+        v.t = at::linalg_cholesky(v.t);
+      }
       else if (f == "log_sum_exp") {
         if (v.t.dim() < 2) throw LocatedError(e.loc, "log_sum_exp expects a vector, got a scalar");
         v.t = at::logsumexp(v.t, {-1});
