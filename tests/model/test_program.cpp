@@ -256,6 +256,9 @@ std::vector<std::string> seed_corpus() {
       "# two programs\nobject A : 1\nprogram first : A -> A\n    a <- Beta(2.0, 3.0)\n    return a\n"
       "program second : A -> A\n    draw b ~ Exponential(1.0)\n    let c = sigmoid(b) / (1 + tanh(b))\n"
       "    observe z ~ Bernoulli(c)\n    return z\noutput second\n",
+      "object T : 3\nprogram q : T -> T\n    data w\n    a : T <- Normal(0.0, 1.0)\n    let s = w[1:2]\n"
+      "    let t = a[w]\n    let K = cholesky(add_diag(cov_exp_quad(w, 1.0, 2.0), 0.001))\n"
+      "    observe y ~ Normal(t + dot(K, a) + sum(s), 1.0)\n    return y\noutput q\n",
       "object A : 2\nprogram m : A -> A\n        mu <- StudentT(3.0, 0.0, 2.5)\n        let v = pow(mu, 2.0) + log1p(expm1(mu))\n"
       "        observe y ~ LogNormal(v, 1.0)\n        return y\noutput m\n",
   };
@@ -384,7 +387,7 @@ TEST(Program, TokenMutatedProgramsBindOrFailCleanly) {
   data.set("z", at::tensor({1.0, 0.0, 1.0}, at::kDouble));
   data.set("J", at::scalar_tensor(int64_t{3}, at::kLong));
   int built = 0, rejected = 0;
-  constexpr int kInputs = 3000;
+  constexpr int kInputs = 10000;
   for (int i = 0; i < kInputs; ++i) {
     std::string text = corpus[rng() % corpus.size()];
     const int rounds = 1 + static_cast<int>(rng() % 2);
