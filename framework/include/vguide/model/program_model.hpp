@@ -1,0 +1,91 @@
+#pragma once
+/// A `.qvr` program bound to its data: the vguide::Model that guides fit.
+///
+/// Conditioning is by name, as in quivers: a sample site (`<-`, `draw` or `observe`)
+/// whose name is in the data is observed, every other `<-`/`draw` site is a latent,
+/// and an `observe` site without data is an error. Values are evaluated with a
+/// leading particle dim (S, or 1 for values that do not depend on latents) followed
+/// by the value's own dims; two values combine with numpy broadcasting of their own
+/// dims (the lower-rank one gets size-1 dims inserted after the particle dim). So a
+/// latent (S,) times data (N,) is (S, N), and `log_joint` sums each site's log density
+/// over every dim but the particle dim. Data arrays of observed sites share their
+/// leading dim N, the data rows; `set_minibatch(B, gen)` evaluates a random subset
+/// of B rows per call and scales the row terms by N/B.
+///
+/// Construction evaluates the program once (one particle drawn from the priors) so
+/// that shape errors, bad constant arguments and observations outside their
+/// family's support are reported before any fit starts.
+///
+/// Example: vguide::model::ProgramModel model(vguide::model::load_program("m.qvr"),
+///                                            vguide::model::load_data("d.json"));
+///          auto guide = plugins.create("normal", model, model.observed_names(), {});
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vguide/export.hpp"
+#include "vguide/model.hpp"
+#include "vguide/model/data.hpp"
+#include "vguide/model/program.hpp"
+
+namespace vguide::model {
+
+class VGUIDE_API ProgramModel : public Model {
+ public:
+  /// Binds the output program of `file` to `data`.
+  /// @throw ProgramError (located) for an observe site without data, an unknown size
+  ///        name, shapes that do not fit, constant arguments out of their domain, a
+  ///        latent whose support depends on its arguments;
+  ///        DataError for a missing variable, rows that disagree in N, an
+  ///        observation outside its family's support.
+  ProgramModel(ProgramFile file, Data data);
+  ~ProgramModel() override;
+
+  const std::vector<SiteInfo>& sites() const override { return sites_; }
+  /// Every prior term once plus every observed term summed over its rows (scaled by
+  /// N/B under a minibatch): shape (S,), dtype and device of `x`.
+  /// @throw std::invalid_argument naming a latent site that is missing from `values`
+  ///        or has the wrong shape.
+  at::Tensor log_joint(const at::Tensor& x, const SiteValues& values) const override;
+  std::string name() const override;
+
+  /// The sites bound to data, in program order.
+  std::vector<std::string> observed_names() const;
+  /// The latent sites, in program order.
+  std::vector<std::string> latent_names() const;
+  /// The number of data rows N (0 if no observed site has an array).
+  int64_t num_rows() const noexcept { return num_rows_; }
+
+  /// Evaluate B < N random rows per `log_joint` call, drawn from `generator`, with the
+  /// row terms scaled by N/B. B == N restores full batches.
+  /// @throw std::invalid_argument if B < 1, B > N, or a latent has one value per data
+  ///        row (a per-row latent cannot be subsampled: its rows would drop out of
+  ///        the log joint while the guide still draws all of them).
+  void set_minibatch(int64_t batch_size, at::Generator generator);
+  /// The current batch size (N when not subsampling).
+  int64_t batch_size() const noexcept { return batch_size_; }
+
+  /// The `let` values (and sites) for the given latents: name -> (S, *shape).
+  SiteValues evaluate(const at::Tensor& x, const SiteValues& values) const;
+
+  const ProgramFile& file() const noexcept { return file_; }
+  const Program& program() const noexcept { return *program_; }
+
+  struct Plan;
+
+ private:
+  ProgramFile file_;
+  const Program* program_;
+  Data data_;
+  std::vector<SiteInfo> sites_;
+  std::shared_ptr<Plan> plan_;
+  int64_t num_rows_ = 0;
+  int64_t batch_size_ = 0;
+  std::optional<at::Generator> generator_;
+};
+
+}  // namespace vguide::model

@@ -1,0 +1,594 @@
+// ProgramModel: evaluates the program IR with LibTorch ops (the reference path).
+#include "vguide/model/program_model.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "vguide/model/distribution.hpp"
+
+namespace vguide::model {
+
+namespace {
+
+/// Event rank of each parameter and of the value, for the families with event dims.
+struct EventRanks {
+  std::vector<int64_t> params;
+  int64_t value = 0;
+};
+
+EventRanks event_ranks(const std::string& family, size_t num_params) {
+  static const std::map<std::string, EventRanks> table = {
+      {"Dirichlet", {{1}, 1}},
+      {"MultivariateNormal", {{1, 2}, 1}},
+      {"LowRankMVN", {{1, 2, 1}, 1}},
+      {"Wishart", {{0, 2}, 2}},
+      {"RelaxedOneHotCategorical", {{0, 1}, 1}},
+      {"Categorical", {{1}, 0}},
+      {"LKJCholesky", {{0, 0}, 2}},
+  };
+  auto it = table.find(family);
+  if (it != table.end()) return it->second;
+  return {std::vector<int64_t>(num_params, 0), 0};
+}
+
+/// A value during evaluation: (S or 1, *own dims).
+struct Value {
+  at::Tensor t;
+  bool rows = false;    // depends on data rows
+  bool latent = false;  // depends on a latent
+};
+
+/// Inserts `k` size-1 dims after the particle dim.
+at::Tensor pad(const at::Tensor& t, int64_t k) {
+  if (k <= 0) return t;
+  std::vector<int64_t> shape{t.size(0)};
+  shape.insert(shape.end(), static_cast<size_t>(k), 1);
+  for (int64_t d = 1; d < t.dim(); ++d) shape.push_back(t.size(d));
+  return t.reshape(shape);
+}
+
+/// Sum over every dim but the particle dim: (S or 1, ...) -> (S or 1).
+at::Tensor sum_own(const at::Tensor& t) { return t.dim() <= 1 ? t : t.flatten(1).sum(1); }
+
+/// Largest declared site or data shape, in elements.
+constexpr double kMaxSiteElements = 1e8;
+
+/// An evaluation error at a known place in the source.
+struct LocatedError : std::invalid_argument {
+  LocatedError(const SourceLoc& where, const std::string& what) : std::invalid_argument(what), loc(where) {}
+  SourceLoc loc;
+};
+
+bool has_slice(const Expr& e) {
+  if (e.kind == Expr::Kind::slice) return true;
+  for (const Expr& a : e.args)
+    if (has_slice(a)) return true;
+  return false;
+}
+
+std::string shape_text(at::IntArrayRef shape) {
+  return shape_to_string(std::vector<int64_t>(shape.begin(), shape.end()));
+}
+
+}  // namespace
+
+struct StepPlan {
+  enum class Role { latent, observed, let, data, ret };
+  const Step* step = nullptr;
+  Role role = Role::let;
+  at::Tensor data;  // observed / data: as loaded (N, ...)
+  bool row_data = false;
+  std::vector<int64_t> shape;     // latent: one draw's shape
+  std::vector<int64_t> declared;  // latent: declared shape (extension), resolved
+  bool per_row = false;
+  bool from_value = false;  // observed: an earlier let/data value rather than a data variable
+  EventRanks ranks;
+};
+
+struct ProgramModel::Plan {
+  std::vector<StepPlan> steps;
+};
+
+namespace {
+
+struct Context {
+  at::TensorOptions opts;
+  int64_t S = 1;
+  at::Tensor index;  // minibatch rows, undefined for the full data
+  bool check_indices = false;  // range-check integer indices (once, at construction)
+  std::map<std::string, Value> env;
+};
+
+Value data_value(const StepPlan& sp, const Context& ctx) {
+  at::Tensor t = sp.data.to(ctx.opts);
+  if (sp.row_data && ctx.index.defined()) t = t.index_select(0, ctx.index);
+  return {t.unsqueeze(0), sp.row_data, false};
+}
+
+Value combine(const Value& a, const Value& b, at::Tensor t) { return {std::move(t), a.rows || b.rows, a.latent || b.latent}; }
+
+std::pair<at::Tensor, at::Tensor> align(const at::Tensor& a, const at::Tensor& b) {
+  const int64_t r = std::max(a.dim(), b.dim());
+  return {pad(a, r - a.dim()), pad(b, r - b.dim())};
+}
+
+Value eval(const Expr& e, Context& ctx) {
+  switch (e.kind) {
+    case Expr::Kind::number: return {at::full({1}, e.value, ctx.opts), false, false};
+    case Expr::Kind::name: return ctx.env.at(e.name);
+    case Expr::Kind::negate: {
+      Value v = eval(e.args[0], ctx);
+      v.t = -v.t;
+      return v;
+    }
+    case Expr::Kind::binary: {
+      const Value a = eval(e.args[0], ctx), b = eval(e.args[1], ctx);
+      auto [x, y] = align(a.t, b.t);
+      switch (e.op) {
+        case '+': return combine(a, b, x + y);
+        case '-': return combine(a, b, x - y);
+        case '*': return combine(a, b, x * y);
+        default: return combine(a, b, x / y);
+      }
+    }
+    case Expr::Kind::index: {
+      const Value base = eval(e.args[0], ctx), idx = eval(e.args[1], ctx);
+      if (base.t.dim() < 2)
+        throw LocatedError(e.loc, "cannot index '" + to_string(e.args[0]) + "': it is a scalar");
+      if (idx.latent)
+        throw LocatedError(e.args[1].loc, "the index " + to_string(e.args[1]) + " depends on a latent; indices must be data");
+      const at::Tensor own = idx.t.select(0, 0);
+      const at::Tensor pos = own.to(at::kLong);
+      const int64_t size = base.t.size(1);
+      if (ctx.check_indices) {
+        const at::Tensor ok = (pos.to(own.scalar_type()) == own).logical_and(pos >= 1).logical_and(pos <= size);
+        if (!ok.all().item<bool>()) {
+          const int64_t flat = ok.logical_not().reshape({-1}).nonzero()[0][0].item<int64_t>();
+          std::ostringstream msg;
+          msg << "index out of range: " << element_name(to_string(e.args[1]), own.sizes(), flat) << " is "
+              << own.reshape({-1})[flat].item<double>() << ", but must be an integer in 1.." << size << " (the size of "
+              << to_string(e.args[0]) << ")";
+          throw LocatedError(e.args[1].loc, msg.str());
+        }
+      }
+      std::vector<int64_t> shape{base.t.size(0)};
+      shape.insert(shape.end(), own.sizes().begin(), own.sizes().end());
+      shape.insert(shape.end(), base.t.sizes().begin() + 2, base.t.sizes().end());
+      at::Tensor out = base.t.index_select(1, pos.reshape({-1}) - 1).reshape(shape);
+      return {out, base.rows || idx.rows, base.latent};
+    }
+    case Expr::Kind::slice: {
+      const Value base = eval(e.args[0], ctx), lo = eval(e.args[1], ctx), hi = eval(e.args[2], ctx);
+      if (base.t.dim() < 2) throw LocatedError(e.loc, "cannot slice '" + to_string(e.args[0]) + "': it is a scalar");
+      for (size_t k = 1; k <= 2; ++k) {
+        const Value& b = k == 1 ? lo : hi;
+        if (b.latent || b.t.numel() != 1)
+          throw LocatedError(e.args[k].loc, "a slice bound must be a single number that does not depend on a latent");
+      }
+      const double l = lo.t.item<double>(), h = hi.t.item<double>();
+      const int64_t size = base.t.size(1);
+      if (!(l == std::floor(l) && h == std::floor(h) && l >= 1 && h <= static_cast<double>(size) && l <= h)) {
+        std::ostringstream msg;
+        msg << "slice out of range: " << to_string(e.args[0]) << "[" << l << ":" << h << "], but the bounds must be "
+            << "integers with 1 <= lo <= hi <= " << size << " (the size of " << to_string(e.args[0]) << ")";
+        throw LocatedError(e.loc, msg.str());
+      }
+      const auto start = static_cast<int64_t>(l) - 1, length = static_cast<int64_t>(h) - static_cast<int64_t>(l) + 1;
+      return {base.t.narrow(1, start, length), base.rows, base.latent};
+    }
+    case Expr::Kind::call: {
+      if (e.name == "cov_exp_quad") {
+        // alpha^2 exp(-(x_i - x_j)^2 / (2 rho^2)) over the last dim of x.
+        const Value x = eval(e.args[0], ctx), alpha = eval(e.args[1], ctx), rho = eval(e.args[2], ctx);
+        if (x.t.dim() < 2) throw LocatedError(e.args[0].loc, "cov_exp_quad expects a vector of inputs, got a scalar");
+        if (alpha.t.dim() != 1 || rho.t.dim() != 1)
+          throw LocatedError(e.loc, "cov_exp_quad expects single numbers for alpha and rho");
+        const at::Tensor d = x.t.unsqueeze(-1) - x.t.unsqueeze(-2);
+        const int64_t extra = d.dim() - 1;
+        const at::Tensor a = pad(alpha.t, extra), r = pad(rho.t, extra);
+        const at::Tensor k = a * a * at::exp(-0.5 * d * d / (r * r));
+        return {k, x.rows || alpha.rows || rho.rows, x.latent || alpha.latent || rho.latent};
+      }
+      if (e.args.size() == 2) {
+        const Value a = eval(e.args[0], ctx), b = eval(e.args[1], ctx);
+        auto [x, y] = align(a.t, b.t);
+        if (e.name == "pow") return combine(a, b, at::pow(x, y));
+        if (e.name == "add_diag") {
+          if (a.t.dim() < 3 || a.t.size(-1) != a.t.size(-2))
+            throw LocatedError(e.args[0].loc, "add_diag expects a square matrix, got shape " + shape_text(a.t.sizes().slice(1)));
+          if (b.t.dim() != 1) throw LocatedError(e.args[1].loc, "add_diag expects a single number to add");
+          const at::Tensor eye = at::eye(a.t.size(-1), a.t.options());
+          return combine(a, b, a.t + pad(b.t, a.t.dim() - 1) * eye);
+        }
+        // dot
+        if (x.dim() < 2) throw LocatedError(e.loc, "dot expects vectors, got two scalars");
+        return combine(a, b, (x * y).sum(-1));
+      }
+      Value v = eval(e.args[0], ctx);
+      const std::string& f = e.name;
+      if (f == "exp") v.t = at::exp(v.t);
+      else if (f == "log") v.t = at::log(v.t);
+      else if (f == "sigmoid" || f == "inv_logit") v.t = at::sigmoid(v.t);
+      else if (f == "softplus") v.t = at::softplus(v.t);
+      else if (f == "abs") v.t = at::abs(v.t);
+      else if (f == "sqrt") v.t = at::sqrt(v.t);
+      else if (f == "log1p") v.t = at::log1p(v.t);
+      else if (f == "expm1") v.t = at::expm1(v.t);
+      else if (f == "tanh") v.t = at::tanh(v.t);
+      else if (f == "logit") v.t = at::log(v.t) - at::log1p(-v.t);
+      else if (f == "sum") v.t = sum_own(v.t);
+      else if (f == "cholesky") {
+        if (v.t.dim() < 3 || v.t.size(-1) != v.t.size(-2))
+          throw LocatedError(e.loc, "cholesky expects a square matrix, got shape " + shape_text(v.t.sizes().slice(1)));
+        v.t = at::linalg_cholesky(v.t);
+      }
+      else if (f == "log_sum_exp") {
+        if (v.t.dim() < 2) throw LocatedError(e.loc, "log_sum_exp expects a vector, got a scalar");
+        v.t = at::logsumexp(v.t, {-1});
+      }
+      else throw std::logic_error("unknown function " + f);
+      return v;
+    }
+  }
+  throw std::logic_error("bad expression");
+}
+
+/// The step's distribution with its arguments' batch dims padded to a common rank
+/// (at least `value_batch_rank`).
+std::shared_ptr<Distribution> build_dist(const StepPlan& sp, Context& ctx, int64_t value_batch_rank, bool validate,
+                                         bool* rows = nullptr, bool* latent = nullptr) {
+  std::vector<at::Tensor> args;
+  int64_t R = value_batch_rank;
+  for (size_t i = 0; i < sp.step->args.size(); ++i) {
+    const Value v = eval(sp.step->args[i], ctx);
+    if (rows) *rows = *rows || v.rows;
+    if (latent) *latent = *latent || v.latent;
+    const int64_t er = sp.ranks.params[i];
+    if (v.t.dim() - er < 1) {
+      const FamilyDoc* doc = find_family(sp.step->family);
+      const std::string param = doc && i < doc->params.size() ? doc->params[i] : "argument " + std::to_string(i + 1);
+      throw LocatedError(sp.step->args[i].loc, sp.step->family + ": " + param + " must be " +
+                                                   (er == 1 ? "a vector" : "a matrix") + ", got " +
+                                                   (v.t.dim() <= 1 ? std::string("a scalar") : "shape " + shape_text(v.t.sizes().slice(1))));
+    }
+    args.push_back(v.t);
+    R = std::max(R, v.t.dim() - er);
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    const int64_t br = args[i].dim() - sp.ranks.params[i];
+    if (br >= 1) args[i] = pad(args[i], R - br);
+  }
+  if (validate) {
+    // Check the arguments without the particle dim, so that messages index the
+    // value the user wrote ("scale[3]" for the third data row, "scale" for a number).
+    std::vector<at::Tensor> own;
+    for (size_t i = 0; i < args.size(); ++i)
+      own.push_back(args[i].dim() - sp.ranks.params[i] >= 1 ? args[i].select(0, 0) : args[i]);
+    make_distribution(sp.step->family, own, true);
+  }
+  return make_distribution(sp.step->family, args, false);
+}
+
+/// log density of `value` (S or 1, *own dims) summed over its own dims.
+at::Tensor site_log_prob(const Distribution& d, const at::Tensor& value, int64_t value_event_rank) {
+  const int64_t br = value.dim() - value_event_rank;
+  const int64_t want = static_cast<int64_t>(d.batch_shape().size());
+  return sum_own(d.log_prob(br >= 1 ? pad(value, want - br) : value));
+}
+
+std::string format_number(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+}  // namespace
+
+ProgramModel::~ProgramModel() = default;
+
+ProgramModel::ProgramModel(ProgramFile file, Data data)
+    : file_(std::move(file)), program_(&file_.output_program()), data_(std::move(data)), plan_(std::make_shared<Plan>()) {
+  // The data rows: the leading dim shared by every observed array.
+  std::string first_rows;
+  for (const auto& step : program_->steps) {
+    if ((step.kind != Step::Kind::draw && step.kind != Step::Kind::observe) || !data_.contains(step.name)) continue;
+    const at::Tensor& t = data_.get(step.name);
+    if (t.dim() == 0) continue;
+    if (first_rows.empty()) {
+      first_rows = step.name;
+      num_rows_ = t.size(0);
+    } else if (t.size(0) != num_rows_) {
+      data_.fail(step.name, " has " + std::to_string(t.size(0)) + " rows, but '" + first_rows + "' has " +
+                                std::to_string(num_rows_) + " (observed arrays must agree in their number of rows N)");
+    }
+  }
+  batch_size_ = num_rows_;
+
+  // One evaluation with a particle drawn from the priors: shapes, constant
+  // arguments and the support of every observation are checked here, once.
+  Context ctx;
+  ctx.opts = at::TensorOptions().dtype(at::kDouble);
+  ctx.check_indices = true;
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  // Declared sizes: literals, objects, or positive integer scalars of the data.
+  auto resolve_shape = [&](const Step& step) {
+    std::vector<int64_t> shape;
+    for (const auto& dim : step.shape) {
+      if (dim.name.empty()) {
+        shape.push_back(dim.size);
+        continue;
+      }
+      auto obj = file_.objects.find(dim.name);
+      if (obj != file_.objects.end()) {
+        shape.push_back(obj->second);
+        continue;
+      }
+      const std::string where = "a size of '" + step.name + "' at line " + std::to_string(dim.loc.line);
+      const at::Tensor& size = data_.get(dim.name, where);
+      if (size.dim() != 0 || at::isFloatingType(size.scalar_type()) || size.item<int64_t>() < 1)
+        data_.fail(dim.name, " must be a positive integer (it is " + where + ")");
+      shape.push_back(size.item<int64_t>());
+    }
+    double elements = 1;
+    for (int64_t d : shape) elements *= static_cast<double>(d);
+    if (elements > kMaxSiteElements)
+      throw ProgramError(file_, step.name_loc,
+                         "'" + step.name + "' is declared " + shape_to_string(shape) + ": more than " +
+                             std::to_string(static_cast<int64_t>(kMaxSiteElements)) + " elements");
+    return shape;
+  };
+  for (const auto& step : program_->steps) {
+    StepPlan sp;
+    sp.step = &step;
+    try {
+      switch (step.kind) {
+        case Step::Kind::ret: sp.role = StepPlan::Role::ret; break;
+        case Step::Kind::let: {
+          sp.role = StepPlan::Role::let;
+          ctx.env[step.name] = eval(step.value, ctx);
+          break;
+        }
+        case Step::Kind::data: {
+          sp.role = StepPlan::Role::data;
+          sp.data = data_.get(step.name, "declared by 'data " + step.name + "' at line " + std::to_string(step.loc.line));
+          const std::vector<int64_t> declared = resolve_shape(step);
+          if (!step.shape.empty() && sp.data.sizes().vec() != declared)
+            data_.fail(step.name, " has shape " + shape_text(sp.data.sizes()) + ", but the program declares " +
+                                      shape_to_string(declared));
+          sp.row_data = sp.data.dim() >= 1 && num_rows_ > 0 && sp.data.size(0) == num_rows_;
+          ctx.env[step.name] = data_value(sp, ctx);
+          break;
+        }
+        case Step::Kind::draw:
+        case Step::Kind::observe: {
+          sp.ranks = event_ranks(step.family, step.args.size());
+          sp.declared = resolve_shape(step);
+          sp.from_value = step.kind == Step::Kind::observe && ctx.env.count(step.name) != 0;
+          if (sp.from_value || data_.contains(step.name)) {
+            sp.role = StepPlan::Role::observed;
+            if (sp.from_value) {
+              const Value& v = ctx.env.at(step.name);
+              if (v.latent)
+                throw ProgramError(file_, step.name_loc,
+                                   "observe site '" + step.name + "' depends on a latent; only data can be observed");
+              sp.data = v.t.select(0, 0);
+              sp.row_data = v.rows;
+            } else {
+              sp.data = data_.get(step.name);
+              sp.row_data = sp.data.dim() >= 1 && num_rows_ > 0;
+            }
+            if (!sp.declared.empty() && sp.data.sizes().vec() != sp.declared)
+              data_.fail(step.name, " has shape " + shape_text(sp.data.sizes()) + ", but the program declares " +
+                                        shape_to_string(sp.declared));
+            const Value value = sp.from_value ? ctx.env.at(step.name) : data_value(sp, ctx);
+            bool latent_args = false;
+            auto dist = build_dist(sp, ctx, value.t.dim() - sp.ranks.value, true, nullptr, &latent_args);
+            const int64_t vbr = value.t.dim() - sp.ranks.value;
+            const at::Tensor padded = vbr >= 1 ? pad(value.t, static_cast<int64_t>(dist->batch_shape().size()) - vbr) : value.t;
+            at::Tensor ok = latent_args && dist->dependent_support() ? dist->support().check(padded) : dist->in_support(padded);
+            // Reduce to the observation's own batch dims (the trailing ones).
+            std::vector<int64_t> own(sp.data.sizes().begin(), sp.data.sizes().end() - sp.ranks.value);
+            const int64_t nb = static_cast<int64_t>(own.size());
+            if (ok.dim() > nb) ok = ok.flatten(0, ok.dim() - nb - 1).all(0);
+            if (!ok.all().item<bool>()) {
+              const FamilyDoc* doc = find_family(step.family);
+              const std::string support = doc ? doc->support : dist->support().to_string();
+              if (ok.sizes().vec() == own) {
+                const int64_t flat = ok.logical_not().reshape({-1}).nonzero()[0][0].item<int64_t>();
+                std::string what = ": " + element_name(step.name, own, flat);
+                if (sp.ranks.value == 0) {
+                  const at::Tensor v = sp.data.reshape({-1})[flat];
+                  what += " = " + (at::isFloatingType(v.scalar_type()) ? format_number(v.item<double>())
+                                                                        : std::to_string(v.item<int64_t>()));
+                }
+                data_.fail(step.name, what + " is outside the support of " + step.family + " (" + support + ")");
+              }
+              data_.fail(step.name, " has values outside the support of " + step.family + " (" + support + ")");
+            }
+            site_log_prob(*dist, value.t, sp.ranks.value);
+            SiteInfo info{step.name, sp.data.sizes().vec(), dist->support(), dist->discrete(), false};
+            sites_.push_back(info);
+            ctx.env[step.name] = value;
+          } else {
+            if (step.kind == Step::Kind::observe)
+              throw ProgramError(file_, step.name_loc,
+                                 "observe site '" + step.name + "' has no data (expected a variable '" + step.name +
+                                     "' in " + data_.filename() + ")");
+            sp.role = StepPlan::Role::latent;
+            const int64_t vbr = sp.declared.empty() ? 0 : 1 + static_cast<int64_t>(sp.declared.size());
+            bool rows = false;
+            auto dist = build_dist(sp, ctx, vbr, true, &rows);
+            if (dist->dependent_support())
+              throw ProgramError(file_, step.family_loc,
+                                 "site '" + step.name + "' cannot be a latent: the support of " + step.family +
+                                     " depends on arguments that are not constants");
+            std::vector<int64_t> batch = dist->batch_shape();
+            if (batch.empty()) throw LocatedError(step.family_loc, step.family + ": its arguments have no particle dim");
+            batch.erase(batch.begin());
+            const std::vector<int64_t> event = dist->event_shape();
+            at::Tensor placeholder = dist->sample({}, gen).to(ctx.opts);
+            if (!sp.declared.empty()) {
+              std::vector<int64_t> target{1};
+              target.insert(target.end(), sp.declared.begin(), sp.declared.end());
+              bool fits = batch.size() <= sp.declared.size();
+              for (size_t i = 0; fits && i < batch.size(); ++i) {
+                const int64_t b = batch[batch.size() - 1 - i], d = sp.declared[sp.declared.size() - 1 - i];
+                fits = b == 1 || b == d;
+              }
+              if (!fits)
+                throw ProgramError(file_, step.name_loc,
+                                   "shape mismatch: '" + step.name + "' is declared " + shape_to_string(sp.declared) +
+                                       ", but its arguments have shape " + shape_to_string(batch));
+              target.insert(target.end(), event.begin(), event.end());
+              placeholder = placeholder.expand(target);
+              sp.shape = std::vector<int64_t>(target.begin() + 1, target.end());
+            } else {
+              sp.shape = batch;
+              sp.shape.insert(sp.shape.end(), event.begin(), event.end());
+            }
+            sp.per_row = rows || (!sp.declared.empty() && num_rows_ > 0 && sp.declared[0] == num_rows_);
+            placeholder = placeholder.clone().detach().requires_grad_(true);
+            site_log_prob(*dist, placeholder, sp.ranks.value);
+            sites_.push_back(SiteInfo{step.name, sp.shape, dist->support(), dist->discrete(), sp.per_row});
+            ctx.env[step.name] = Value{placeholder, sp.per_row, true};
+          }
+          break;
+        }
+      }
+    } catch (const ProgramError&) {
+      throw;
+    } catch (const DataError&) {
+      throw;
+    } catch (const LocatedError& e) {
+      throw ProgramError(file_, e.loc, e.what());
+    } catch (const c10::Error& e) {
+      throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what_without_backtrace());
+    } catch (const std::invalid_argument& e) {
+      throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
+    } catch (const std::exception& e) {
+      throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
+    }
+    plan_->steps.push_back(std::move(sp));
+  }
+}
+
+std::string ProgramModel::name() const { return program_->name; }
+
+std::vector<std::string> ProgramModel::observed_names() const {
+  std::vector<std::string> out;
+  for (const auto& sp : plan_->steps)
+    if (sp.role == StepPlan::Role::observed) out.push_back(sp.step->name);
+  return out;
+}
+
+std::vector<std::string> ProgramModel::latent_names() const {
+  std::vector<std::string> out;
+  for (const auto& sp : plan_->steps)
+    if (sp.role == StepPlan::Role::latent) out.push_back(sp.step->name);
+  return out;
+}
+
+void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
+  if (num_rows_ == 0)
+    throw std::invalid_argument("set_minibatch: program '" + name() + "' has no data rows to subsample");
+  if (batch_size < 1 || batch_size > num_rows_)
+    throw std::invalid_argument("set_minibatch: batch size is " + std::to_string(batch_size) + ", but must be in [1, " +
+                                std::to_string(num_rows_) + "] (N = " + std::to_string(num_rows_) + " rows)");
+  if (batch_size < num_rows_) {
+    for (const auto& sp : plan_->steps) {
+      bool sliced = false;
+      for (const Expr& e : sp.step->args) sliced = sliced || has_slice(e);
+      if (sp.step->kind == Step::Kind::let) sliced = sliced || has_slice(sp.step->value);
+      if (sliced)
+        throw std::invalid_argument("set_minibatch: line " + std::to_string(sp.step->loc.line) +
+                                    " slices an array, and slices of subsampled rows would not be contiguous; "
+                                    "use the full batch");
+    }
+    for (const auto& sp : plan_->steps)
+      if (sp.role == StepPlan::Role::latent && sp.per_row)
+        throw std::invalid_argument("set_minibatch: latent '" + sp.step->name +
+                                    "' has one value per data row, so it cannot be subsampled (the guide draws all " +
+                                    std::to_string(num_rows_) +
+                                    " rows of it while the log joint would see only the batch); use the full batch");
+  }
+  batch_size_ = batch_size;
+  generator_ = std::move(generator);
+}
+
+namespace {
+
+at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& values, int64_t num_rows,
+               int64_t batch_size) {
+  at::Tensor total = at::zeros({ctx.S}, ctx.opts);
+  const double scale = static_cast<double>(num_rows) / static_cast<double>(batch_size);
+  for (const auto& sp : plan.steps) {
+    const Step& step = *sp.step;
+    switch (sp.role) {
+      case StepPlan::Role::ret: break;
+      case StepPlan::Role::let: ctx.env[step.name] = eval(step.value, ctx); break;
+      case StepPlan::Role::data: ctx.env[step.name] = data_value(sp, ctx); break;
+      case StepPlan::Role::observed: {
+        const Value value = sp.from_value ? ctx.env.at(step.name) : data_value(sp, ctx);
+        auto dist = build_dist(sp, ctx, value.t.dim() - sp.ranks.value, false);
+        at::Tensor term = site_log_prob(*dist, value.t, sp.ranks.value);
+        if (value.rows && ctx.index.defined()) term = term * scale;
+        total = total + term;
+        ctx.env[step.name] = value;
+        break;
+      }
+      case StepPlan::Role::latent: {
+        auto it = values.find(step.name);
+        if (it == values.end())
+          throw std::invalid_argument("log_joint: no value for latent site '" + step.name + "'");
+        std::vector<int64_t> want{ctx.S};
+        want.insert(want.end(), sp.shape.begin(), sp.shape.end());
+        if (it->second.sizes().vec() != want)
+          throw std::invalid_argument("log_joint: latent site '" + step.name + "' has shape " +
+                                      shape_text(it->second.sizes()) + ", expected " + shape_to_string(want));
+        const at::Tensor v = it->second.to(ctx.opts.dtype());
+        const int64_t vbr = sp.declared.empty() ? 0 : 1 + static_cast<int64_t>(sp.declared.size());
+        auto dist = build_dist(sp, ctx, vbr, false);
+        total = total + site_log_prob(*dist, v, sp.ranks.value);
+        ctx.env[step.name] = Value{v, sp.per_row, true};
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+Context make_context(const at::Tensor& x) {
+  Context ctx;
+  ctx.S = x.size(0);
+  const auto dtype = at::isFloatingType(x.scalar_type()) ? x.scalar_type() : at::kFloat;
+  ctx.opts = at::TensorOptions().dtype(dtype).device(x.device());
+  return ctx;
+}
+
+}  // namespace
+
+at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
+  Context ctx = make_context(x);
+  if (batch_size_ < num_rows_ && generator_)
+    ctx.index = at::randperm(num_rows_, *generator_, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, batch_size_).to(x.device());
+  return run(*plan_, ctx, values, num_rows_, batch_size_);
+}
+
+SiteValues ProgramModel::evaluate(const at::Tensor& x, const SiteValues& values) const {
+  Context ctx = make_context(x);
+  run(*plan_, ctx, values, num_rows_, num_rows_);
+  SiteValues out;
+  for (const auto& [name, v] : ctx.env) {
+    std::vector<int64_t> shape = v.t.sizes().vec();
+    shape[0] = ctx.S;
+    out[name] = v.t.expand(shape);
+  }
+  return out;
+}
+
+}  // namespace vguide::model
