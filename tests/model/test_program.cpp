@@ -14,24 +14,11 @@
 
 #include <ATen/ATen.h>
 
+#include "regression_program.hpp"
+
 namespace vguide::model {
 namespace {
 
-const char* kRegression = R"(# comment
-object Predictor : 1
-object Response : 1
-
-program bayesian_regression : Predictor -> Response
-    sigma <- HalfCauchy(2.0)
-    beta_0 <- Normal(0.0, 5.0)
-    draw beta_1 ~ Normal(0.0, 2.0)
-    x <- Normal(0.0, 1.0)
-    let mu = beta_0 + beta_1 * x
-    observe y ~ Normal(mu, sigma)
-    return y
-
-output bayesian_regression
-)";
 
 TEST(Program, ParsesTheQuiversRegression) {
   const ProgramFile file = parse_program(kRegression, "regression.qvr");

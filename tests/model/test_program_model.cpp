@@ -16,24 +16,11 @@
 #include "vguide/runtime/elbo.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
 
+#include "regression_program.hpp"
+
 namespace vguide::model {
 namespace {
 
-const char* kRegression = R"(# comment
-object Predictor : 1
-object Response : 1
-
-program bayesian_regression : Predictor -> Response
-    sigma <- HalfCauchy(2.0)
-    beta_0 <- Normal(0.0, 5.0)
-    draw beta_1 ~ Normal(0.0, 2.0)
-    x <- Normal(0.0, 1.0)
-    let mu = beta_0 + beta_1 * x
-    observe y ~ Normal(mu, sigma)
-    return y
-
-output bayesian_regression
-)";
 
 const double kLogSqrt2Pi = 0.5 * std::log(2 * M_PI);
 double normal_lp(double x, double m, double s) { return -0.5 * std::pow((x - m) / s, 2) - std::log(s) - kLogSqrt2Pi; }
