@@ -431,7 +431,8 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
             if (batch.empty()) throw LocatedError(step.family_loc, step.family + ": its arguments have no particle dim");
             batch.erase(batch.begin());
             const std::vector<int64_t> event = dist->event_shape();
-            at::Tensor placeholder = dist->sample({}, gen).to(ctx.opts);
+            // One draw from the prior stands in for the latent while the program is checked.
+            at::Tensor prior_draw = dist->sample({}, gen).to(ctx.opts);
             if (!sp.declared.empty()) {
               std::vector<int64_t> target{1};
               target.insert(target.end(), sp.declared.begin(), sp.declared.end());
@@ -445,17 +446,17 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
                                    "shape mismatch: '" + step.name + "' is declared " + shape_to_string(sp.declared) +
                                        ", but its arguments have shape " + shape_to_string(batch));
               target.insert(target.end(), event.begin(), event.end());
-              placeholder = placeholder.expand(target);
+              prior_draw = prior_draw.expand(target);
               sp.shape = std::vector<int64_t>(target.begin() + 1, target.end());
             } else {
               sp.shape = batch;
               sp.shape.insert(sp.shape.end(), event.begin(), event.end());
             }
             sp.per_row = rows || (!sp.declared.empty() && num_rows_ > 0 && sp.declared[0] == num_rows_);
-            placeholder = placeholder.clone().detach().requires_grad_(true);
-            site_log_prob(*dist, placeholder, sp.ranks.value);
+            prior_draw = prior_draw.clone().detach().requires_grad_(true);
+            site_log_prob(*dist, prior_draw, sp.ranks.value);
             sites_.push_back(SiteInfo{step.name, sp.shape, dist->support(), dist->discrete(), sp.per_row});
-            ctx.env[step.name] = Value{placeholder, sp.per_row, true};
+            ctx.env[step.name] = Value{prior_draw, sp.per_row, true};
           }
           break;
         }
