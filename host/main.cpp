@@ -61,6 +61,7 @@ int run(int argc, char** argv) {
       "steps", po::value<int64_t>()->default_value(2000), "optimiser steps")(
       "lr", po::value<double>()->default_value(0.01), "Adam learning rate")(
       "particles", po::value<int64_t>()->default_value(1), "ELBO particles per step")(
+      "batch-size", po::value<int64_t>()->default_value(0), "data rows per step, scaled by N/B (0: all rows)")(
       "draws", po::value<int64_t>()->default_value(1000), "posterior draws for the summary")(
       "seed", po::value<uint64_t>()->default_value(0), "seed of every random stream")(
       "output", po::value<std::string>()->default_value("."), "folder for summary.json");
@@ -117,6 +118,10 @@ int run(int argc, char** argv) {
   const std::vector<std::string> guide_options =
       vm.count("guide-opt") ? vm["guide-opt"].as<std::vector<std::string>>() : std::vector<std::string>{};
   auto guide = plugins.create(family, model, model.observed_names(), guide_options);
+  if (const int64_t batch = vm["batch-size"].as<int64_t>(); batch > 0) {
+    at::Generator rows = at::detail::createCPUGenerator(seed ^ 0x5eedba7cULL);  // the minibatch stream
+    model.set_minibatch(batch, rows);
+  }
 
   torch::optim::Adam adam(guide->parameters(), torch::optim::AdamOptions(lr));
   double last_elbo = std::nan("");

@@ -114,6 +114,18 @@ TEST_F(HostTest, BadInputIsExitOneWithOneLineAndNothingOverwritten) {
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "the user's earlier summary\n");
 }
 
+TEST_F(HostTest, MinibatchesAreAFlag) {
+  const std::string logistic =
+      "--model " + kModels + "logistic_regression.qvr --data " + kModels + "logistic_regression.json";
+  HostRun r = host("--plugin normal " + logistic + " --steps 100 --draws 100 --batch-size 10 --output " + dir_.string());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(dir_ / "summary.json"));
+  r = host("--plugin normal " + kEightSchools + " --batch-size 4 --output " + dir_.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output.rfind("vguide-host: error: ", 0), 0u) << r.output;
+  EXPECT_NE(r.output.find("theta_raw"), std::string::npos) << r.output;  // the per-row latent is named
+}
+
 TEST_F(HostTest, ListsAndDescribesFamilies) {
   HostRun r = host("--plugin normal --plugin mixture --list-plugins");
   EXPECT_EQ(r.exit_code, 0);
