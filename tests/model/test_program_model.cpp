@@ -509,37 +509,26 @@ TEST(Data, ModelLevelDataErrors) {
       "d.json: variable 'b': b[2, 2] = 1.5 is outside the support of Bernoulli (integers 0, 1)");
 }
 
-void expect_program_error(const std::function<void()>& f, int line, int column, const std::string& message) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected " << message;
-  } catch (const ProgramError& e) {
-    EXPECT_EQ(e.message(), message);
-    EXPECT_EQ(e.line(), line);
-    EXPECT_EQ(e.column(), column);
-  }
-}
-
 TEST(ProgramModel, ProgramErrorsFoundBeforeAnyFit) {
   const std::string head = "object A : 1\nprogram p : A -> A\n";
-  expect_program_error(
+  expect_program_error_at(
       [&] { ProgramModel(parse_program(head + "    observe y ~ Normal(0.0, 1.0)\n    return y\noutput p\n"), Data("d.json")); },
       3, 13, "observe site 'y' has no data (expected a variable 'y' in d.json)");
-  expect_program_error(
+  expect_program_error_at(
       [&] { ProgramModel(parse_program(head + "    mu <- Normal(0.0, -1.0)\n    return mu\noutput p\n"), Data("d.json")); },
       3, 11, "Normal: scale is -1, but must be positive!");
-  expect_program_error(
+  expect_program_error_at(
       [&] {
         ProgramModel(parse_program(head + "    a <- Exponential(1.0)\n    u <- Uniform(0.0, a)\n    return u\noutput p\n"),
                      Data("d.json"));
       },
       4, 10, "site 'u' cannot be a latent: the support of Uniform depends on arguments that are not constants");
-  expect_program_error(
+  expect_program_error_at(
       [&] { ProgramModel(parse_program(head + "    t[100000, 100000] <- Normal(0.0, 1.0)\n    return t\noutput p\n"), Data()); },
       3, 5, "'t' is declared [100000, 100000]: more than 100000000 elements");
   Data data("d.json");
   data.set("w", torch::ones({3}, torch::kDouble));
-  expect_program_error(
+  expect_program_error_at(
       [&] {
         ProgramModel(parse_program(head + "    data w\n    theta[2] <- Normal(w, 1.0)\n    return theta\noutput p\n"), data);
       },
