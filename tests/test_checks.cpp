@@ -4,20 +4,12 @@
 #include <cmath>
 #include <limits>
 
+#include "test_util.hpp"
 #include "vguide/check.hpp"
 
 namespace vguide {
 namespace {
-
-template <typename E, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+using test::message_of;
 
 TEST(Check, PositiveRejectsZeroNegativeZeroNaNAndNegative) {
   EXPECT_EQ(message_of<std::domain_error>([] { check_positive("iaf", "num_flows", 0); }),

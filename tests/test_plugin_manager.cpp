@@ -10,6 +10,7 @@
 
 #include "test_config.hpp"
 #include "test_models.hpp"
+#include "test_util.hpp"
 #include "vguide/guide.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
 
@@ -22,16 +23,6 @@ std::string broken(const std::string& kind) {
 }
 std::string shipped(const std::string& family) {
   return std::string(VGUIDE_TEST_PLUGIN_DIR) + "/lib" + family + ".so";
-}
-
-template <typename F>
-std::string plugin_error_of(F&& f) {
-  try {
-    f();
-  } catch (const PluginError& e) {
-    return e.what();
-  }
-  return "(no PluginError)";
 }
 
 class PluginManagerTest : public ::testing::Test {
@@ -48,7 +39,7 @@ class PluginManagerTest : public ::testing::Test {
 };
 
 TEST_F(PluginManagerTest, PathThatDoesNotExist) {
-  EXPECT_EQ(plugin_error_of([&] { manager_.load("/nonexistent/libnothing.so"); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load("/nonexistent/libnothing.so"); }),
             "plugin /nonexistent/libnothing.so: no such file");
   ExpectStillUsable();
 }
@@ -56,12 +47,12 @@ TEST_F(PluginManagerTest, PathThatDoesNotExist) {
 TEST_F(PluginManagerTest, NotASharedLibrary) {
   const fs::path text = fs::temp_directory_path() / "vguide_test_not_a_library.so";
   std::ofstream(text) << "this is text, not ELF\n";
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(text.string()); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(text.string()); }),
             "plugin " + text.string() + ": not a shared library (no ELF header)");
   // ELF magic but garbage after it: the dynamic loader's reason, without errno noise.
   const fs::path fake = fs::temp_directory_path() / "vguide_test_fake_elf.so";
   std::ofstream(fake, std::ios::binary) << "\x7f" << "ELF garbage garbage garbage garbage garbage garbage garbage";
-  const std::string msg = plugin_error_of([&] { manager_.load(fake.string()); });
+  const std::string msg = test::message_of<PluginError>([&] { manager_.load(fake.string()); });
   EXPECT_EQ(msg.rfind("plugin " + fake.string() + ": cannot be loaded: ", 0), 0u) << msg;
   EXPECT_EQ(msg.find("Bad file descriptor"), std::string::npos) << msg;
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
@@ -71,7 +62,7 @@ TEST_F(PluginManagerTest, NotASharedLibrary) {
 }
 
 TEST_F(PluginManagerTest, NoDescriptor) {
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("no_descriptor")); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("no_descriptor")); }),
             "plugin " + broken("no_descriptor") +
                 ": no descriptor: it does not export 'vguide_plugin' (not a vguide plugin, or built without "
                 "VGUIDE_DECLARE_PLUGIN)");
@@ -79,7 +70,7 @@ TEST_F(PluginManagerTest, NoDescriptor) {
 }
 
 TEST_F(PluginManagerTest, WrongAbiMajor) {
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("abi_major")); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("abi_major")); }),
             "plugin " + broken("abi_major") +
                 ": ABI version 2.0 is incompatible with this host's 1.0 (major versions differ; rebuild the plugin "
                 "against this SDK)");
@@ -87,28 +78,28 @@ TEST_F(PluginManagerTest, WrongAbiMajor) {
 }
 
 TEST_F(PluginManagerTest, NewerAbiMinor) {
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("abi_minor")); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("abi_minor")); }),
             "plugin " + broken("abi_minor") +
                 ": ABI version 1.1 is newer than this host's 1.0 (the plugin needs features this host lacks; "
                 "upgrade vguide)");
 }
 
 TEST_F(PluginManagerTest, NewerSdkVersion) {
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("sdk_newer")); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("sdk_newer")); }),
             "plugin " + broken("sdk_newer") + ": built against vguide SDK 99.0.0, newer than this host's " +
                 VGUIDE_SDK_VERSION);
   ExpectStillUsable();
 }
 
 TEST_F(PluginManagerTest, WrongTorchVersion) {
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("torch_mismatch")); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("torch_mismatch")); }),
             "plugin " + broken("torch_mismatch") + ": built against LibTorch 0.4.1, but this host uses " +
                 TORCH_VERSION + " (LibTorch's C++ ABI differs between minor versions)");
   ExpectStillUsable();
 }
 
 TEST_F(PluginManagerTest, ShortDescriptor) {
-  const std::string msg = plugin_error_of([&] { manager_.load(broken("short_struct")); });
+  const std::string msg = test::message_of<PluginError>([&] { manager_.load(broken("short_struct")); });
   EXPECT_EQ(msg, "plugin " + broken("short_struct") + ": descriptor is " +
                      std::to_string(offsetof(vguide_plugin_descriptor, factory)) + " bytes; this host expects " +
                      std::to_string(sizeof(vguide_plugin_descriptor)) + " to " +
@@ -116,23 +107,23 @@ TEST_F(PluginManagerTest, ShortDescriptor) {
 }
 
 TEST_F(PluginManagerTest, InvalidOptionsSchemaIsRefusedAtLoad) {
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("bad_schema")); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("bad_schema")); }),
             "plugin " + broken("bad_schema") + ": invalid options schema: broken: option spec 'scale': unknown option type 'float'");
 }
 
 TEST_F(PluginManagerTest, MalformedVersionIsRefused) {
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("malformed_version")); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("malformed_version")); }),
             "plugin " + broken("malformed_version") + ": malformed SDK version 'latest'");
 }
 
 TEST_F(PluginManagerTest, MissingFactory) {
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("no_factory")); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("no_factory")); }),
             "plugin " + broken("no_factory") + ": descriptor of family 'broken' has no factory");
 }
 
 TEST_F(PluginManagerTest, DuplicateFamilyName) {
   manager_.load("normal");  // by name, through the search path
-  EXPECT_EQ(plugin_error_of([&] { manager_.load(broken("duplicate_family")); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("duplicate_family")); }),
             "plugin " + broken("duplicate_family") + ": family 'normal' is already registered from " +
                 manager_.find("normal").string() + " (duplicate library?)");
   // Loading the same file again is not a duplicate.
@@ -142,21 +133,21 @@ TEST_F(PluginManagerTest, DuplicateFamilyName) {
 
 TEST_F(PluginManagerTest, FactoryThrows) {
   EXPECT_EQ(manager_.load(broken("factory_throws")), "throws");
-  EXPECT_EQ(plugin_error_of([&] { manager_.create("throws", model_, {}, {}); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.create("throws", model_, {}, {}); }),
             "plugin " + broken("factory_throws") + ": factory of 'throws' failed: deliberate failure in test plugin");
   ExpectStillUsable();
 }
 
 TEST_F(PluginManagerTest, HandWrittenFactoryThatLetsAnExceptionThrough) {
   EXPECT_EQ(manager_.load(broken("raw_throw")), "raw_throw");
-  EXPECT_EQ(plugin_error_of([&] { manager_.create("raw_throw", model_, {}, {}); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.create("raw_throw", model_, {}, {}); }),
             "plugin " + broken("raw_throw") + ": factory of 'raw_throw' threw: raw factory let an exception through");
   ExpectStillUsable();
 }
 
 TEST_F(PluginManagerTest, FactoryReturnsNothing) {
   manager_.load(broken("factory_returns_null"));
-  EXPECT_EQ(plugin_error_of([&] { manager_.create("returns_null", model_, {}, {}); }),
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.create("returns_null", model_, {}, {}); }),
             "plugin " + broken("factory_returns_null") + ": factory of 'returns_null' returned no guide");
 }
 
@@ -200,7 +191,7 @@ TEST_F(PluginManagerTest, LookupByNameHonoursVGUIDE_PLUGIN_PATH) {
   ::setenv("VGUIDE_PLUGIN_PATH", VGUIDE_TEST_BROKEN_PLUGIN_DIR, 1);
   EXPECT_EQ(manager_.find("broken_factory_throws").string(), broken("factory_throws"));
   ::unsetenv("VGUIDE_PLUGIN_PATH");
-  const std::string msg = plugin_error_of([&] { manager_.find("nosuchfamily"); });
+  const std::string msg = test::message_of<PluginError>([&] { manager_.find("nosuchfamily"); });
   EXPECT_EQ(msg.rfind("plugin nosuchfamily: no libnosuchfamily.so in ", 0), 0u) << msg;
   EXPECT_NE(msg.find(VGUIDE_TEST_PLUGIN_DIR), std::string::npos) << msg;
 }

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "test_models.hpp"
+#include "test_util.hpp"
 #include "vguide/registry.hpp"
 
 namespace vguide {
@@ -70,21 +71,11 @@ TEST(Registry, ConstrainUnconstrainRoundTripWithMatchingJacobians) {
   EXPECT_NEAR(ladj[2].item<double>(), expected, 1e-9);
 }
 
-template <typename F>
-std::string invalid_argument_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no std::invalid_argument)";
-}
-
 TEST(Registry, DiscreteLatentIsAnErrorNamingTheSite) {
   test::SitesModel model({{"k", {}, constraints::real(), /*discrete=*/true},
                           {"mu", {}, constraints::real()},
                           {"y", {}, constraints::real()}});
-  EXPECT_EQ(invalid_argument_of([&] { LatentRegistry::from_model(model, {"y"}); }),
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { LatentRegistry::from_model(model, {"y"}); }),
             "LatentRegistry: latent site 'k' is discrete; these guides need continuous latents (observe it, or "
             "marginalise it out of the model)");
   // Observed, a discrete site is fine.
@@ -93,7 +84,7 @@ TEST(Registry, DiscreteLatentIsAnErrorNamingTheSite) {
 
 TEST(Registry, ObservedNameThatIsNotASite) {
   auto model = toy_model();
-  EXPECT_EQ(invalid_argument_of([&] { LatentRegistry::from_model(model, {"y", "z"}); }),
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { LatentRegistry::from_model(model, {"y", "z"}); }),
             "LatentRegistry: observed name 'z' is not a site of toy (sites: L, a, b, c, y)");
 }
 
@@ -101,7 +92,7 @@ TEST(Registry, NoLatentSitesIsAnErrorWhereAGuideNeedsOne) {
   test::SitesModel model({{"y", {}, constraints::real()}});
   auto reg = LatentRegistry::from_model(model, {"y"});
   EXPECT_TRUE(reg.empty());
-  EXPECT_EQ(invalid_argument_of([&] { reg.require_latents("normal"); }),
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { reg.require_latents("normal"); }),
             "normal: the model has no latent sites, so there is nothing to fit (observed: y)");
 }
 
@@ -110,29 +101,29 @@ TEST(Registry, MissingAndMisshapenValuesAreNamed) {
   auto reg = LatentRegistry::from_model(model, {"y"});
   auto [values, ladj] = reg.constrain(torch::randn({2, reg.total_unconstrained_dim()}));
   values.erase("b");
-  EXPECT_EQ(invalid_argument_of([&] { reg.unconstrain(values, "log_prob"); }),
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { reg.unconstrain(values, "log_prob"); }),
             "log_prob: missing value for latent site 'b'");
   values["b"] = torch::ones({2, 5});
-  EXPECT_EQ(invalid_argument_of([&] { reg.unconstrain(values, "log_prob"); }),
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { reg.unconstrain(values, "log_prob"); }),
             "log_prob: site 'b' has batch shape [2, 5], but site 'a' has [2]");
   values["b"] = torch::ones({2});
   values["c"] = torch::ones({2, 5}) / 5;
-  EXPECT_EQ(invalid_argument_of([&] { reg.unconstrain(values, "log_prob"); }),
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { reg.unconstrain(values, "log_prob"); }),
             "log_prob: site 'c' has shape [2, 5], but its site shape is [4] (after any batch dims)");
-  EXPECT_EQ(invalid_argument_of([&] { reg.unflatten_unconstrained(torch::zeros({2, 4})); }),
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { reg.unflatten_unconstrained(torch::zeros({2, 4})); }),
             "unflatten_unconstrained: expected a last dim of 13 (the flat unconstrained size), got shape [2, 4]");
   EXPECT_THROW(reg.site("nope"), std::out_of_range);
 }
 
 TEST(Registry, DuplicateSiteNamesAreAnError) {
   test::SitesModel model({{"a", {}, constraints::real()}, {"a", {2}, constraints::real()}});
-  EXPECT_EQ(invalid_argument_of([&] { LatentRegistry::from_model(model, {}); }),
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { LatentRegistry::from_model(model, {}); }),
             "LatentRegistry: site 'a' appears twice in toy");
 }
 
 TEST(Registry, BadSiteShapeForItsSupportNamesTheSite) {
   test::SitesModel model({{"S", {2, 3}, constraints::positive_definite()}});
-  EXPECT_EQ(invalid_argument_of([&] { LatentRegistry::from_model(model, {}); }),
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { LatentRegistry::from_model(model, {}); }),
             "LatentRegistry: site 'S': positive_definite: a site of shape [2, 3] cannot carry this support; it "
             "must end in a square matrix (K, K)");
 }

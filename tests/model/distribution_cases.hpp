@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.hpp"
 #include "vguide/model/distribution.hpp"
 
 namespace vguide::model::testing {
@@ -18,17 +19,9 @@ inline at::Tensor mat(const std::vector<std::vector<double>>& rows) {
   for (const auto& row : rows) r.push_back(vec(row));
   return at::stack(r);
 }
-inline at::Generator seeded(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
+using ::vguide::test::message_of;
 
-template <typename E, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+inline at::Generator seeded(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
 
 struct Case {
   std::string family;

@@ -30,6 +30,15 @@ void FlowGuide::set_transforms(std::vector<std::shared_ptr<Transform>> transform
   if (!transforms_.empty()) throw std::logic_error(family() + ": set_transforms may be called once");
   for (size_t k = 0; k < transforms.size(); ++k) register_module("transform_" + std::to_string(k), transforms[k]);
   transforms_ = std::move(transforms);
+  // Module::to() swaps a parameter's data in place, so this handle follows dtype and
+  // device without a per-step search of the stack.
+  for (const auto& t : transforms_) {
+    auto params = t->parameters();
+    if (!params.empty()) {
+      parameter_probe_ = params.front();
+      break;
+    }
+  }
 }
 
 void FlowGuide::require_stack() const {
@@ -61,9 +70,8 @@ std::pair<at::Tensor, at::Tensor> FlowGuide::pull_back(const at::Tensor& x) {
 
 std::pair<at::Tensor, at::Tensor> FlowGuide::sample_flat(int64_t S, const at::TensorOptions& options) {
   require_stack();
-  // The stack's parameters decide dtype and device (they follow module.to(...)).
-  auto params = transforms_.front()->parameters();
-  const at::TensorOptions opts = params.empty() ? options : params.front().options();
+  // The stack's parameters decide dtype and device; a stack without any uses x's.
+  const at::TensorOptions opts = parameter_probe_.defined() ? parameter_probe_.options() : options;
   at::Tensor u = at::randn({S, latent_dim()}, generator(), opts.requires_grad(false));
   auto [z, ladj] = push_forward(u);
   return {z, math::standard_normal_log_prob(u).sum(-1) - ladj};

@@ -54,6 +54,7 @@ class VGUIDE_API FlowGuide : public FlatGuide {
  private:
   void require_stack() const;
   std::vector<std::shared_ptr<Transform>> transforms_;
+  at::Tensor parameter_probe_;  ///< a parameter of the stack, for dtype and device
 };
 
 }  // namespace vguide::flow
