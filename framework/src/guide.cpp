@@ -38,6 +38,24 @@ at::Tensor Guide::elbo(const Model& model, const at::Tensor& x) {
   return (model.log_joint(x, draws) - log_prob(x, draws)).mean();
 }
 
+void Guide::initialize(const at::Tensor&) {
+  throw std::invalid_argument("guide family '" + family_ +
+                              "' has no location to initialise; use the family's own default (init strategy 'default')");
+}
+
+void Guide::copy_location(at::Tensor& parameter, const at::Tensor& location) const {
+  if (!location.defined() || location.dim() != 1 || location.size(0) != parameter.numel())
+    throw std::invalid_argument(family_ + ": initial location has shape " +
+                                (location.defined() ? shape_to_string(location.sizes().vec()) : std::string("undefined")) +
+                                ", expected [" + std::to_string(parameter.numel()) + "]");
+  if (!at::isfinite(location).all().item<bool>())
+    throw std::invalid_argument(family_ + ": initial location has non-finite values");
+  at::NoGradGuard no_grad;
+  parameter.copy_(location.reshape(parameter.sizes()));
+}
+
+SiteValues Model::prior_values(PriorInit, at::Generator&) const { return {}; }
+
 void Guide::set_seed(uint64_t seed) { generator_.set_current_seed(seed); }
 
 int64_t Guide::num_particles(const char* function, const at::Tensor& x) {

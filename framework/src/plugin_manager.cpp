@@ -154,7 +154,8 @@ std::vector<fs::path> PluginManager::search_path() {
 }
 
 fs::path PluginManager::find(const std::string& name) const {
-  const std::string file = "lib" + name + ".so";
+  const bool file_name = name.size() > 3 && name.compare(name.size() - 3, 3, ".so") == 0;
+  const std::string file = file_name ? name : "lib" + name + ".so";
   std::string searched;
   for (const auto& dir : search_path()) {
     std::error_code ec;
@@ -165,9 +166,15 @@ fs::path PluginManager::find(const std::string& name) const {
 }
 
 std::string PluginManager::load(const std::string& path_or_name) {
-  const bool is_path = path_or_name.find('/') != std::string::npos ||
-                       (path_or_name.size() > 3 && path_or_name.compare(path_or_name.size() - 3, 3, ".so") == 0);
-  const fs::path path = is_path ? fs::path(path_or_name) : find(path_or_name);
+  // A path ("./libiaf.so", "build/plugins/libiaf.so") is taken as given; a bare file
+  // name ("libiaf.so") is taken from the working directory if it is there, else
+  // searched like a family name; a family name ("iaf") is searched.
+  const bool is_path = path_or_name.find('/') != std::string::npos;
+  const bool is_file_name = !is_path && path_or_name.size() > 3 &&
+                            path_or_name.compare(path_or_name.size() - 3, 3, ".so") == 0;
+  std::error_code cwd_ec;
+  const fs::path path = is_path || (is_file_name && fs::exists(path_or_name, cwd_ec)) ? fs::path(path_or_name)
+                                                                                     : find(path_or_name);
   const std::string origin = path.string();
 
   std::error_code ec;

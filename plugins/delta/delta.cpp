@@ -37,6 +37,8 @@ class DeltaGuide final : public vguide::Guide {
     return at::zeros({S}, loc_.options());
   }
 
+  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+
   void pretty_print(std::ostream& out) const override {
     out << "vguide::DeltaGuide(latent_dim=" << loc_.size(0) << ", init_value=" << options_.init_value() << ")";
   }

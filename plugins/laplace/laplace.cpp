@@ -87,6 +87,8 @@ class LaplaceGuide final : public vguide::FlatGuide {
             {"laplace.min_eigenvalue", min_eigenvalue_.item<double>()}};
   }
 
+  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+
   void pretty_print(std::ostream& out) const override {
     out << "vguide::LaplaceGuide(latent_dim=" << loc_.size(0) << ", jitter=" << options_.jitter()
         << ", fitted=" << (fitted() ? "true" : "false") << ")";

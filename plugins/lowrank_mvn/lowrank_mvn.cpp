@@ -34,6 +34,8 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
                                     at::full({D}, vguide::math::softplus_inverse(options_.init_scale())));
   }
 
+  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+
   void pretty_print(std::ostream& out) const override {
     out << "vguide::LowRankMvnGuide(latent_dim=" << loc_.size(0) << ", rank=" << rank_
         << ", init_scale=" << options_.init_scale() << ")";

@@ -30,6 +30,8 @@ class MvnGuide final : public vguide::FlatGuide {
   /// The current Cholesky factor of the covariance.
   at::Tensor scale_tril() const { return at::tril(offdiag_, -1) + at::diag_embed(at::softplus(diag_raw_)); }
 
+  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+
   void pretty_print(std::ostream& out) const override {
     out << "vguide::MvnGuide(latent_dim=" << loc_.size(0) << ", init_scale=" << options_.init_scale() << ")";
   }

@@ -25,6 +25,8 @@ class NormalGuide final : public vguide::FlatGuide {
     log_scale_ = register_parameter("log_scale", at::full({D}, std::log(options_.init_scale())));
   }
 
+  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+
   void pretty_print(std::ostream& out) const override {
     out << "vguide::NormalGuide(latent_dim=" << loc_.size(0) << ", init_scale=" << options_.init_scale() << ")";
   }

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "vguide/flow/layers.hpp"
 #include "vguide/math/normal_log_prob.hpp"
 
 namespace vguide::flow {
@@ -39,6 +40,13 @@ void FlowGuide::set_transforms(std::vector<std::shared_ptr<Transform>> transform
       break;
     }
   }
+}
+
+void FlowGuide::initialize(const at::Tensor& location) {
+  auto* affine = transforms_.empty() ? nullptr : dynamic_cast<ElementwiseAffine*>(transforms_.back().get());
+  if (affine == nullptr) return Guide::initialize(location);
+  at::Tensor shift = affine->named_parameters(/*recurse=*/false)["loc"];
+  copy_location(shift, location);
 }
 
 void FlowGuide::require_stack() const {

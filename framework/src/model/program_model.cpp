@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -494,6 +495,13 @@ std::vector<std::string> ProgramModel::latent_names() const {
   return out;
 }
 
+std::vector<std::string> ProgramModel::let_names() const {
+  std::vector<std::string> out;
+  for (const auto& sp : plan_->steps)
+    if (sp.role == StepPlan::Role::let) out.push_back(sp.step->name);
+  return out;
+}
+
 void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
   if (num_rows_ == 0)
     throw std::invalid_argument("set_minibatch: program '" + name() + "' has no data rows to subsample");
@@ -523,8 +531,14 @@ void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
 
 namespace {
 
+// Chooses a latent's value when the program is run without given values (the
+// prior init strategies): (sp, its prior given the earlier values) -> (1, *sp.shape).
+using LatentPicker = std::function<at::Tensor(const StepPlan&, const Distribution&)>;
+// Receives each site's log density term, (S,), in program order.
+using TermSink = std::vector<std::pair<std::string, at::Tensor>>;
+
 at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& values, int64_t num_rows,
-               int64_t batch_size) {
+               int64_t batch_size, const LatentPicker* pick = nullptr, TermSink* terms = nullptr) {
   at::Tensor total = at::zeros({ctx.S}, ctx.opts);
   const double scale = static_cast<double>(num_rows) / static_cast<double>(batch_size);
   for (const auto& sp : plan.steps) {
@@ -538,23 +552,31 @@ at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& v
         auto dist = build_dist(sp, ctx, value.t.dim() - sp.ranks.value, false);
         at::Tensor term = site_log_prob(*dist, value.t, sp.ranks.value);
         if (value.rows && ctx.index.defined()) term = term * scale;
+        if (terms) terms->emplace_back(step.name, term);
         total = total + term;
         ctx.env[step.name] = value;
         break;
       }
       case StepPlan::Role::latent: {
-        auto it = values.find(step.name);
-        if (it == values.end())
-          throw std::invalid_argument("log_joint: no value for latent site '" + step.name + "'");
-        std::vector<int64_t> want{ctx.S};
-        want.insert(want.end(), sp.shape.begin(), sp.shape.end());
-        if (it->second.sizes().vec() != want)
-          throw std::invalid_argument("log_joint: latent site '" + step.name + "' has shape " +
-                                      shape_text(it->second.sizes()) + ", expected " + shape_to_string(want));
-        const at::Tensor v = it->second.to(ctx.opts.dtype());
         const int64_t vbr = sp.declared.empty() ? 0 : 1 + static_cast<int64_t>(sp.declared.size());
         auto dist = build_dist(sp, ctx, vbr, false);
-        total = total + site_log_prob(*dist, v, sp.ranks.value);
+        at::Tensor v;
+        if (pick) {
+          v = (*pick)(sp, *dist);
+        } else {
+          auto it = values.find(step.name);
+          if (it == values.end())
+            throw std::invalid_argument("log_joint: no value for latent site '" + step.name + "'");
+          std::vector<int64_t> want{ctx.S};
+          want.insert(want.end(), sp.shape.begin(), sp.shape.end());
+          if (it->second.sizes().vec() != want)
+            throw std::invalid_argument("log_joint: latent site '" + step.name + "' has shape " +
+                                        shape_text(it->second.sizes()) + ", expected " + shape_to_string(want));
+          v = it->second.to(ctx.opts.dtype());
+        }
+        at::Tensor term = site_log_prob(*dist, v, sp.ranks.value);
+        if (terms) terms->emplace_back(step.name, term);
+        total = total + term;
         ctx.env[step.name] = Value{v, sp.per_row, true};
         break;
       }
@@ -578,6 +600,51 @@ at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values
   if (batch_size_ < num_rows_ && generator_)
     ctx.index = at::randperm(num_rows_, *generator_, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, batch_size_).to(x.device());
   return run(*plan_, ctx, values, num_rows_, batch_size_);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> ProgramModel::site_log_densities(const at::Tensor& x,
+                                                                                const SiteValues& values) const {
+  Context ctx = make_context(x);
+  TermSink terms;
+  run(*plan_, ctx, values, num_rows_, num_rows_, nullptr, &terms);
+  return terms;
+}
+
+SiteValues ProgramModel::prior_values(PriorInit kind, at::Generator& generator) const {
+  Context ctx;
+  ctx.S = 1;
+  ctx.opts = at::TensorOptions().dtype(at::kDouble);
+  SiteValues out;
+  const LatentPicker pick = [&](const StepPlan& sp, const Distribution& dist) {
+    std::vector<int64_t> target{1};
+    target.insert(target.end(), sp.shape.begin(), sp.shape.end());
+    auto fits = [&](const at::Tensor& v) {
+      return v.defined() && at::isfinite(v).all().item<bool>() && dist.support().check(v).all().item<bool>();
+    };
+    at::Tensor mean;
+    if (dist.has_mean()) mean = dist.mean().to(ctx.opts).expand(target).contiguous();
+    at::Tensor v;
+    switch (kind) {
+      case PriorInit::sample: v = dist.sample({}, generator).to(ctx.opts).expand(target).contiguous(); break;
+      case PriorInit::mean:
+        if (fits(mean)) {
+          v = mean;
+          break;
+        }
+        [[fallthrough]];  // no finite mean (a Cauchy): the median
+      case PriorInit::median: {
+        // Pyro's rule: 15 draws. An element-wise median can leave a joint support
+        // (a simplex), and then the mean, or one draw, stands in.
+        v = std::get<0>(dist.sample({15}, generator).to(ctx.opts).median(0)).expand(target).contiguous();
+        if (!fits(v)) v = fits(mean) ? mean : dist.sample({}, generator).to(ctx.opts).expand(target).contiguous();
+        break;
+      }
+    }
+    out[sp.step->name] = v.select(0, 0);
+    return v;
+  };
+  run(*plan_, ctx, {}, num_rows_, num_rows_, &pick);
+  return out;
 }
 
 SiteValues ProgramModel::evaluate(const at::Tensor& x, const SiteValues& values) const {

@@ -59,6 +59,12 @@ class VGUIDE_API Guide : public torch::nn::Module {
   /// with a better estimator overrides it (the mixture's stratified estimator).
   virtual at::Tensor elbo(const Model& model, const at::Tensor& x);
 
+  /// Start the guide at `location`, a point of the registry's flat unconstrained
+  /// space, shape (D,): the mean / mode of the guide before fitting (the host's init
+  /// strategies). Default: std::invalid_argument saying the family has no location.
+  /// A family with a location parameter overrides it with `copy_location`.
+  virtual void initialize(const at::Tensor& location);
+
   virtual void before_step(const StepInfo& /*info*/) {}
   virtual void after_fit(const FitContext& /*context*/) {}
 
@@ -73,6 +79,9 @@ class VGUIDE_API Guide : public torch::nn::Module {
  protected:
   /// S = x.size(0). @throw std::invalid_argument if x has no leading dim or S < 1.
   static int64_t num_particles(const char* function, const at::Tensor& x);
+  /// Copies `location` (D,) into `parameter` without recording it for autograd.
+  /// @throw std::invalid_argument if the sizes differ or a value is not finite.
+  void copy_location(at::Tensor& parameter, const at::Tensor& location) const;
 
  private:
   std::string family_;

@@ -7,6 +7,7 @@
 /// once and every observation summed over its data rows.
 ///
 /// Example: class Coin : public vguide::Model { ... };  // see examples/embed/main.cpp
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
 #include <map>
@@ -32,6 +33,13 @@ struct SiteInfo {
   bool per_row = false;
 };
 
+/// How `Model::prior_values` picks each latent's value from its prior.
+enum class PriorInit {
+  median,  ///< the median of 15 draws (element-wise), robust for heavy-tailed priors
+  mean,    ///< the prior mean where it exists, else the median
+  sample,  ///< one draw
+};
+
 class VGUIDE_API Model {
  public:
   virtual ~Model();
@@ -41,6 +49,13 @@ class VGUIDE_API Model {
   virtual at::Tensor log_joint(const at::Tensor& x, const SiteValues& values) const = 0;
   /// A name for messages.
   virtual std::string name() const { return "model"; }
+
+  /// Latent values taken from the prior, for the host's init strategies: each latent
+  /// site -> a tensor of shape site.shape in constrained space, sites drawn in program
+  /// order, each from its prior given the values already chosen for the earlier ones.
+  /// Returns an empty map when the model cannot do it (the default), and the host then
+  /// says which strategies remain.
+  virtual SiteValues prior_values(PriorInit kind, at::Generator& generator) const;
 };
 
 /// Shape as text, "[2, 3]" ("[]" for a scalar), for messages.

@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "vguide/export.hpp"
@@ -57,6 +58,8 @@ class VGUIDE_API ProgramModel : public Model {
   std::vector<std::string> observed_names() const;
   /// The latent sites, in program order.
   std::vector<std::string> latent_names() const;
+  /// The `let` values, in program order.
+  std::vector<std::string> let_names() const;
   /// The number of data rows N (0 if no observed site has an array).
   int64_t num_rows() const noexcept { return num_rows_; }
 
@@ -68,6 +71,15 @@ class VGUIDE_API ProgramModel : public Model {
   void set_minibatch(int64_t batch_size, at::Generator generator);
   /// The current batch size (N when not subsampling).
   int64_t batch_size() const noexcept { return batch_size_; }
+
+  /// Each latent drawn, in program order, from its prior given the values chosen for
+  /// the earlier ones (the host's median / mean / sample init strategies).
+  SiteValues prior_values(PriorInit kind, at::Generator& generator) const override;
+
+  /// Every site's log density term for the given latents, (S,) each, in program order
+  /// (full batch): how the host names the site whose density went non-finite.
+  std::vector<std::pair<std::string, at::Tensor>> site_log_densities(const at::Tensor& x,
+                                                                     const SiteValues& values) const;
 
   /// The `let` values (and sites) for the given latents: name -> (S, *shape).
   SiteValues evaluate(const at::Tensor& x, const SiteValues& values) const;

@@ -33,7 +33,8 @@ class VGUIDE_API PluginManager : public FactoryContext {
   PluginManager(const PluginManager&) = delete;
   PluginManager& operator=(const PluginManager&) = delete;
 
-  /// Load by path (anything containing '/' or ending in ".so") or by family name
+  /// Load by path (anything containing '/'), by file name (`libNAME.so`: from the
+  /// working directory if there, else from search_path()) or by family name
   /// (`libNAME.so` on search_path()). Loading the same file twice is a no-op.
   /// @return the family name. @throw PluginError.
   std::string load(const std::string& path_or_name);
@@ -42,7 +43,7 @@ class VGUIDE_API PluginManager : public FactoryContext {
   /// @throw PluginError as for a loaded descriptor.
   std::string register_builtin(const vguide_plugin_descriptor& descriptor);
 
-  /// `libNAME.so` in $VGUIDE_PLUGIN_PATH (':'-separated), then lib/vguide/plugins
+  /// `libNAME.so` (or `name` itself if it ends in ".so") in $VGUIDE_PLUGIN_PATH (':'-separated), then lib/vguide/plugins
   /// next to libvguide.so (an installed copy), then the build's plugin folder.
   /// @throw PluginError listing the folders searched.
   std::filesystem::path find(const std::string& name) const;

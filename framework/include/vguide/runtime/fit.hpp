@@ -1,0 +1,141 @@
+#pragma once
+/// The fit: an optimiser loop over a guide's parameters for any model and any guide
+/// family, with the host's hooks (before_step, after_fit), a guard against
+/// non-finite steps, Stan ADVI's stopping rule and checkpoints that resume bit for
+/// bit. The CLI (`vguide-host`) is a thin layer over this class; an application can
+/// use it directly.
+///
+/// Example:
+///   vguide::FitOptions options;
+///   options.steps = 5000;
+///   options.init.strategy = vguide::InitStrategy::median;
+///   vguide::Fit fit(model, *guide, options);
+///   vguide::FitResult result = fit.run();
+///   fit.finish();  // the guide's after_fit (Laplace: the Hessian)
+#include <ATen/core/Generator.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "vguide/export.hpp"
+#include "vguide/guide.hpp"
+#include "vguide/model.hpp"
+#include "vguide/runtime/convergence.hpp"
+#include "vguide/runtime/init.hpp"
+#include "vguide/runtime/objective.hpp"
+#include "vguide/runtime/schedule.hpp"
+
+namespace vguide {
+
+enum class Optimizer { adam, adamw, sgd, rmsprop };
+
+struct OptimizerOptions {
+  Optimizer kind = Optimizer::adam;
+  double lr = 0.01;
+  double momentum = 0.9;       ///< sgd and rmsprop
+  double weight_decay = -1.0;  ///< < 0: the kind's default (0.01 for adamw, else 0)
+};
+
+/// "adam" | "adamw" | "sgd" | "rmsprop". @throw std::invalid_argument.
+VGUIDE_API Optimizer parse_optimizer(const std::string& name);
+VGUIDE_API std::string to_string(Optimizer kind);
+
+struct FitOptions {
+  int64_t steps = 2000;
+  ObjectiveOptions objective;
+  OptimizerOptions optimizer;
+  ScheduleOptions schedule;
+  double clip_norm = 0.0;  ///< > 0: clip the gradient's global 2-norm to this
+  ConvergenceOptions convergence;
+  InitOptions init;
+  int64_t max_non_finite = 20;  ///< stop after this many non-finite steps in a row
+  uint64_t seed = 0;            ///< the init strategies' stream
+};
+
+/// @throw std::invalid_argument naming the first bad setting.
+VGUIDE_API void validate(const FitOptions& options);
+
+enum class StopReason { steps, converged, non_finite, interrupted };
+VGUIDE_API std::string to_string(StopReason reason);
+
+/// What the progress callback sees after every step.
+struct StepReport {
+  int64_t step = 0;         ///< steps done, this one included
+  int64_t steps = 0;        ///< planned
+  double objective = 0.0;   ///< this step's estimate (NaN if not finite)
+  bool skipped = false;     ///< not finite: no update
+};
+
+struct FitResult {
+  int64_t steps_done = 0;
+  StopReason reason = StopReason::steps;
+  /// converged: the rule that fired ("mean" / "median"); non_finite: what went
+  /// non-finite, naming the site; else empty.
+  std::string detail;
+  int64_t non_finite_steps = 0;  ///< skipped steps over the whole fit
+};
+
+/// A checkpoint that does not fit this fit, or cannot be read.
+class VGUIDE_API CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class VGUIDE_API Fit {
+ public:
+  /// Validates the options, applies the init strategy, builds the optimiser.
+  Fit(const Model& model, Guide& guide, FitOptions options);
+  ~Fit();
+  Fit(const Fit&) = delete;
+  Fit& operator=(const Fit&) = delete;
+
+  /// One optimiser step (before_step, objective, backward, clip, update). Returns
+  /// false when the objective or a gradient was not finite: the step is skipped and
+  /// the parameters keep their last finite values.
+  bool step();
+
+  /// Steps until `options.steps` are done, the convergence rule fires, K non-finite
+  /// steps come in a row, or `*interrupt` becomes true (checked between steps).
+  FitResult run(const std::atomic<bool>* interrupt = nullptr,
+                const std::function<void(const StepReport&)>& on_step = {});
+
+  /// The guide's after_fit hook, once.
+  void finish();
+  bool finished() const noexcept;
+
+  int64_t steps_done() const noexcept;
+  /// The objective estimate of every step so far (NaN for a skipped step).
+  const std::vector<double>& trace() const noexcept;
+  const FitResult& result() const noexcept;
+  const FitOptions& options() const noexcept;
+
+  /// A generator outside the guide whose state a checkpoint must carry (the
+  /// minibatch rows stream).
+  void track_generator(const std::string& name, at::Generator generator);
+
+  /// Writes the guide's parameters and buffers, the optimiser state, the step,
+  /// every generator's state and `fingerprints` (name -> value) to `path`
+  /// atomically (a temporary file, then rename).
+  void save_checkpoint(const std::string& path, const std::map<std::string, std::string>& fingerprints) const;
+  /// Restores a checkpoint written by save_checkpoint.
+  /// A finished checkpoint (after_fit has run) with at least `options.steps` steps
+  /// restores the fitted guide, to draw from; otherwise the training state, to
+  /// continue. @throw CheckpointError if it cannot be read, or a fingerprint differs
+  ///        ("checkpoint PATH: the data differs (checkpoint: X, now: Y)").
+  void load_checkpoint(const std::string& path, const std::map<std::string, std::string>& fingerprints);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// A short stable fingerprint of a text (64-bit FNV-1a, 16 hex digits).
+VGUIDE_API std::string fingerprint(const std::string& text);
+
+}  // namespace vguide

@@ -1,0 +1,388 @@
+#include "vguide/runtime/fit.hpp"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "vguide/model/program_model.hpp"
+#include "vguide/runtime/elbo.hpp"
+
+namespace vguide {
+
+namespace {
+
+constexpr int kCheckpointFormat = 1;
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
+                                                        const OptimizerOptions& o) {
+  const double decay = o.weight_decay >= 0.0 ? o.weight_decay : (o.kind == Optimizer::adamw ? 0.01 : 0.0);
+  switch (o.kind) {
+    case Optimizer::adam:
+      return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(o.lr).weight_decay(decay));
+    case Optimizer::adamw:
+      return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(o.lr).weight_decay(decay));
+    case Optimizer::sgd:
+      return std::make_unique<torch::optim::SGD>(
+          params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(decay));
+    case Optimizer::rmsprop:
+      return std::make_unique<torch::optim::RMSprop>(
+          params, torch::optim::RMSpropOptions(o.lr).momentum(o.momentum).weight_decay(decay));
+  }
+  throw std::logic_error("make_optimizer: unknown kind");
+}
+
+std::string number(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// Every guide in the module tree (a mixture's components too) has its own stream.
+std::vector<std::pair<std::string, Guide*>> guides_in(Guide& root) {
+  std::vector<std::pair<std::string, Guide*>> out;
+  for (const auto& item : root.named_modules("", /*include_self=*/true)) {
+    if (auto* g = dynamic_cast<Guide*>(item.value().get())) out.emplace_back(item.key().empty() ? "self" : item.key(), g);
+  }
+  return out;
+}
+
+std::string first_non_finite_site(const SiteValues& values) {
+  for (const auto& [name, v] : values)
+    if (!at::isfinite(v.detach()).all().item<bool>()) return name;
+  return "";
+}
+
+// Names what went non-finite: a drawn value, a site's log density, the guide's
+// density, or a gradient. Draws fresh particles, so the guide's stream moves; it
+// runs only when the fit is about to stop.
+std::string diagnose_non_finite(const Model& model, Guide& guide) {
+  const at::Tensor x = particles(64);
+  SiteValues draws;
+  {
+    torch::NoGradGuard no_grad;
+    draws = guide.sample(x);
+  }
+  if (std::string site = first_non_finite_site(draws); !site.empty())
+    return "the guide drew a non-finite value for site '" + site + "'";
+  if (auto* program = dynamic_cast<const model::ProgramModel*>(&model)) {
+    torch::NoGradGuard no_grad;
+    for (const auto& [name, term] : program->site_log_densities(x, draws))
+      if (!at::isfinite(term).all().item<bool>())
+        return "the log density of site '" + name + "' is not finite";
+  }
+  {
+    torch::NoGradGuard no_grad;
+    if (!at::isfinite(model.log_joint(x, draws)).all().item<bool>()) return "the model's log joint is not finite";
+    if (!at::isfinite(guide.log_prob(x, draws)).all().item<bool>()) return "the guide's log density is not finite";
+  }
+  guide.zero_grad();
+  (-guide.elbo(model, x)).backward();
+  for (const auto& p : guide.named_parameters())
+    if (p.value().grad().defined() && !at::isfinite(p.value().grad()).all().item<bool>())
+      return "the gradient of guide parameter '" + p.key() + "' is not finite";
+  return "the objective is not finite for some draws";
+}
+
+}  // namespace
+
+Optimizer parse_optimizer(const std::string& name) {
+  if (name == "adam") return Optimizer::adam;
+  if (name == "adamw") return Optimizer::adamw;
+  if (name == "sgd") return Optimizer::sgd;
+  if (name == "rmsprop") return Optimizer::rmsprop;
+  throw std::invalid_argument("unknown optimizer '" + name + "'; valid: adam, adamw, sgd, rmsprop");
+}
+
+std::string to_string(Optimizer kind) {
+  switch (kind) {
+    case Optimizer::adam: return "adam";
+    case Optimizer::adamw: return "adamw";
+    case Optimizer::sgd: return "sgd";
+    case Optimizer::rmsprop: return "rmsprop";
+  }
+  return "adam";
+}
+
+std::string to_string(StopReason reason) {
+  switch (reason) {
+    case StopReason::steps: return "steps";
+    case StopReason::converged: return "converged";
+    case StopReason::non_finite: return "non_finite";
+    case StopReason::interrupted: return "interrupted";
+  }
+  return "steps";
+}
+
+void validate(const FitOptions& o) {
+  if (o.steps < 0) throw std::invalid_argument("steps is " + std::to_string(o.steps) + ", but must be at least 0");
+  if (o.objective.particles < 1)
+    throw std::invalid_argument("particles is " + std::to_string(o.objective.particles) + ", but must be at least 1");
+  if (o.objective.kind == Objective::iwae && o.objective.stick_the_landing)
+    throw std::invalid_argument("sticking the landing applies to the ELBO only, not to IWAE");
+  if (!(o.optimizer.lr > 0.0) || !std::isfinite(o.optimizer.lr))
+    throw std::invalid_argument("lr is " + number(o.optimizer.lr) + ", but must be a positive number");
+  if (!(o.optimizer.momentum >= 0.0 && o.optimizer.momentum < 1.0))
+    throw std::invalid_argument("momentum is " + number(o.optimizer.momentum) + ", but must be in [0, 1)");
+  if (!std::isfinite(o.optimizer.weight_decay))
+    throw std::invalid_argument("weight decay must be a finite number");
+  if (!(o.clip_norm >= 0.0) || !std::isfinite(o.clip_norm))
+    throw std::invalid_argument("clip norm is " + number(o.clip_norm) + ", but must be at least 0 (0: off)");
+  if (o.max_non_finite < 1)
+    throw std::invalid_argument("max non-finite steps is " + std::to_string(o.max_non_finite) +
+                                ", but must be at least 1");
+  validate(o.schedule, o.optimizer.lr);
+  validate(o.convergence);
+}
+
+std::string fingerprint(const std::string& text) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+struct Fit::Impl {
+  const Model& model;
+  Guide& guide;
+  FitOptions options;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::vector<at::Tensor> params;
+  AdviConvergence convergence;
+  std::vector<double> trace;
+  std::map<std::string, at::Generator> extra_generators;
+  FitResult result;
+  int64_t non_finite_run = 0;
+  bool finished = false;
+
+  std::string training_state;  // captured by finish()
+
+  // The guide's parameters and buffers and every generator's state, as bytes.
+  std::string capture_state() const {
+    torch::serialize::OutputArchive archive;
+    torch::serialize::OutputArchive guide_archive;
+    guide.save(guide_archive);
+    archive.write("guide", guide_archive);
+    for (const auto& [name, g] : guides_in(guide)) archive.write("rng.guide." + name, g->generator().get_state());
+    for (const auto& [name, gen] : extra_generators) archive.write("rng.extra." + name, gen.get_state());
+    std::ostringstream out;
+    archive.save_to(out);
+    return out.str();
+  }
+
+  void restore_state(const std::string& bytes) {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in);
+    torch::serialize::InputArchive guide_archive;
+    archive.read("guide", guide_archive);
+    guide.load(guide_archive);
+    for (const auto& [name, g] : guides_in(guide)) {
+      at::Tensor state;
+      archive.read("rng.guide." + name, state);
+      g->generator().set_state(state);
+    }
+    for (auto& [name, gen] : extra_generators) {
+      at::Tensor state;
+      archive.read("rng.extra." + name, state);
+      gen.set_state(state);
+    }
+  }
+
+  Impl(const Model& m, Guide& g, FitOptions o)
+      : model(m), guide(g), options(std::move(o)), convergence(options.convergence, std::max<int64_t>(options.steps, 1)) {}
+};
+
+Fit::Fit(const Model& model, Guide& guide, FitOptions options) {
+  validate(options);
+  impl_ = std::make_unique<Impl>(model, guide, std::move(options));
+  at::Generator init_stream = at::detail::createCPUGenerator(impl_->options.seed ^ 0x1417ba5eULL);
+  initialize(guide, model, impl_->options.init, init_stream);
+  impl_->params = guide.parameters();
+  impl_->optimizer = make_optimizer(impl_->params, impl_->options.optimizer);
+}
+
+Fit::~Fit() = default;
+
+bool Fit::step() {
+  Impl& s = *impl_;
+  const int64_t t = s.result.steps_done;
+  s.guide.before_step({t, s.options.steps});
+  const double lr = scheduled_lr(s.options.schedule, s.options.optimizer.lr, t, s.options.steps);
+  for (auto& group : s.optimizer->param_groups()) group.options().set_lr(lr);
+  s.optimizer->zero_grad();
+  at::Tensor value = objective(s.model, s.guide, s.options.objective);
+  const double v = value.item<double>();
+  bool ok = std::isfinite(v);
+  if (ok) {
+    (-value).backward();
+    for (const auto& p : s.params)
+      if (p.grad().defined() && !at::isfinite(p.grad()).all().item<bool>()) {
+        ok = false;
+        break;
+      }
+  }
+  if (ok) {
+    if (s.options.clip_norm > 0.0) torch::nn::utils::clip_grad_norm_(s.params, s.options.clip_norm);
+    s.optimizer->step();
+    s.non_finite_run = 0;
+  } else {
+    s.optimizer->zero_grad();
+    ++s.non_finite_run;
+    ++s.result.non_finite_steps;
+  }
+  s.trace.push_back(ok ? v : std::numeric_limits<double>::quiet_NaN());
+  ++s.result.steps_done;
+  return ok;
+}
+
+FitResult Fit::run(const std::atomic<bool>* interrupt, const std::function<void(const StepReport&)>& on_step) {
+  Impl& s = *impl_;
+  s.result.reason = StopReason::steps;
+  s.result.detail.clear();
+  while (s.result.steps_done < s.options.steps) {
+    if (interrupt && interrupt->load()) {
+      s.result.reason = StopReason::interrupted;
+      break;
+    }
+    const bool ok = step();
+    if (on_step) on_step({s.result.steps_done, s.options.steps, s.trace.back(), !ok});
+    if (s.non_finite_run >= s.options.max_non_finite) {
+      s.result.reason = StopReason::non_finite;
+      s.result.detail = diagnose_non_finite(s.model, s.guide);
+      break;
+    }
+    if (s.convergence.due(s.result.steps_done)) {
+      double elbo_now;
+      {
+        torch::NoGradGuard no_grad;
+        elbo_now = elbo(s.model, s.guide, s.options.convergence.elbo_particles).item<double>();
+      }
+      if (std::isfinite(elbo_now)) {
+        if (auto rule = s.convergence.update(elbo_now)) {
+          s.result.reason = StopReason::converged;
+          s.result.detail = *rule;
+          break;
+        }
+      }
+    }
+  }
+  return s.result;
+}
+
+void Fit::finish() {
+  if (impl_->finished) return;
+  // The state a longer fit would continue from, before after_fit changes the guide
+  // (the Laplace guide leaves its MAP phase there).
+  impl_->training_state = impl_->capture_state();
+  impl_->guide.after_fit({impl_->model, impl_->result.steps_done});
+  impl_->finished = true;
+}
+
+bool Fit::finished() const noexcept { return impl_->finished; }
+int64_t Fit::steps_done() const noexcept { return impl_->result.steps_done; }
+const std::vector<double>& Fit::trace() const noexcept { return impl_->trace; }
+const FitResult& Fit::result() const noexcept { return impl_->result; }
+const FitOptions& Fit::options() const noexcept { return impl_->options; }
+
+void Fit::track_generator(const std::string& name, at::Generator generator) {
+  impl_->extra_generators[name] = std::move(generator);
+}
+
+void Fit::save_checkpoint(const std::string& path, const std::map<std::string, std::string>& fingerprints) const {
+  const Impl& s = *impl_;
+  nlohmann::json meta;
+  meta["format"] = kCheckpointFormat;
+  meta["steps_done"] = s.result.steps_done;
+  meta["finished"] = s.finished;
+  meta["interrupted"] = s.result.reason == StopReason::interrupted;
+  meta["reason"] = to_string(s.result.reason);
+  meta["detail"] = s.result.detail;
+  meta["non_finite_steps"] = s.result.non_finite_steps;
+  meta["non_finite_run"] = s.non_finite_run;
+  meta["fingerprints"] = fingerprints;
+  meta["convergence_buffer"] = s.convergence.buffer();
+  meta["convergence_previous"] = s.convergence.previous();
+
+  auto bytes = [](const std::string& b) {
+    return torch::from_blob(const_cast<char*>(b.data()), {static_cast<int64_t>(b.size())}, torch::kUInt8).clone();
+  };
+  torch::serialize::OutputArchive archive;
+  archive.write("meta", c10::IValue(meta.dump()));
+  archive.write("trace", torch::tensor(s.trace, torch::kDouble));
+  torch::serialize::OutputArchive optimizer_archive;
+  s.optimizer->save(optimizer_archive);
+  archive.write("optimizer", optimizer_archive);
+  // A finished fit carries two guide states: the one to continue training from and
+  // the fitted one to draw from.
+  archive.write("state", bytes(s.finished ? s.training_state : s.capture_state()));
+  if (s.finished) archive.write("fitted_state", bytes(s.capture_state()));
+
+  const std::string tmp = path + ".tmp";
+  archive.save_to(tmp);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw std::runtime_error("cannot move " + tmp + " to " + path + ": " + ec.message());
+}
+
+void Fit::load_checkpoint(const std::string& path, const std::map<std::string, std::string>& fingerprints) {
+  Impl& s = *impl_;
+  if (!std::filesystem::is_regular_file(path)) throw CheckpointError("checkpoint " + path + " does not exist");
+  torch::serialize::InputArchive archive;
+  nlohmann::json meta;
+  try {
+    archive.load_from(path);
+    c10::IValue text;
+    archive.read("meta", text);
+    meta = nlohmann::json::parse(text.toStringRef());
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    throw CheckpointError("checkpoint " + path + " cannot be read: " + why.substr(0, why.find('\n')));
+  }
+  if (meta.value("format", 0) != kCheckpointFormat)
+    throw CheckpointError("checkpoint " + path + " has format " + std::to_string(meta.value("format", 0)) +
+                          ", this vguide reads format " + std::to_string(kCheckpointFormat));
+  const auto saved = meta.at("fingerprints").get<std::map<std::string, std::string>>();
+  for (const auto& [key, now] : fingerprints) {
+    auto it = saved.find(key);
+    const std::string then = it == saved.end() ? "none" : it->second;
+    if (then != now)
+      throw CheckpointError("checkpoint " + path + ": the " + key + " differs (checkpoint: " + then + ", now: " + now +
+                            ")");
+  }
+  const int64_t steps_done = meta.at("steps_done").get<int64_t>();
+  // Drawing from a finished fit takes the fitted guide; anything else continues training.
+  const bool use_fitted = meta.at("finished").get<bool>() && steps_done >= s.options.steps;
+  try {
+    torch::serialize::InputArchive optimizer_archive;
+    archive.read("optimizer", optimizer_archive);
+    s.optimizer->load(optimizer_archive);
+    at::Tensor state;
+    archive.read(use_fitted ? "fitted_state" : "state", state);
+    state = state.contiguous();
+    s.restore_state(std::string(static_cast<const char*>(state.data_ptr()), static_cast<size_t>(state.numel())));
+    at::Tensor trace;
+    archive.read("trace", trace);
+    trace = trace.contiguous();
+    s.trace.assign(trace.data_ptr<double>(), trace.data_ptr<double>() + trace.numel());
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    throw CheckpointError("checkpoint " + path + " does not fit this guide: " + why.substr(0, why.find('\n')));
+  }
+  s.result.steps_done = meta.at("steps_done").get<int64_t>();
+  s.result.non_finite_steps = meta.at("non_finite_steps").get<int64_t>();
+  s.non_finite_run = meta.at("non_finite_run").get<int64_t>();
+  s.finished = use_fitted;
+  s.convergence.restore(meta.at("convergence_buffer").get<std::vector<double>>(),
+                        meta.at("convergence_previous").get<double>());
+}
+
+}  // namespace vguide
