@@ -1,38 +1,24 @@
 // vguide-host end to end: a fit that writes summary.json, and each kind of bad input
 // giving one line on stderr and the documented exit code.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unistd.h>
 
+#include "host_run.hpp"
 #include "test_config.hpp"
 
 namespace {
 namespace fs = std::filesystem;
 
-struct HostRun {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-HostRun host(const std::string& args) {
-  const std::string command = std::string(VGUIDE_TEST_HOST) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  std::string out;
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using vguide::test::HostRun;
+HostRun host(const std::string& args) { return vguide::test::run_host(args); }
 
 const std::string kModels = std::string(VGUIDE_TEST_SOURCE_DIR) + "/examples/models/";
 const std::string kEightSchools =
