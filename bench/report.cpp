@@ -17,7 +17,8 @@ namespace {
 struct Record {
   std::string curve, series, guide;
   int64_t x = 0, S = 0;
-  double us = 0, floor_us = 0, ratio = 0;
+  double us = 0, floor_us = 0, ratio = 0;          // wall time
+  double cpu_us = 0, cpu_floor_us = 0, cpu_ratio = 0;  // process CPU time
 };
 
 std::string fmt(const char* f, double v) {
@@ -39,7 +40,8 @@ std::vector<Record> read_records(const std::string& path) {
       const auto j = nlohmann::json::parse(line);
       if (!j.contains("us_per_step")) continue;  // self-check and error lines
       out.push_back({j.at("curve"), j.at("series"), j.at("guide"), j.at("x"), j.at("S"), j.at("us_per_step"),
-                     j.at("baseline_us_per_step"), j.at("ratio")});
+                     j.at("baseline_us_per_step"), j.at("ratio"), j.at("cpu_us_per_step"),
+                     j.at("baseline_cpu_us_per_step"), j.at("cpu_ratio")});
     } catch (const nlohmann::json::exception& e) {
       throw std::runtime_error(path + ":" + std::to_string(n) + ": not a result record: " + e.what());
     }
@@ -47,40 +49,50 @@ std::vector<Record> read_records(const std::string& path) {
   return out;
 }
 
-// Table groups: rows are guides, columns S with µs and ratio to the floor.
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Table groups: rows are guides; per S the wall time, its ratio to the floor, and
+// the ratio of CPU times.
 void table(std::ostream& out, const std::string& series, const std::vector<Record>& rs) {
   std::vector<std::string> guides;
   std::set<int64_t> Ss;
   std::map<std::pair<std::string, int64_t>, const Record*> at;
-  std::map<int64_t, std::vector<double>> floors;
+  std::map<int64_t, std::vector<double>> floors, cpu_floors;
   for (const auto& r : rs) {
     if (std::find(guides.begin(), guides.end(), r.guide) == guides.end()) guides.push_back(r.guide);
     Ss.insert(r.S);
     at[{r.guide, r.S}] = &r;
     floors[r.S].push_back(r.floor_us);
+    cpu_floors[r.S].push_back(r.cpu_floor_us);
   }
   out << "\n**" << series << "**\n\n| guide |";
-  for (int64_t S : Ss) out << " S = " << S << " | × floor |";
+  for (int64_t S : Ss) out << " S = " << S << " | × floor | CPU | × floor (CPU) |";
   out << "\n| --- |";
-  for (size_t i = 0; i < Ss.size(); ++i) out << " ---: | ---: |";
+  for (size_t i = 0; i < Ss.size(); ++i) out << " ---: | ---: | ---: | ---: |";
   out << "\n| hand-written floor (median) |";
-  for (int64_t S : Ss) {
-    auto v = floors[S];
-    std::sort(v.begin(), v.end());
-    out << " " << us_text(v[v.size() / 2]) << " | 1 |";
-  }
+  for (int64_t S : Ss)
+    out << " " << us_text(median(floors[S])) << " | 1 | " << us_text(median(cpu_floors[S])) << " | 1 |";
   for (const auto& g : guides) {
     out << "\n| " << g << " |";
     for (int64_t S : Ss) {
       auto it = at.find({g, S});
-      if (it == at.end()) out << " — | — |";
-      else out << " " << us_text(it->second->us) << " | " << fmt("%.2f", it->second->ratio) << " |";
+      if (it == at.end()) {
+        out << " — | — | — | — |";
+        continue;
+      }
+      const Record& r = *it->second;
+      out << " " << us_text(r.us) << " | " << fmt("%.2f", r.ratio) << " | " << us_text(r.cpu_us) << " | "
+          << fmt("%.2f", r.cpu_ratio) << " |";
     }
   }
   out << "\n";
 }
 
-// Curves: rows are x, columns per series µs, floor and ratio.
+// Curves: rows are x; per series the wall time, the floor's, their ratio and the
+// ratio of CPU times.
 void curve_table(std::ostream& out, const std::string& curve, const std::vector<Record>& rs) {
   std::vector<std::string> series;
   std::set<int64_t> xs;
@@ -91,16 +103,20 @@ void curve_table(std::ostream& out, const std::string& curve, const std::vector<
     at[{r.series, r.x}] = &r;
   }
   out << "\n**step time against " << curve << "**\n\n| " << curve << " |";
-  for (const auto& s : series) out << " " << s << " | floor | × |";
+  for (const auto& s : series) out << " " << s << " | floor | × | × (CPU) |";
   out << "\n| ---: |";
-  for (size_t i = 0; i < series.size(); ++i) out << " ---: | ---: | ---: |";
+  for (size_t i = 0; i < series.size(); ++i) out << " ---: | ---: | ---: | ---: |";
   for (int64_t x : xs) {
     out << "\n| " << x << " |";
     for (const auto& s : series) {
       auto it = at.find({s, x});
-      if (it == at.end()) out << " — | — | — |";
-      else out << " " << us_text(it->second->us) << " | " << us_text(it->second->floor_us) << " | "
-               << fmt("%.2f", it->second->ratio) << " |";
+      if (it == at.end()) {
+        out << " — | — | — | — |";
+        continue;
+      }
+      const Record& r = *it->second;
+      out << " " << us_text(r.us) << " | " << us_text(r.floor_us) << " | " << fmt("%.2f", r.ratio) << " | "
+          << fmt("%.2f", r.cpu_ratio) << " |";
     }
   }
   out << "\n";
@@ -132,8 +148,10 @@ void write_report(const std::string& results_path, const std::string& plot_dir, 
       std::sort(points.begin(), points.end(), [](const Record* a, const Record* b) { return a->x < b->x; });
       const std::string path = plot_dir + "/" + key + "_" + series + ".dat";
       std::ofstream f(path);
-      f << "# " << key << "\tus_per_step\tfloor_us\tratio\n";
-      for (const Record* p : points) f << p->x << "\t" << p->us << "\t" << p->floor_us << "\t" << p->ratio << "\n";
+      f << "# " << key << "\tus_per_step\tfloor_us\tratio\tcpu_us_per_step\tcpu_floor_us\tcpu_ratio\n";
+      for (const Record* p : points)
+        f << p->x << "\t" << p->us << "\t" << p->floor_us << "\t" << p->ratio << "\t" << p->cpu_us << "\t"
+          << p->cpu_floor_us << "\t" << p->cpu_ratio << "\n";
       if (!f) throw std::runtime_error(path + ": cannot write");
     }
   }

@@ -215,6 +215,9 @@ nlohmann::ordered_json run_case(vguide::PluginManager& plugins, const Case& c, c
   j["us_per_step"] = fw.median_us;
   j["baseline_us_per_step"] = base.median_us;
   j["ratio"] = fw.median_us / base.median_us;
+  j["cpu_us_per_step"] = fw.cpu_median_us;
+  j["baseline_cpu_us_per_step"] = base.cpu_median_us;
+  j["cpu_ratio"] = fw.cpu_median_us / base.cpu_median_us;
   j["us_q1"] = fw.q1_us;
   j["us_q3"] = fw.q3_us;
   j["baseline_us_q1"] = base.q1_us;
@@ -300,11 +303,11 @@ int run(int argc, char** argv) {
       if (it == data.end()) it = data.emplace(c.spec.key(), vguide::bench::make_model_data(c.spec, source_dir)).first;
       const auto j = run_case(plugins, c, it->second, timing);
       std::cout << j.dump() << std::endl;
-      std::fprintf(stderr, "[%3zu/%zu %5.0fs] %-7s %-28s %-12s S=%-3lld B=%-5lld t=%d  %9.1f us  floor %9.1f us  x%.2f\n",
+      std::fprintf(stderr, "[%3zu/%zu %5.0fs] %-7s %-28s %-12s S=%-3lld B=%-5lld t=%d  %9.1f us  floor %9.1f us  x%.2f  (CPU x%.2f)\n",
                    i + 1, cases.size(), vguide::bench::detail::seconds_since(start), c.curve.c_str(),
                    c.spec.key().c_str(), c.guide.c_str(), static_cast<long long>(c.S), static_cast<long long>(c.B),
                    c.threads, j["us_per_step"].get<double>(), j["baseline_us_per_step"].get<double>(),
-                   j["ratio"].get<double>());
+                   j["ratio"].get<double>(), j["cpu_ratio"].get<double>());
     } catch (const std::exception& e) {
       nlohmann::ordered_json j{{"error", e.what()}, {"curve", c.curve}, {"model", c.spec.key()}, {"guide", c.guide},
                                {"S", c.S}, {"B", c.B}};

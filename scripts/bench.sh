@@ -51,6 +51,7 @@ rm -rf "$plot_dir"
   "$build_dir/bench/vguide_bench_svi" --report "$out" --plot-dir "$plot_dir/data"
 } >"$results/$name.md"
 gnuplot -e "dir='$plot_dir'" "$root/bench/plot.gp"
+gnuplot -e "dir='$plot_dir'; cpu=1" "$root/bench/plot.gp"
 
 echo "bench.sh: ${elapsed} s; wrote $out, $results/$name.md and $plot_dir/*.png" >&2
 if ((status != 0)); then
