@@ -3,7 +3,7 @@
 // a hand-written LibTorch step (bench/baselines/) timed in the same run, block for
 // block, and prints one JSON line per configuration. See bench/README.md.
 //
-//   vguide_bench_svi > results.jsonl          the full suite (about 10 minutes)
+//   vguide_bench_svi > results.jsonl          the full suite (about 6 minutes)
 //   vguide_bench_svi --smoke                  every code path once, tiny sizes
 //   vguide_bench_svi --only N,D               some curves (table, N, D, S, threads)
 //   vguide_bench_svi --report results.jsonl --plot-dir plots/   tables + plot data
@@ -232,7 +232,7 @@ int run(int argc, char** argv) {
   po::options_description desc("vguide_bench_svi options");
   desc.add_options()("help,h", "this help")("smoke", "every configuration kind once, tiny sizes and few steps")(
       "only", po::value<std::string>(), "comma-separated curves to run: table,N,D,S,threads (default: all)")(
-      "blocks", po::value<int>(), "timed blocks per configuration (default 15; smoke 2)")(
+      "blocks", po::value<int>(), "timed blocks per configuration (default 21; smoke 2)")(
       "source-dir", po::value<std::string>()->default_value(VGUIDE_SOURCE_DIR),
       "the vguide source tree (examples/models, bench/models)")(
       "report", po::value<std::string>(), "read a results file and print its tables instead of running")(

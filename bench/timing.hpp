@@ -21,7 +21,7 @@ struct TimingSettings {
   int64_t warmup_steps = 10;       ///< at least this many steps before timing ...
   double warmup_seconds = 0.15;    ///< ... and at least this long
   double block_seconds = 0.025;    ///< steps per block are chosen to last about this long
-  int blocks = 15;                 ///< blocks of each function
+  int blocks = 21;                 ///< blocks of each function
 };
 
 struct Timing {
