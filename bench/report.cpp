@@ -69,7 +69,7 @@ void table(std::ostream& out, const std::string& series, const std::vector<Recor
     cpu_floors[r.S].push_back(r.cpu_floor_us);
   }
   out << "\n**" << series << "**\n\n| guide |";
-  for (int64_t S : Ss) out << " S = " << S << " | × floor | CPU | × floor (CPU) |";
+  for (int64_t S : Ss) out << " S = " << S << ", wall | × floor | CPU | × floor (CPU) |";
   out << "\n| --- |";
   for (size_t i = 0; i < Ss.size(); ++i) out << " ---: | ---: | ---: | ---: |";
   out << "\n| hand-written floor (median) |";
@@ -103,7 +103,7 @@ void curve_table(std::ostream& out, const std::string& curve, const std::vector<
     at[{r.series, r.x}] = &r;
   }
   out << "\n**step time against " << curve << "**\n\n| " << curve << " |";
-  for (const auto& s : series) out << " " << s << " | floor | × | × (CPU) |";
+  for (const auto& s : series) out << " " << s << ", wall | floor | × | × (CPU) |";
   out << "\n| ---: |";
   for (size_t i = 0; i < series.size(); ++i) out << " ---: | ---: | ---: | ---: |";
   for (int64_t x : xs) {
