@@ -92,24 +92,35 @@ std::vector<std::string> default_options(const std::string& family) {
   return {};
 }
 
+// The sizes of one suite: the full one, or the smoke run's.
 struct Sizes {
-  int64_t logistic_N, logistic_P, means_N, means_K, wide_K, batch;
-  std::vector<int64_t> curve_N, curve_D, curve_S;
-  int64_t mvn_max_D, threads_logistic_N;
-  std::vector<int64_t> table_S, extra_batches;
+  int64_t logistic_N = 5000, logistic_P = 20;  ///< the logistic regression of the tables
+  int64_t means_N = 20, means_K = 50;          ///< the Normal-means table
+  int64_t wide_K = 10000;                      ///< the many-latent table (N = 1)
+  int64_t batch = 256;                         ///< the minibatch of the tables and the N curve
+  std::vector<int64_t> extra_batches{64, 1024};  ///< more minibatches, normal guide only
+  std::vector<int64_t> table_S{1, 16};
+  std::vector<int64_t> curve_N{1000, 3000, 10000, 30000, 100000, 300000, 1000000};
+  std::vector<int64_t> curve_D{10, 30, 100, 300, 1000, 3000, 10000};
+  int64_t mvn_max_D = 1000;  ///< mvn's D x D factor makes larger D take seconds a step
+  std::vector<int64_t> curve_S{1, 2, 4, 8, 16, 32, 64, 128};
+  int64_t threads_logistic_N = 100000;  ///< the data-heavy point of the thread curve
 };
-
-Sizes full_sizes() {
-  return {5000, 20, 20, 50, 10000, 256,
-          {1000, 3000, 10000, 30000, 100000, 300000, 1000000},
-          {10, 30, 100, 300, 1000, 3000, 10000},
-          {1, 2, 4, 8, 16, 32, 64, 128},
-          1000, 100000, {1, 16}, {64, 1024}};
-}
 
 // Every code path of the full suite, at sizes that run in seconds.
 Sizes smoke_sizes() {
-  return {300, 20, 20, 50, 300, 64, {300, 1000}, {10, 30}, {1, 4}, 30, 1000, {1, 4}, {32}};
+  Sizes z;
+  z.logistic_N = 300;
+  z.wide_K = 300;
+  z.batch = 64;
+  z.extra_batches = {32};
+  z.table_S = {1, 4};
+  z.curve_N = {300, 1000};
+  z.curve_D = {10, 30};
+  z.mvn_max_D = 30;
+  z.curve_S = {1, 4};
+  z.threads_logistic_N = 1000;
+  return z;
 }
 
 std::vector<Case> make_cases(const Sizes& z) {
@@ -264,7 +275,7 @@ int run(int argc, char** argv) {
     std::cerr << "vguide_bench_svi: --blocks is " << timing.blocks << ", but must be at least 1\n";
     return 2;
   }
-  std::vector<Case> cases = make_cases(smoke ? smoke_sizes() : full_sizes());
+  std::vector<Case> cases = make_cases(smoke ? smoke_sizes() : Sizes());
   if (vm.count("only")) {
     const auto only = split_set(vm["only"].as<std::string>());
     for (const auto& o : only)
