@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The benchmark suite (docs/performance.md): configures a Release build with the
+# benchmarks in build-bench/, builds the driver, runs the suite (about 6 minutes
+# on 2 cores) and writes
+#   bench/results/<name>.jsonl      one JSON line per configuration (and self-check)
+#   bench/results/<name>.md         machine, commit, and the tables
+#   bench/results/<name>/*.png      one plot per scaling curve (data in <name>/data/)
+# Usage: scripts/bench.sh [name]                 name defaults to today's date
+#        VGUIDE_BENCH_ARGS="--smoke" scripts/bench.sh smoke    a quick run of every path
+#        VGUIDE_BUILD_JOBS=1 scripts/bench.sh      build on one core (default: all)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+name="${1:-$(date +%Y-%m-%d)}"
+if [[ ! "$name" =~ ^[A-Za-z0-9._-]+$ ]]; then
+  echo "bench.sh: result name '$name' must be letters, digits, '.', '_' or '-'" >&2
+  exit 2
+fi
+
+"$root/scripts/setup.sh"
+if ! command -v gnuplot >/dev/null; then
+  echo "bench.sh: gnuplot not found; run scripts/setup.sh (it installs gnuplot-nox)" >&2
+  exit 1
+fi
+
+build_dir="$root/build-bench"
+jobs="${VGUIDE_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DVGUIDE_BUILD_BENCH=ON -DVGUIDE_BUILD_EXAMPLES=OFF >&2
+cmake --build "$build_dir" --parallel "$jobs" --target vguide_bench_svi >&2
+
+results="$root/bench/results"
+mkdir -p "$results"
+out="$results/$name.jsonl"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+start=$(date +%s)
+status=0
+# Written to a temporary file and renamed: an interrupted run leaves no half file.
+"$build_dir/bench/vguide_bench_svi" ${VGUIDE_BENCH_ARGS:-} >"$out.tmp" || status=$?
+mv "$out.tmp" "$out"
+elapsed=$(($(date +%s) - start))
+
+plot_dir="$results/$name"
+rm -rf "$plot_dir"
+{
+  echo "# Benchmark run '$name'"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load average (1, 5, 15 min) before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- commit: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "- LibTorch $(dpkg-query -W -f='${Version}' libtorch-dev 2>/dev/null || echo '?'), Release build, suite time ${elapsed} s"
+  echo "- arguments: ${VGUIDE_BENCH_ARGS:-(none)}"
+  "$build_dir/bench/vguide_bench_svi" --report "$out" --plot-dir "$plot_dir/data"
+} >"$results/$name.md"
+gnuplot -e "dir='$plot_dir'" "$root/bench/plot.gp"
+gnuplot -e "dir='$plot_dir'; cpu=1" "$root/bench/plot.gp"
+
+echo "bench.sh: ${elapsed} s; wrote $out, $results/$name.md and $plot_dir/*.png" >&2
+if ((status != 0)); then
+  echo "bench.sh: the driver failed (exit $status); see the error lines in $out" >&2
+fi
+exit "$status"
