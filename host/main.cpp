@@ -1,70 +1,260 @@
-// vguide-host: a thin command line over the runtime. Loads guide plugins, reads a
-// .qvr program and CmdStan JSON data, fits with Adam on the guide's ELBO, and writes
-// summary.json (atomically: a temporary file, then rename).
+// vguide-host: a thin command line over the runtime (vguide/runtime/fit.hpp). Loads
+// guide plugins, reads a .qvr program and CmdStan JSON data, fits, and writes
+// summary.json, draws.csv (Stan's variational layout), elbo.csv and a checkpoint.
+// docs/cli.md documents every flag; docs/outputs.md every file.
 //
-//   vguide-host --plugin normal --model m.qvr --data d.json --steps 2000 --output out/
+//   vguide-host --plugin libiaf.so --model m.qvr --data d.json --output out/
 //
-// Exit codes: 0 fitted; 1 bad input or a failed fit (one line on stderr); 2 bad usage.
+// Exit codes: 0 fitted; 1 bad input (a file, the model, the data, a checkpoint);
+// 2 bad usage (a flag or its value, a guide option); 3 a plugin that fails to load or
+// to build its guide; 4 a numerical failure (outputs of the fit so far are written);
+// 128 + signal when interrupted by SIGINT / SIGTERM (outputs and a checkpoint written).
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
-#include <cmath>
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
+#include <unistd.h>
 
+#include "output_folder.hpp"
+#include "progress.hpp"
 #include "vguide/guide.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/program.hpp"
 #include "vguide/model/program_model.hpp"
-#include "vguide/runtime/elbo.hpp"
+#include "vguide/runtime/fit.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
+#include "vguide/runtime/posterior.hpp"
+#include "vguide/runtime/psis.hpp"
+#include "vguide/runtime/stan_csv.hpp"
+#include "vguide/version.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
+using vguide::host::write_atomically;
 
 namespace {
+
+enum Exit { kOk = 0, kInput = 1, kUsage = 2, kPlugin = 3, kNumerical = 4 };
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+struct InputError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
-void write_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error("cannot move " + tmp.string() + " to " + path.string() + ": " + ec.message());
+std::atomic<bool> g_interrupted{false};
+volatile std::sig_atomic_t g_signal = 0;
+
+extern "C" void on_signal(int sig) {
+  g_signal = sig;
+  g_interrupted.store(true);
+  std::signal(sig, SIG_DFL);  // a second Ctrl-C ends the process at once
 }
 
-void list_plugins(const vguide::PluginManager& plugins) {
+std::string read_text(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(std::string(flag) + " " + path + ": cannot be read");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+nlohmann::json tensor_json(const at::Tensor& t) {
+  if (t.dim() == 0) return t.item<double>();
+  nlohmann::json out = nlohmann::json::array();
+  for (int64_t i = 0; i < t.size(0); ++i) out.push_back(tensor_json(t[i]));
+  return out;
+}
+
+po::options_description make_options() {
+  po::options_description general("General");
+  general.add_options()("help,h", "print this help and exit")("version", "print versions and exit")(
+      "plugin", po::value<std::vector<std::string>>()->composing(),
+      "guide plugin: a path (./libiaf.so), a file name (libiaf.so) or a family name (iaf); repeatable")(
+      "list-plugins", "list every guide family found and the folders searched, then exit")(
+      "describe", po::value<std::string>(), "print a family's description and option table, then exit")(
+      "quiet,q", "no progress output (warnings and errors only)")(
+      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error or off")(
+      "threads", po::value<int>()->default_value(1), "LibTorch intra-op threads");
+  po::options_description model("Model and guide");
+  model.add_options()("model", po::value<std::string>(), ".qvr program to fit")(
+      "data", po::value<std::string>(), "CmdStan JSON data")(
+      "guide", po::value<std::string>(), "family to fit with (default: the only one loaded)")(
+      "guide-opt", po::value<std::vector<std::string>>()->composing(), "guide option name=value; repeatable");
+  po::options_description fit("Fit");
+  fit.add_options()("steps", po::value<int64_t>()->default_value(2000), "optimiser steps (the most, with --convergence)")(
+      "particles", po::value<int64_t>()->default_value(1), "particles per step: S for the ELBO, K for IWAE")(
+      "objective", po::value<std::string>()->default_value("elbo"), "elbo or iwae")(
+      "stl", "sticking-the-landing gradient (ELBO only)")(
+      "optimizer", po::value<std::string>()->default_value("adam"), "adam, adamw, sgd or rmsprop")(
+      "lr", po::value<double>()->default_value(0.01), "learning rate")(
+      "momentum", po::value<double>()->default_value(0.9), "sgd / rmsprop momentum")(
+      "weight-decay", po::value<double>()->default_value(-1.0), "weight decay (default: 0.01 for adamw, else 0)")(
+      "schedule", po::value<std::string>()->default_value("constant"), "constant, exponential, step or cosine")(
+      "gamma", po::value<double>()->default_value(0.0), "decay factor (default 0.999 exponential, 0.5 step)")(
+      "step-size", po::value<int64_t>()->default_value(1000), "steps between decays of the step schedule")(
+      "min-lr", po::value<double>()->default_value(0.0), "floor of the cosine schedule")(
+      "clip-norm", po::value<double>()->default_value(0.0), "clip the gradient's 2-norm to this (0: off)")(
+      "convergence", po::value<std::string>()->default_value("none"),
+      "Stan ADVI's rule: none, mean, median or either")(
+      "tol-rel-obj", po::value<double>()->default_value(0.01), "relative ELBO change that counts as converged")(
+      "eval-elbo", po::value<int64_t>()->default_value(100), "steps between convergence checks")(
+      "init", po::value<std::string>()->default_value("default"),
+      "default, median, mean, sample, uniform or value (with --init-file)")(
+      "init-file", po::value<std::string>(), "JSON of initial values per site, for --init value")(
+      "init-radius", po::value<double>()->default_value(2.0), "half-width of --init uniform")(
+      "batch-size", po::value<int64_t>()->default_value(0), "data rows per step, scaled by N/B (0: all)")(
+      "max-non-finite", po::value<int64_t>()->default_value(20), "stop after this many non-finite steps in a row")(
+      "seed", po::value<uint64_t>()->default_value(0), "seed of every random stream");
+  po::options_description out("Output");
+  out.add_options()("output,o", po::value<std::string>()->default_value("vguide-output"), "output folder")(
+      "overwrite", "replace a previous run's files in --output")(
+      "draws", po::value<int64_t>()->default_value(1000), "posterior draws written to draws.csv")(
+      "elbo-particles", po::value<int64_t>()->default_value(1000), "fresh draws for the final ELBO and PSIS k-hat")(
+      "resume", po::value<std::string>(), "continue the fit saved in this folder (written back there by default)");
+  po::options_description all("vguide-host: fit a .qvr model with a guide family loaded as a plugin");
+  all.add(general).add(model).add(fit).add(out);
+  return all;
+}
+
+template <class T>
+T parse_choice(T (*parse)(const std::string&), const std::string& flag, const std::string& value) {
+  try {
+    return parse(value);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError("--" + flag + ": " + e.what());
+  }
+}
+
+void list_plugins(vguide::PluginManager& plugins) {
+  // Everything found on the search path, plus what --plugin loaded.
+  for (const auto& dir : vguide::PluginManager::search_path()) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+      if (entry.path().extension() == ".so") files.push_back(entry.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      try {
+        plugins.load(f.string());
+      } catch (const vguide::PluginError& e) {
+        spdlog::warn("{}", e.what());
+      }
+    }
+  }
   for (const auto& f : plugins.families()) std::cout << f.name << "\t" << f.description << "\t" << f.library << "\n";
+  std::cout << "searched:";
+  for (const auto& dir : vguide::PluginManager::search_path()) std::cout << " " << dir.string();
+  std::cout << "\n";
+}
+
+std::string settings_text(const po::variables_map& vm) {
+  // What changes the fit's trajectory; --steps may differ on resume (a longer fit).
+  std::ostringstream s;
+  for (const char* key : {"objective", "optimizer", "schedule", "convergence", "init"})
+    s << key << "=" << vm[key].as<std::string>() << ";";
+  for (const char* key : {"lr", "momentum", "weight-decay", "gamma", "min-lr", "clip-norm", "tol-rel-obj", "init-radius"})
+    s << key << "=" << vm[key].as<double>() << ";";
+  for (const char* key : {"particles", "step-size", "eval-elbo", "batch-size", "max-non-finite"})
+    s << key << "=" << vm[key].as<int64_t>() << ";";
+  s << "stl=" << vm.count("stl") << ";seed=" << vm["seed"].as<uint64_t>();
+  return s.str();
+}
+
+struct Outputs {
+  fs::path dir;
+  std::string model_name, family, guide_options;
+  uint64_t seed = 0;
+  int64_t draws = 1000, elbo_particles = 1000;
+  std::vector<std::pair<std::string, std::string>> settings;
+};
+
+void write_outputs(const Outputs& o, const vguide::model::ProgramModel& model, vguide::Guide& guide,
+                   const vguide::Fit& fit, double wall_time) {
+  const vguide::PosteriorDraws draws = vguide::draw_posterior(model, guide, o.draws);
+  const vguide::ElboEstimate elbo = vguide::estimate_elbo(model, guide, o.elbo_particles);
+  double khat = std::nan("");
+  std::string reading = "not computed (non-finite log ratios)";
+  if (at::isfinite(elbo.log_ratios).all().item<bool>()) {
+    khat = vguide::psis(elbo.log_ratios).khat;
+    reading = vguide::khat_reading(khat);
+  }
+
+  nlohmann::json summary;
+  summary["model"] = o.model_name;
+  summary["guide"] = o.family;
+  summary["guide_options"] = o.guide_options;
+  for (const auto& q : vguide::summarize(draws)) {
+    nlohmann::json site;
+    site["shape"] = q.shape;
+    site["derived"] = q.derived;
+    site["mean"] = tensor_json(q.mean);
+    site["sd"] = tensor_json(q.sd);
+    site["q5"] = tensor_json(q.q5);
+    site["q50"] = tensor_json(q.q50);
+    site["q95"] = tensor_json(q.q95);
+    summary["sites"][q.name] = site;
+  }
+  auto finite_or_null = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  summary["elbo"] = finite_or_null(elbo.elbo);
+  summary["elbo_se"] = finite_or_null(elbo.se);
+  summary["elbo_particles"] = o.elbo_particles;
+  summary["psis_khat"] = finite_or_null(khat);
+  summary["psis_reading"] = reading;
+  summary["draws"] = o.draws;
+  summary["steps"] = fit.steps_done();
+  summary["steps_planned"] = fit.options().steps;
+  summary["stopped_because"] = vguide::to_string(fit.result().reason);
+  if (!fit.result().detail.empty()) summary["stop_detail"] = fit.result().detail;
+  summary["non_finite_steps"] = fit.result().non_finite_steps;
+  summary["seed"] = o.seed;
+  for (const auto& [key, value] : o.settings) summary["settings"][key] = value;
+  for (const auto& [key, value] : guide.diagnostics()) summary["diagnostics"][key] = value;
+  summary["versions"] = {{"vguide", VGUIDE_SDK_VERSION}, {"torch", TORCH_VERSION}};
+  summary["wall_time_s"] = wall_time;  // the one field that differs between identical runs
+
+  vguide::StanCsvContent csv;
+  csv.model_name = o.model_name;
+  csv.settings = o.settings;
+  csv.settings.emplace_back("guide", o.family);
+  csv.settings.emplace_back("iter", std::to_string(fit.steps_done()));
+  csv.settings.emplace_back("seed", std::to_string(o.seed));
+  for (const auto& q : draws.quantities) csv.quantities.push_back({q.name, q.draws});
+  csv.log_p = draws.log_p;
+  csv.log_g = draws.log_g;
+  std::ostringstream csv_text;
+  vguide::write_stan_csv(csv_text, csv);
+
+  std::ostringstream elbo_text;
+  elbo_text << "step,elbo\n";
+  char buf[64];
+  for (size_t i = 0; i < fit.trace().size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%zu,%.17g\n", i + 1, fit.trace()[i]);
+    elbo_text << buf;
+  }
+  write_atomically(o.dir / "draws.csv", csv_text.str());
+  write_atomically(o.dir / "elbo.csv", elbo_text.str());
+  write_atomically(o.dir / "summary.json", summary.dump(2) + "\n");
+  spdlog::info("ELBO {:.6g} ± {:.2g} ({} draws); PSIS k-hat {:.3g}: {}", elbo.elbo, elbo.se, o.elbo_particles, khat,
+               reading);
 }
 
 int run(int argc, char** argv) {
-  po::options_description desc("vguide-host options");
-  desc.add_options()("help,h", "this help")(
-      "plugin", po::value<std::vector<std::string>>()->composing(), "guide plugin to load: a path or a family name (repeatable)")(
-      "list-plugins", "list the loaded guide families and exit")(
-      "describe", po::value<std::string>(), "show a loaded family's options with their defaults and exit")(
-      "model", po::value<std::string>(), ".qvr program to fit")("data", po::value<std::string>(), "CmdStan JSON data")(
-      "guide", po::value<std::string>(), "family to fit with (default: the only loaded one)")(
-      "guide-opt", po::value<std::vector<std::string>>()->composing(), "guide option name=value (repeatable)")(
-      "steps", po::value<int64_t>()->default_value(2000), "optimiser steps")(
-      "lr", po::value<double>()->default_value(0.01), "Adam learning rate")(
-      "particles", po::value<int64_t>()->default_value(1), "ELBO particles per step")(
-      "batch-size", po::value<int64_t>()->default_value(0), "data rows per step, scaled by N/B (0: all rows)")(
-      "draws", po::value<int64_t>()->default_value(1000), "posterior draws for the summary")(
-      "seed", po::value<uint64_t>()->default_value(0), "seed of every random stream")(
-      "output", po::value<std::string>()->default_value("."), "folder for summary.json");
+  const auto start = std::chrono::steady_clock::now();
+  const po::options_description desc = make_options();
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -73,9 +263,26 @@ int run(int argc, char** argv) {
     throw UsageError(e.what());
   }
   if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
+    std::cout << desc << "\nExample:\n  vguide-host --plugin libnormal.so --model eight_schools.qvr "
+                         "--data eight_schools.json --output out\n\nSee docs/cli.md.\n";
+    return kOk;
   }
+  if (vm.count("version")) {
+    std::cout << "vguide-host " << VGUIDE_SDK_VERSION << " (plugin ABI " << VGUIDE_ABI_MAJOR << "." << VGUIDE_ABI_MINOR
+              << ", LibTorch " << TORCH_VERSION << ")\n";
+    return kOk;
+  }
+
+  const std::string level = vm["log-level"].as<std::string>();
+  const auto spd_level = spdlog::level::from_str(level);
+  if (spd_level == spdlog::level::off && level != "off")
+    throw UsageError("--log-level: unknown level '" + level + "'; valid: trace, debug, info, warn, error, off");
+  const bool quiet = vm.count("quiet") != 0;
+  spdlog::set_level(quiet ? std::max(spd_level, spdlog::level::warn) : spd_level);
+
+  const int threads = vm["threads"].as<int>();
+  if (threads < 1) throw UsageError("--threads is " + std::to_string(threads) + ", but must be at least 1");
+  at::set_num_threads(threads);
 
   const uint64_t seed = vm["seed"].as<uint64_t>();
   vguide::PluginManager plugins(seed);
@@ -83,93 +290,198 @@ int run(int argc, char** argv) {
     for (const auto& p : vm["plugin"].as<std::vector<std::string>>()) plugins.load(p);
   if (vm.count("list-plugins")) {
     list_plugins(plugins);
-    return 0;
+    return kOk;
   }
   if (vm.count("describe")) {
     const std::string family = vm["describe"].as<std::string>();
-    std::cout << family << " options:\n" << vguide::describe_options(plugins.options_schema(family));
-    return 0;
+    if (!plugins.has_family(family)) {
+      try {
+        plugins.load(family);
+      } catch (const vguide::PluginError&) {
+        throw UsageError("--describe " + family + ": no such family is loaded or found (see --list-plugins)");
+      }
+    }
+    for (const auto& f : plugins.families())
+      if (f.name == family) std::cout << family << ": " << f.description << "\n";
+    std::cout << "options:\n" << vguide::describe_options(plugins.options_schema(family));
+    return kOk;
   }
 
+  // Flags first, so a usage error costs nothing.
   if (!vm.count("model")) throw UsageError("--model is required");
   if (!vm.count("data")) throw UsageError("--data is required");
   const auto families = plugins.families();
   std::string family;
   if (vm.count("guide")) {
     family = vm["guide"].as<std::string>();
+    if (!plugins.has_family(family)) throw UsageError("--guide " + family + ": no such family is loaded (load it with --plugin)");
   } else if (families.size() == 1) {
     family = families.front().name;
   } else {
-    throw UsageError(families.empty() ? "load a guide plugin with --plugin" : "several families are loaded: choose one with --guide");
+    throw UsageError(families.empty() ? "no guide plugin loaded: pass --plugin (see --list-plugins)"
+                                      : "several families are loaded: choose one with --guide");
   }
-  const int64_t steps = vm["steps"].as<int64_t>(), particles = vm["particles"].as<int64_t>(),
-                draws = vm["draws"].as<int64_t>();
-  const double lr = vm["lr"].as<double>();
-  if (steps < 0) throw UsageError("--steps is " + std::to_string(steps) + ", but must be at least 0");
-  if (particles < 1) throw UsageError("--particles is " + std::to_string(particles) + ", but must be at least 1");
-  if (draws < 2) throw UsageError("--draws is " + std::to_string(draws) + ", but must be at least 2");
-  if (!(lr > 0) || !std::isfinite(lr)) throw UsageError("--lr must be a positive number");
-  const fs::path output = vm["output"].as<std::string>();
-  if (!fs::is_directory(output)) throw UsageError("--output " + output.string() + " is not a folder");
-
-  torch::manual_seed(seed);
-  vguide::model::ProgramModel model(vguide::model::load_program(vm["model"].as<std::string>()),
-                                    vguide::model::load_data(vm["data"].as<std::string>()));
   const std::vector<std::string> guide_options =
       vm.count("guide-opt") ? vm["guide-opt"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  auto guide = plugins.create(family, model, model.observed_names(), guide_options);
-  if (const int64_t batch = vm["batch-size"].as<int64_t>(); batch > 0) {
-    at::Generator rows = at::detail::createCPUGenerator(seed ^ 0x5eedba7cULL);  // the minibatch stream
-    model.set_minibatch(batch, rows);
+  std::string options_text;
+  try {
+    options_text = vguide::Options::parse(family, plugins.options_schema(family), guide_options).to_string();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--guide-opt: ") + e.what());
   }
 
-  torch::optim::Adam adam(guide->parameters(), torch::optim::AdamOptions(lr));
-  double last_elbo = std::nan("");
-  for (int64_t step = 0; step < steps; ++step) {
-    guide->before_step({step, steps});
-    adam.zero_grad();
-    at::Tensor elbo = vguide::elbo(model, *guide, particles);
-    if (!std::isfinite(elbo.item<double>()))
-      throw std::runtime_error("the ELBO is not finite at step " + std::to_string(step));
-    (-elbo).backward();
-    adam.step();
-    last_elbo = elbo.item<double>();
+  vguide::FitOptions options;
+  options.steps = vm["steps"].as<int64_t>();
+  options.objective.kind = parse_choice(vguide::parse_objective, "objective", vm["objective"].as<std::string>());
+  options.objective.particles = vm["particles"].as<int64_t>();
+  options.objective.stick_the_landing = vm.count("stl") != 0;
+  options.optimizer.kind = parse_choice(vguide::parse_optimizer, "optimizer", vm["optimizer"].as<std::string>());
+  options.optimizer.lr = vm["lr"].as<double>();
+  options.optimizer.momentum = vm["momentum"].as<double>();
+  options.optimizer.weight_decay = vm["weight-decay"].as<double>();
+  options.schedule.kind = parse_choice(vguide::parse_schedule, "schedule", vm["schedule"].as<std::string>());
+  options.schedule.gamma = vm["gamma"].as<double>();
+  options.schedule.step_size = vm["step-size"].as<int64_t>();
+  options.schedule.min_lr = vm["min-lr"].as<double>();
+  options.clip_norm = vm["clip-norm"].as<double>();
+  options.convergence.rule =
+      parse_choice(vguide::parse_convergence_rule, "convergence", vm["convergence"].as<std::string>());
+  options.convergence.tol_rel_obj = vm["tol-rel-obj"].as<double>();
+  options.convergence.eval_elbo = vm["eval-elbo"].as<int64_t>();
+  options.init.strategy = parse_choice(vguide::parse_init_strategy, "init", vm["init"].as<std::string>());
+  options.init.radius = vm["init-radius"].as<double>();
+  options.max_non_finite = vm["max-non-finite"].as<int64_t>();
+  options.seed = seed;
+  try {
+    vguide::validate(options);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
   }
-  guide->after_fit({model, steps});
+  if ((options.init.strategy == vguide::InitStrategy::value) != (vm.count("init-file") != 0))
+    throw UsageError("--init value and --init-file go together");
+  const int64_t num_draws = vm["draws"].as<int64_t>(), elbo_particles = vm["elbo-particles"].as<int64_t>();
+  if (num_draws < 1) throw UsageError("--draws is " + std::to_string(num_draws) + ", but must be at least 1");
+  if (elbo_particles < 2)
+    throw UsageError("--elbo-particles is " + std::to_string(elbo_particles) + ", but must be at least 2");
+  const int64_t batch = vm["batch-size"].as<int64_t>();
+  if (batch < 0) throw UsageError("--batch-size is " + std::to_string(batch) + ", but must be at least 0 (0: all rows)");
 
-  nlohmann::json summary;
-  summary["guide"] = family;
-  summary["steps"] = steps;
-  summary["seed"] = seed;
-  summary["final_elbo"] = last_elbo;
-  for (const auto& [key, value] : guide->diagnostics()) summary["diagnostics"][key] = value;
-  for (const auto& s : vguide::summarize(*guide, draws)) {
-    auto to_json = [](const at::Tensor& t) {
-      at::Tensor d = t.to(at::kDouble).contiguous();
-      return t.dim() == 0 ? nlohmann::json(d.item<double>())
-                          : nlohmann::json(std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel()));
-    };
-    summary["sites"][s.name] = {{"mean", to_json(s.mean)}, {"sd", to_json(s.sd)}};
+  // Inputs.
+  const std::string model_path = vm["model"].as<std::string>(), data_path = vm["data"].as<std::string>();
+  const std::string model_text = read_text(model_path, "--model"), data_text = read_text(data_path, "--data");
+  vguide::model::ProgramModel model(vguide::model::parse_program(model_text, model_path),
+                                    vguide::model::parse_data(data_text, data_path));
+  if (options.init.strategy == vguide::InitStrategy::value) {
+    const std::string init_path = vm["init-file"].as<std::string>();
+    const vguide::model::Data init = vguide::model::parse_data(read_text(init_path, "--init-file"), init_path);
+    for (const auto& name : init.names()) options.init.values[name] = init.get(name);
   }
-  write_atomically(output / "summary.json", summary.dump(2) + "\n");
-  std::cout << "fitted " << model.name() << " with " << family << " in " << steps << " steps; ELBO " << last_elbo
-            << "; wrote " << (output / "summary.json").string() << "\n";
-  return 0;
+
+  fs::path output = vm["output"].as<std::string>();
+  std::optional<fs::path> resume;
+  if (vm.count("resume")) {
+    resume = fs::path(vm["resume"].as<std::string>());
+    if (vm["output"].defaulted()) output = *resume;
+  }
+  const bool same_folder = resume && fs::exists(output) && fs::equivalent(*resume, output);
+  vguide::host::prepare_output_folder(output, vm.count("overwrite") != 0 || same_folder);
+
+  std::shared_ptr<vguide::Guide> guide = plugins.create(family, model, model.observed_names(), guide_options);
+  at::Generator rows = at::detail::createCPUGenerator(seed ^ 0x5eedba7cULL);  // the minibatch stream
+  if (batch > 0) model.set_minibatch(batch, rows);
+  vguide::Fit fit(model, *guide, options);
+  if (batch > 0) fit.track_generator("rows", rows);
+
+  const std::map<std::string, std::string> fingerprints{{"model", vguide::fingerprint(model_text)},
+                                                        {"data", vguide::fingerprint(data_text)},
+                                                        {"guide family", family},
+                                                        {"guide options", options_text},
+                                                        {"settings", vguide::fingerprint(settings_text(vm))}};
+  if (resume) {
+    try {
+      fit.load_checkpoint((*resume / "checkpoint.pt").string(), fingerprints);
+    } catch (const vguide::CheckpointError& e) {
+      throw InputError(std::string("--resume: ") + e.what());
+    }
+    if (fit.steps_done() > options.steps)
+      throw UsageError("--resume: the checkpoint has " + std::to_string(fit.steps_done()) + " steps done, more than --steps " +
+                       std::to_string(options.steps));
+    spdlog::info("resuming {} at step {}", resume->string(), fit.steps_done());
+  }
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  vguide::host::Progress progress(quiet, isatty(STDERR_FILENO) != 0);
+  const vguide::FitResult result = fit.run(&g_interrupted, [&](const vguide::StepReport& r) { progress(r); });
+  progress.done();
+
+  Outputs o;
+  o.dir = output;
+  o.model_name = model.name();
+  o.family = family;
+  o.guide_options = options_text;
+  o.seed = seed;
+  o.draws = num_draws;
+  o.elbo_particles = elbo_particles;
+  o.settings = {{"objective", vm["objective"].as<std::string>()},
+                {"particles", std::to_string(options.objective.particles)},
+                {"optimizer", vm["optimizer"].as<std::string>()},
+                {"lr", std::to_string(options.optimizer.lr)},
+                {"schedule", vm["schedule"].as<std::string>()},
+                {"init", vm["init"].as<std::string>()},
+                {"convergence", vm["convergence"].as<std::string>()}};
+  // The checkpoint keeps the state to continue training from and, once after_fit has
+  // run, the fitted guide to draw from (Fit::save_checkpoint).
+  if (batch > 0) model.set_minibatch(model.num_rows(), rows);  // outputs score the full data
+  if (result.reason != vguide::StopReason::non_finite) fit.finish();
+  fit.save_checkpoint((output / "checkpoint.pt").string(), fingerprints);
+  for (const auto& [key, value] : guide->diagnostics()) spdlog::info("{} = {}", key, value);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  if (result.reason == vguide::StopReason::non_finite) {
+    const std::string message = "the fit stopped after " + std::to_string(options.max_non_finite) +
+                                " non-finite steps in a row at step " + std::to_string(result.steps_done) + ": " +
+                                result.detail;
+    try {
+      write_outputs(o, model, *guide, fit, wall);
+    } catch (const std::exception& e) {
+      spdlog::warn("outputs of the fit so far could not be written: {}", e.what());
+    }
+    std::cerr << "vguide-host: error: " << message << "\n";
+    return kNumerical;
+  }
+  write_outputs(o, model, *guide, fit, wall);
+  if (result.reason == vguide::StopReason::interrupted) {
+    std::cerr << "vguide-host: interrupted at step " << result.steps_done << "; wrote " << output.string()
+              << " (resume with --resume " << output.string() << ")\n";
+    return 128 + static_cast<int>(g_signal);
+  }
+  if (!quiet)
+    std::cout << "fitted " << model.name() << " with " << family << " in " << result.steps_done << " steps ("
+              << vguide::to_string(result.reason) << (result.detail.empty() ? "" : ": " + result.detail) << "); wrote "
+              << output.string() << "\n";
+  return kOk;
 }
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("vguide-host"));
+  spdlog::set_pattern("vguide-host: %l: %v");
   try {
     return run(argc, argv);
   } catch (const UsageError& e) {
-    std::cerr << "vguide-host: error: " << e.what() << " (see --help)\n";
-    return 2;
+    std::cerr << "vguide-host: error: " << first_line(e.what()) << " (see --help)\n";
+    return kUsage;
+  } catch (const vguide::PluginError& e) {
+    std::cerr << "vguide-host: error: " << first_line(e.what()) << "\n";
+    return kPlugin;
   } catch (const std::exception& e) {
-    std::string message = e.what();
-    // LibTorch appends a C++ backtrace after the first line; the first line is the error.
-    message = message.substr(0, message.find('\n'));
-    std::cerr << "vguide-host: error: " << message << "\n";
-    return 1;
+    // The model, the data, a file, a checkpoint; LibTorch appends a backtrace after
+    // the first line, and the first line is the error.
+    std::cerr << "vguide-host: error: " << first_line(e.what()) << "\n";
+    return kInput;
   }
 }

@@ -15,10 +15,9 @@ struct HostRun {
   std::string output;  // stdout and stderr
 };
 
-/// `vguide-host <args>`; args are passed through the shell as written.
-inline HostRun run_host(const std::string& args) {
-  const std::string command = std::string(VGUIDE_TEST_HOST) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
+/// Runs `command` through the shell with stderr folded into stdout.
+inline HostRun run_command(const std::string& command) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
   if (pipe == nullptr) return {-1, "popen failed"};
   std::string out;
   char buffer[4096];
@@ -26,5 +25,8 @@ inline HostRun run_host(const std::string& args) {
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
+
+/// `vguide-host <args>`; args are passed through the shell as written.
+inline HostRun run_host(const std::string& args) { return run_command(std::string(VGUIDE_TEST_HOST) + " " + args); }
 
 }  // namespace vguide::test

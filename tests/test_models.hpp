@@ -67,6 +67,18 @@ class ConjugateNormalModel : public Model {
     return (m0_ / (s0_ * s0_) + y_.sum().item<double>() / (sigma_ * sigma_)) / posterior_precision();
   }
   double posterior_sd() const { return 1.0 / std::sqrt(posterior_precision()); }
+  /// log p(y) by Bayes' rule at mu = the posterior mean: log p(y, mu) - log p(mu | y),
+  /// in double precision from the closed forms.
+  double log_evidence() const {
+    auto log_normal = [](double x, double m, double s) {
+      return -0.5 * std::pow((x - m) / s, 2) - std::log(s) - 0.5 * std::log(2 * M_PI);
+    };
+    const double m = posterior_mean();
+    double joint = log_normal(m, m0_, s0_);
+    const at::Tensor y = y_.to(torch::kDouble).contiguous();
+    for (int64_t i = 0; i < y.size(0); ++i) joint += log_normal(y[i].item<double>(), m, sigma_);
+    return joint - log_normal(m, m, posterior_sd());
+  }
 
  private:
   double m0_, s0_, sigma_;

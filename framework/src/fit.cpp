@@ -36,6 +36,60 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
   throw std::logic_error("make_optimizer: unknown kind");
 }
 
+// Optimiser state by parameter position. LibTorch's own Optimizer::save keys it by
+// the parameters' memory addresses, which differ between processes, so two
+// identical fits would write different checkpoints.
+template <class State>
+void save_param_states(const torch::optim::Optimizer& optimizer, torch::serialize::OutputArchive& archive) {
+  int64_t index = 0;
+  for (const auto& group : optimizer.param_groups()) {
+    for (const auto& p : group.params()) {
+      auto it = optimizer.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it != optimizer.state().end()) {
+        torch::serialize::OutputArchive one;
+        static_cast<const State&>(*it->second).serialize(one);
+        archive.write(std::to_string(index), one);
+      }
+      ++index;
+    }
+  }
+}
+
+template <class State>
+void load_param_states(torch::optim::Optimizer& optimizer, torch::serialize::InputArchive& archive) {
+  int64_t index = 0;
+  optimizer.state().clear();
+  for (const auto& group : optimizer.param_groups()) {
+    for (const auto& p : group.params()) {
+      torch::serialize::InputArchive one;
+      if (archive.try_read(std::to_string(index), one)) {
+        auto state = std::make_unique<State>();
+        state->serialize(one);
+        optimizer.state()[c10::guts::to_string(p.unsafeGetTensorImpl())] = std::move(state);
+      }
+      ++index;
+    }
+  }
+}
+
+void save_optimizer(Optimizer kind, const torch::optim::Optimizer& o, torch::serialize::OutputArchive& a) {
+  switch (kind) {
+    case Optimizer::adam: return save_param_states<torch::optim::AdamParamState>(o, a);
+    case Optimizer::adamw: return save_param_states<torch::optim::AdamWParamState>(o, a);
+    case Optimizer::sgd: return save_param_states<torch::optim::SGDParamState>(o, a);
+    case Optimizer::rmsprop: return save_param_states<torch::optim::RMSpropParamState>(o, a);
+  }
+}
+
+void load_optimizer(Optimizer kind, torch::optim::Optimizer& o, torch::serialize::InputArchive& a) {
+  switch (kind) {
+    case Optimizer::adam: return load_param_states<torch::optim::AdamParamState>(o, a);
+    case Optimizer::adamw: return load_param_states<torch::optim::AdamWParamState>(o, a);
+    case Optimizer::sgd: return load_param_states<torch::optim::SGDParamState>(o, a);
+    case Optimizer::rmsprop: return load_param_states<torch::optim::RMSpropParamState>(o, a);
+  }
+}
+
 std::string number(double v) {
   std::ostringstream s;
   s << v;
@@ -301,6 +355,7 @@ void Fit::save_checkpoint(const std::string& path, const std::map<std::string, s
   const Impl& s = *impl_;
   nlohmann::json meta;
   meta["format"] = kCheckpointFormat;
+  meta["optimizer"] = to_string(s.options.optimizer.kind);
   meta["steps_done"] = s.result.steps_done;
   meta["finished"] = s.finished;
   meta["interrupted"] = s.result.reason == StopReason::interrupted;
@@ -319,7 +374,7 @@ void Fit::save_checkpoint(const std::string& path, const std::map<std::string, s
   archive.write("meta", c10::IValue(meta.dump()));
   archive.write("trace", torch::tensor(s.trace, torch::kDouble));
   torch::serialize::OutputArchive optimizer_archive;
-  s.optimizer->save(optimizer_archive);
+  save_optimizer(s.options.optimizer.kind, *s.optimizer, optimizer_archive);
   archive.write("optimizer", optimizer_archive);
   // A finished fit carries two guide states: the one to continue training from and
   // the fitted one to draw from.
@@ -350,6 +405,10 @@ void Fit::load_checkpoint(const std::string& path, const std::map<std::string, s
   if (meta.value("format", 0) != kCheckpointFormat)
     throw CheckpointError("checkpoint " + path + " has format " + std::to_string(meta.value("format", 0)) +
                           ", this vguide reads format " + std::to_string(kCheckpointFormat));
+  const std::string saved_optimizer = meta.value("optimizer", "");
+  if (saved_optimizer != to_string(s.options.optimizer.kind))
+    throw CheckpointError("checkpoint " + path + ": the optimizer differs (checkpoint: " + saved_optimizer +
+                          ", now: " + to_string(s.options.optimizer.kind) + ")");
   const auto saved = meta.at("fingerprints").get<std::map<std::string, std::string>>();
   for (const auto& [key, now] : fingerprints) {
     auto it = saved.find(key);
@@ -364,7 +423,7 @@ void Fit::load_checkpoint(const std::string& path, const std::map<std::string, s
   try {
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
-    s.optimizer->load(optimizer_archive);
+    load_optimizer(s.options.optimizer.kind, *s.optimizer, optimizer_archive);
     at::Tensor state;
     archive.read(use_fitted ? "fitted_state" : "state", state);
     state = state.contiguous();
