@@ -45,6 +45,18 @@ void write_atomically(const fs::path& path, const std::string& text) {
   if (ec) throw std::runtime_error("cannot move " + tmp.string() + " to " + path.string() + ": " + ec.message());
 }
 
+// Every plugin on the search path; one that fails to load is reported and skipped,
+// so that a stray file does not hide the others.
+void load_every_plugin(vguide::PluginManager& plugins) {
+  for (const auto& path : vguide::PluginManager::discover()) {
+    try {
+      plugins.load(path.string());
+    } catch (const vguide::PluginError& e) {
+      std::cerr << "vguide-host: skipped " << e.what() << "\n";
+    }
+  }
+}
+
 void list_plugins(const vguide::PluginManager& plugins) {
   for (const auto& f : plugins.families()) std::cout << f.name << "\t" << f.description << "\t" << f.library << "\n";
 }
@@ -53,7 +65,7 @@ int run(int argc, char** argv) {
   po::options_description desc("vguide-host options");
   desc.add_options()("help,h", "this help")(
       "plugin", po::value<std::vector<std::string>>()->composing(), "guide plugin to load: a path or a family name (repeatable)")(
-      "list-plugins", "list the loaded guide families and exit")(
+      "list-plugins", "list the loaded guide families (without --plugin: every plugin found) and exit")(
       "describe", po::value<std::string>(), "show a loaded family's options with their defaults and exit")(
       "model", po::value<std::string>(), ".qvr program to fit")("data", po::value<std::string>(), "CmdStan JSON data")(
       "guide", po::value<std::string>(), "family to fit with (default: the only loaded one)")(
@@ -82,6 +94,7 @@ int run(int argc, char** argv) {
   if (vm.count("plugin"))
     for (const auto& p : vm["plugin"].as<std::vector<std::string>>()) plugins.load(p);
   if (vm.count("list-plugins")) {
+    if (!vm.count("plugin")) load_every_plugin(plugins);
     list_plugins(plugins);
     return 0;
   }
