@@ -83,7 +83,7 @@ po::options_description make_options() {
   general.add_options()("help,h", "print this help and exit")("version", "print versions and exit")(
       "plugin", po::value<std::vector<std::string>>()->composing(),
       "guide plugin: a path (./libiaf.so), a file name (libiaf.so) or a family name (iaf); repeatable")(
-      "list-plugins", "list every guide family found and the folders searched, then exit")(
+      "list-plugins", "list the loaded families (without --plugin: every plugin found) and the folders searched, then exit")(
       "describe", po::value<std::string>(), "print a family's description and option table, then exit")(
       "quiet,q", "no progress output (warnings and errors only)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error or off")(
@@ -138,23 +138,19 @@ T parse_choice(T (*parse)(const std::string&), const std::string& flag, const st
   }
 }
 
-void list_plugins(vguide::PluginManager& plugins) {
-  // Everything found on the search path, plus what --plugin loaded.
-  for (const auto& dir : vguide::PluginManager::search_path()) {
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec)) continue;
-    std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(dir, ec))
-      if (entry.path().extension() == ".so") files.push_back(entry.path());
-    std::sort(files.begin(), files.end());
-    for (const auto& f : files) {
-      try {
-        plugins.load(f.string());
-      } catch (const vguide::PluginError& e) {
-        spdlog::warn("{}", e.what());
-      }
+// Every plugin on the search path; one that fails to load is reported and skipped,
+// so that a stray file does not hide the others.
+void load_every_plugin(vguide::PluginManager& plugins) {
+  for (const auto& path : vguide::PluginManager::discover()) {
+    try {
+      plugins.load(path.string());
+    } catch (const vguide::PluginError& e) {
+      std::cerr << "vguide-host: skipped " << e.what() << "\n";
     }
   }
+}
+
+void list_plugins(const vguide::PluginManager& plugins) {
   for (const auto& f : plugins.families()) std::cout << f.name << "\t" << f.description << "\t" << f.library << "\n";
   std::cout << "searched:";
   for (const auto& dir : vguide::PluginManager::search_path()) std::cout << " " << dir.string();
@@ -289,6 +285,7 @@ int run(int argc, char** argv) {
   if (vm.count("plugin"))
     for (const auto& p : vm["plugin"].as<std::vector<std::string>>()) plugins.load(p);
   if (vm.count("list-plugins")) {
+    if (!vm.count("plugin")) load_every_plugin(plugins);
     list_plugins(plugins);
     return kOk;
   }

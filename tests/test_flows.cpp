@@ -388,7 +388,7 @@ TEST(FlowGuide, AThirdPartyFlowLoadsByNameFromVGUIDE_PLUGIN_PATH) {
   ::unsetenv("VGUIDE_PLUGIN_PATH");
   auto families = manager.families();
   ASSERT_EQ(families.size(), 1u);
-  EXPECT_EQ(families[0].description, "affine coupling flow (a test of the SDK flow kit)");
+  EXPECT_EQ(families[0].description, "RealNVP affine coupling flow (the out-of-tree example plugin)");
 }
 
 TEST(FlowGuide, HiddenDimDefaultsFollowD) {

@@ -129,6 +129,34 @@ TEST_F(HostTest, MinibatchesAreAFlag) {
   EXPECT_NE(r.output.find("theta_raw"), std::string::npos) << r.output;  // the per-row latent is named
 }
 
+const char* const kShipped[] = {"delta", "iaf", "laplace", "lowrank_mvn", "mixture", "mvn", "normal", "spline"};
+
+TEST_F(HostTest, ListPluginsWithoutPluginListsEveryShippedFamily) {
+  HostRun r = host("--list-plugins");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 8) << r.output;
+  for (const std::string family : kShipped)  // name, description, library
+    EXPECT_NE(r.output.find(family + "\t"), std::string::npos) << family << "\n" << r.output;
+  for (const std::string family : kShipped)
+    EXPECT_NE(r.output.find("\t" + std::string(VGUIDE_TEST_PLUGIN_DIR) + "/lib" + family + ".so\n"), std::string::npos)
+        << family << "\n" << r.output;
+}
+
+TEST_F(HostTest, ListPluginsReportsAPluginThatFailsToLoadAndListsTheRest) {
+  const fs::path bad = dir_ / "libbroken_abi_major.so";
+  fs::copy_file(std::string(VGUIDE_TEST_BROKEN_PLUGIN_DIR) + "/libbroken_abi_major.so", bad);
+  ::setenv("VGUIDE_PLUGIN_PATH", dir_.c_str(), 1);
+  HostRun r = host("--list-plugins");
+  ::unsetenv("VGUIDE_PLUGIN_PATH");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("vguide-host: skipped plugin " + bad.string() +
+                          ": ABI version 2.0 is incompatible with this host's 1.0 (major versions differ; rebuild "
+                          "the plugin against this SDK)\n"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 9) << r.output;  // the skip + 8 families
+}
+
 TEST_F(HostTest, ListsAndDescribesFamilies) {
   HostRun r = host("--plugin normal --plugin mixture --list-plugins");
   EXPECT_EQ(r.exit_code, 0);

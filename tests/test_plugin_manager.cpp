@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
 
 #include "test_config.hpp"
 #include "test_models.hpp"
@@ -194,6 +195,27 @@ TEST_F(PluginManagerTest, LookupByNameHonoursVGUIDE_PLUGIN_PATH) {
   const std::string msg = test::message_of<PluginError>([&] { manager_.find("nosuchfamily"); });
   EXPECT_EQ(msg.rfind("plugin nosuchfamily: no libnosuchfamily.so in ", 0), 0u) << msg;
   EXPECT_NE(msg.find(VGUIDE_TEST_PLUGIN_DIR), std::string::npos) << msg;
+}
+
+TEST(PluginDiscovery, FindsEveryPluginOnceAndAnEarlierFolderShadowsALaterOne) {
+  const fs::path dir = fs::temp_directory_path() / ("vguide_discover_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(shipped("normal"), dir / "libnormal.so", fs::copy_options::overwrite_existing);
+  std::ofstream(dir / "notes.txt") << "not a plugin";
+  std::ofstream(dir / "libstale.so.bak") << "not a plugin either";
+  ::setenv("VGUIDE_PLUGIN_PATH", dir.c_str(), 1);
+  const std::vector<fs::path> found = PluginManager::discover();
+  ::unsetenv("VGUIDE_PLUGIN_PATH");
+  fs::remove_all(dir);
+
+  // The copy first (VGUIDE_PLUGIN_PATH comes first), then the build's folder without
+  // its own libnormal.so, sorted: every shipped family exactly once.
+  std::vector<std::string> got;
+  for (const auto& p : found) got.push_back(p.string());
+  std::vector<std::string> want{(dir / "libnormal.so").string()};
+  for (const char* family : {"delta", "iaf", "laplace", "lowrank_mvn", "mixture", "mvn", "spline"})
+    want.push_back(shipped(family));
+  EXPECT_EQ(got, want);
 }
 
 TEST(PluginLifetime, GuideKeepsItsLibraryLoadedAfterTheManagerIsGone) {

@@ -6,10 +6,12 @@
 #include <boost/dll/shared_library.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "vguide/guide.hpp"
@@ -145,12 +147,42 @@ std::vector<fs::path> PluginManager::search_path() {
       if (!cur.empty()) dirs.emplace_back(cur);
   }
   // lib/vguide/plugins next to the libvguide.so this code runs from (an installed
-  // copy), then this build's plugin folder.
+  // copy), then this build's plugin folder, but only for the build tree's own
+  // libvguide.so: an installed copy must not pick up plugins from a build tree.
   boost::system::error_code ec;
   const auto self = boost::dll::this_line_location(ec);
-  if (!ec) dirs.push_back(fs::path(self.parent_path().string()) / "vguide" / "plugins");
-  dirs.emplace_back(VGUIDE_BUILD_PLUGIN_DIR);
+  bool in_build_tree = true;
+  if (!ec) {
+    // Found through an RPATH such as $ORIGIN/../lib: drop the "bin/.." for messages.
+    const fs::path self_dir = fs::path(self.parent_path().string()).lexically_normal();
+    dirs.push_back(self_dir / "vguide" / "plugins");
+    std::error_code same_ec;
+    in_build_tree = fs::equivalent(self_dir, VGUIDE_BUILD_LIBRARY_DIR, same_ec);
+  }
+  if (in_build_tree) dirs.emplace_back(VGUIDE_BUILD_PLUGIN_DIR);
   return dirs;
+}
+
+std::vector<fs::path> PluginManager::discover() {
+  std::vector<fs::path> found;
+  std::set<std::string> names;
+  for (const auto& dir : search_path()) {
+    std::error_code ec;
+    std::vector<fs::path> here;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string file = it->path().filename().string();
+      std::error_code file_ec;
+      if (file.size() > 6 && file.rfind("lib", 0) == 0 && file.compare(file.size() - 3, 3, ".so") == 0 &&
+          fs::is_regular_file(it->path(), file_ec) && names.count(file) == 0)
+        here.push_back(it->path());
+    }
+    std::sort(here.begin(), here.end());  // directory order is arbitrary
+    for (auto& path : here) {
+      names.insert(path.filename().string());
+      found.push_back(std::move(path));
+    }
+  }
+  return found;
 }
 
 fs::path PluginManager::find(const std::string& name) const {

@@ -6,7 +6,7 @@
 /// (S, *site.shape) in constrained space. `log_joint` returns (S,): every prior term
 /// once and every observation summed over its data rows.
 ///
-/// Example: class Coin : public vguide::Model { ... };  // see examples/embed/main.cpp
+/// Example: class Coin : public vguide::Model { ... };  // see docs/embedding.md
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 

@@ -43,11 +43,16 @@ class VGUIDE_API PluginManager : public FactoryContext {
   /// @throw PluginError as for a loaded descriptor.
   std::string register_builtin(const vguide_plugin_descriptor& descriptor);
 
-  /// `libNAME.so` (or `name` itself if it ends in ".so") in $VGUIDE_PLUGIN_PATH (':'-separated), then lib/vguide/plugins
-  /// next to libvguide.so (an installed copy), then the build's plugin folder.
-  /// @throw PluginError listing the folders searched.
+  /// `libNAME.so` (or `name` itself if it ends in ".so") in the search_path() folders
+  /// ($VGUIDE_PLUGIN_PATH, ':'-separated, first). @throw PluginError listing the folders searched.
   std::filesystem::path find(const std::string& name) const;
+  /// $VGUIDE_PLUGIN_PATH, lib/vguide/plugins next to libvguide.so, and (for the
+  /// build tree's libvguide.so only) the build's plugin folder.
   static std::vector<std::filesystem::path> search_path();
+  /// Every `lib*.so` file in the search_path() folders that `find` would pick for its
+  /// name (an earlier folder shadows a later one), in search order, sorted within a
+  /// folder. Missing folders are skipped. Nothing is loaded or checked.
+  static std::vector<std::filesystem::path> discover();
 
   bool has_family(const std::string& family) const;
   std::vector<FamilyInfo> families() const override;

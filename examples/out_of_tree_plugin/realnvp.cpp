@@ -1,8 +1,10 @@
-// A guide family written the way a third party would: only SDK headers, built as its
-// own MODULE library. RealNVP: affine coupling layers with alternating half masks.
+// realnvp: a guide family written the way a third party writes one, against the
+// installed SDK alone (see README.md next to this file). RealNVP (Dinh, Sohl-Dickstein
+// and Bengio 2017, "Density estimation using Real NVP"): affine coupling layers whose
+// masks alternate between the two halves of the latent vector, then a learnable
+// elementwise affine layer, all from the SDK's flow kit.
 #include <iterator>
 
-#include "vguide/check.hpp"
 #include "vguide/flow.hpp"
 #include "vguide/plugin.hpp"
 
@@ -19,7 +21,7 @@ struct RealNvpOptions {
 
 class RealNvpGuide final : public FlowGuide {
  public:
-  RealNvpGuide(const vguide::FactoryArgs& a)
+  explicit RealNvpGuide(const vguide::FactoryArgs& a)
       : FlowGuide("realnvp", vguide::LatentRegistry::from_model(a.model, a.observed_names), a.context.next_seed()) {
     require_dim_at_least_two();
     std::vector<std::shared_ptr<Transform>> stack;
@@ -35,4 +37,4 @@ class RealNvpGuide final : public FlowGuide {
 std::shared_ptr<vguide::Guide> make(const vguide::FactoryArgs& a) { return std::make_shared<RealNvpGuide>(a); }
 }  // namespace
 
-VGUIDE_DECLARE_PLUGIN("realnvp", "affine coupling flow (a test of the SDK flow kit)", RealNvpOptions, make)
+VGUIDE_DECLARE_PLUGIN("realnvp", "RealNVP affine coupling flow (the out-of-tree example plugin)", RealNvpOptions, make)
