@@ -123,6 +123,7 @@ po::options_description make_options() {
       "overwrite", "replace a previous run's files in --output")(
       "draws", po::value<int64_t>()->default_value(1000), "posterior draws written to draws.csv")(
       "elbo-particles", po::value<int64_t>()->default_value(1000), "fresh draws for the final ELBO and PSIS k-hat")(
+      "psis-resample", "also write draws_psis.csv: the draws resampled with their Pareto-smoothed importance weights")(
       "resume", po::value<std::string>(), "continue the fit saved in this folder (written back there by default)");
   po::options_description all("vguide-host: fit a .qvr model with a guide family loaded as a plugin");
   all.add(general).add(model).add(fit).add(out);
@@ -175,6 +176,7 @@ struct Outputs {
   std::string model_name, family, guide_options;
   uint64_t seed = 0;
   int64_t draws = 1000, elbo_particles = 1000;
+  bool psis_resample = false;
   std::vector<std::pair<std::string, std::string>> settings;
 };
 
@@ -184,7 +186,9 @@ void write_outputs(const Outputs& o, const vguide::model::ProgramModel& model, v
   const vguide::ElboEstimate elbo = vguide::estimate_elbo(model, guide, o.elbo_particles);
   double khat = std::nan("");
   std::string reading = "not computed (non-finite log ratios)";
-  if (at::isfinite(elbo.log_ratios).all().item<bool>()) {
+  if (o.elbo_particles < vguide::kPsisMinDraws) {
+    reading = "not computed (fewer than " + std::to_string(vguide::kPsisMinDraws) + " ELBO particles)";
+  } else if (at::isfinite(elbo.log_ratios).all().item<bool>()) {
     khat = vguide::psis(elbo.log_ratios).khat;
     reading = vguide::khat_reading(khat);
   }
@@ -233,6 +237,23 @@ void write_outputs(const Outputs& o, const vguide::model::ProgramModel& model, v
   csv.log_g = draws.log_g;
   std::ostringstream csv_text;
   vguide::write_stan_csv(csv_text, csv);
+  std::ostringstream psis_text;
+  if (o.psis_resample) {
+    // Importance resampling of the output draws toward the posterior: each draw's
+    // ratio p/q is in its own row (log_p__ - log_g__), smoothed by PSIS.
+    const at::Tensor log_ratios = draws.log_p - draws.log_g;
+    if (!at::isfinite(log_ratios).all().item<bool>() || o.draws < vguide::kPsisMinDraws)
+      throw std::invalid_argument("--psis-resample needs at least " + std::to_string(vguide::kPsisMinDraws) +
+                                  " draws with finite densities");
+    at::Generator gen = at::detail::createCPUGenerator(o.seed ^ 0x9515ULL);
+    const at::Tensor pick = at::multinomial(vguide::psis(log_ratios).log_weights.exp(), o.draws, true, gen);
+    vguide::StanCsvContent resampled = csv;
+    for (auto& q : resampled.quantities) q.draws = q.draws.index_select(0, pick);
+    resampled.log_p = csv.log_p.index_select(0, pick);
+    resampled.log_g = csv.log_g.index_select(0, pick);
+    resampled.settings.emplace_back("psis_resampled", "1");
+    vguide::write_stan_csv(psis_text, resampled);
+  }
 
   std::ostringstream elbo_text;
   elbo_text << "step,elbo\n";
@@ -243,6 +264,7 @@ void write_outputs(const Outputs& o, const vguide::model::ProgramModel& model, v
   }
   write_atomically(o.dir / "draws.csv", csv_text.str());
   write_atomically(o.dir / "elbo.csv", elbo_text.str());
+  if (o.psis_resample) write_atomically(o.dir / "draws_psis.csv", psis_text.str());
   write_atomically(o.dir / "summary.json", summary.dump(2) + "\n");
   spdlog::info("ELBO {:.6g} ± {:.2g} ({} draws); PSIS k-hat {:.3g}: {}", elbo.elbo, elbo.se, o.elbo_particles, khat,
                reading);
@@ -420,6 +442,7 @@ int run(int argc, char** argv) {
   o.seed = seed;
   o.draws = num_draws;
   o.elbo_particles = elbo_particles;
+  o.psis_resample = vm.count("psis-resample") != 0;
   o.settings = {{"objective", vm["objective"].as<std::string>()},
                 {"particles", std::to_string(options.objective.particles)},
                 {"optimizer", vm["optimizer"].as<std::string>()},

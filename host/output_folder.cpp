@@ -8,7 +8,8 @@ namespace fs = std::filesystem;
 namespace vguide::host {
 
 const std::vector<std::string>& output_file_names() {
-  static const std::vector<std::string> names{"summary.json", "draws.csv", "elbo.csv", "checkpoint.pt"};
+  static const std::vector<std::string> names{"summary.json", "draws.csv", "draws_psis.csv", "elbo.csv",
+                                                   "checkpoint.pt"};
   return names;
 }
 

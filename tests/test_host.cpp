@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -371,6 +372,56 @@ TEST_F(HostTest, BareFileNamePluginIsFoundFromAnyFolder) {
                               "eight_schools.json --steps 10 --draws 10 --quiet --output out 2>&1";
   EXPECT_EQ(std::system(command.c_str()), 0);
   EXPECT_TRUE(fs::exists(dir_ / "out" / "draws.csv"));
+}
+
+}  // namespace
+
+namespace {
+
+// Issue #6 asks that init strategies, checkpoint/resume, draws and summaries work for
+// every family unchanged: the same resume-equals-uninterrupted check, per family.
+TEST_F(HostTest, EveryFamilyResumesBitForBitWithAnInitStrategy) {
+  const std::vector<std::pair<std::string, std::string>> families{
+      {"mvn", "--init median"},           {"lowrank_mvn", "--init mean --guide-opt rank=2"},
+      {"laplace", "--init uniform"},      {"iaf", "--init sample"},
+      {"spline", "--init median"},        {"mixture", "--guide-opt components=normal,mvn --plugin normal --plugin mvn "
+                                                      "--guide mixture"}};
+  for (const auto& [family, extra] : families) {
+    const fs::path whole = dir_ / (family + "_whole"), parts = dir_ / (family + "_parts");
+    const std::string args = "--plugin " + family + " " + extra + " " + kEightSchools +
+                             " --draws 50 --elbo-particles 100 --seed 5 --quiet ";
+    HostRun r = host(args + "--steps 60 --output " + whole.string());
+    ASSERT_EQ(r.exit_code, 0) << family << ": " << r.output;
+    ASSERT_EQ(host(args + "--steps 35 --output " + parts.string()).exit_code, 0) << family;
+    r = host(args + "--steps 60 --resume " + parts.string());
+    ASSERT_EQ(r.exit_code, 0) << family << ": " << r.output;
+    EXPECT_TRUE(read_file(whole / "draws.csv") == read_file(parts / "draws.csv")) << family << ": draws.csv differs";
+    EXPECT_EQ(summary_without_wall_time(whole), summary_without_wall_time(parts)) << family;
+    const auto summary = summary_without_wall_time(whole);
+    EXPECT_EQ(summary["sites"]["theta"]["mean"].size(), 8u) << family;
+    EXPECT_EQ(summary["settings"]["init"], extra.rfind("--init ", 0) == 0 ? extra.substr(7, extra.find(' ', 7) - 7)
+                                                                          : std::string("default"))
+        << family;
+  }
+  const auto laplace = summary_without_wall_time(dir_ / "laplace_parts");
+  EXPECT_EQ(laplace["diagnostics"]["laplace.fitted"], 1.0);  // after_fit ran once, at step 60
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(HostTest, PsisResampledDrawsAreRowsOfTheDraws) {
+  HostRun r = host("--plugin normal " + kEightSchools + " --steps 100 --draws 200 --psis-resample --quiet --output " +
+                   dir_.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto draws = csv_rows(dir_ / "draws.csv"), resampled = csv_rows(dir_ / "draws_psis.csv");
+  ASSERT_EQ(resampled.size(), draws.size());
+  EXPECT_EQ(resampled[0], draws[0]);  // the same header
+  const std::set<std::string> rows(draws.begin() + 2, draws.end());
+  for (size_t i = 2; i < resampled.size(); ++i) EXPECT_EQ(rows.count(resampled[i]), 1u) << resampled[i];
+  // Importance resampling repeats the heavier draws.
+  EXPECT_LT(std::set<std::string>(resampled.begin() + 2, resampled.end()).size(), 200u);
 }
 
 }  // namespace

@@ -20,8 +20,9 @@
 #include "vguide/model/data.hpp"
 #include "vguide/model/program.hpp"
 #include "vguide/model/program_model.hpp"
-#include "vguide/runtime/elbo.hpp"
+#include "vguide/runtime/fit.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
+#include "vguide/runtime/posterior.hpp"
 
 namespace {
 
@@ -70,26 +71,27 @@ int main(int argc, char** argv) try {
   plugins.load(family);  // lib<family>.so from VGUIDE_PLUGIN_PATH, then next to libvguide.so
   auto guide = plugins.create(family, model, model.observed_names(), /*options=*/{});
 
-  torch::optim::Adam adam(guide->parameters(), torch::optim::AdamOptions(0.05));
-  const int64_t steps = 2000;
-  for (int64_t step = 0; step < steps; ++step) {
-    // A smaller step for the last quarter: Adam's noise around the optimum shrinks with it.
-    if (step == steps * 3 / 4)
-      for (auto& group : adam.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(0.005);
-    guide->before_step({step, steps});
-    adam.zero_grad();
-    at::Tensor loss = -vguide::elbo(model, *guide, /*num_particles=*/8);
-    loss.backward();
-    adam.step();
-    if (step % 500 == 0) std::printf("step %4lld  ELBO %10.3f\n", static_cast<long long>(step), -loss.item<double>());
-  }
-  guide->after_fit({model, steps});
+  // The runtime's fit loop (the one vguide-host runs): Adam at 0.05, a tenth of that
+  // for the last quarter, where the noise around the optimum shrinks with the step.
+  vguide::FitOptions options;
+  options.steps = 2000;
+  options.objective.particles = 8;
+  options.optimizer.lr = 0.05;
+  options.schedule = {vguide::Schedule::step, /*gamma=*/0.1, /*step_size=*/1500};
+  vguide::Fit fit(model, *guide, options);
+  fit.run(/*interrupt=*/nullptr, [](const vguide::StepReport& r) {
+    if (r.step % 500 == 1) std::printf("step %4lld  ELBO %10.3f\n", static_cast<long long>(r.step - 1), r.objective);
+  });
+  fit.finish();  // the guide's after_fit hook (the laplace family's Hessian)
 
   const auto exact_alpha = exact_posterior(torch::ones_like(x), y);
   const auto exact_beta = exact_posterior(x, y);
   std::printf("\nposterior (%s guide, 4000 draws) and the exact posterior\n", family.c_str());
   std::printf("%-6s %10s %10s %12s %10s\n", "site", "mean", "sd", "exact mean", "exact sd");
-  for (const auto& s : vguide::summarize(*guide, 4000)) {
+  // Draws from the fitted guide (with the program's let values, none here) and their
+  // per-element summaries.
+  const vguide::PosteriorDraws draws = vguide::draw_posterior(model, *guide, 4000);
+  for (const auto& s : vguide::summarize(draws)) {
     const auto exact = s.name == "alpha" ? exact_alpha : exact_beta;
     std::printf("%-6s %10.4f %10.4f %12.4f %10.4f\n", s.name.c_str(), s.mean.item<double>(), s.sd.item<double>(),
                 exact.first, exact.second);
