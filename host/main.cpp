@@ -180,7 +180,8 @@ struct Outputs {
   std::vector<std::pair<std::string, std::string>> settings;
 };
 
-void write_outputs(const Outputs& o, const vguide::model::ProgramModel& model, vguide::Guide& guide,
+// Writes the output folder; returns the final ELBO estimate.
+vguide::ElboEstimate write_outputs(const Outputs& o, const vguide::model::ProgramModel& model, vguide::Guide& guide,
                    const vguide::Fit& fit, double wall_time) {
   const vguide::PosteriorDraws draws = vguide::draw_posterior(model, guide, o.draws);
   const vguide::ElboEstimate elbo = vguide::estimate_elbo(model, guide, o.elbo_particles);
@@ -268,6 +269,7 @@ void write_outputs(const Outputs& o, const vguide::model::ProgramModel& model, v
   write_atomically(o.dir / "summary.json", summary.dump(2) + "\n");
   spdlog::info("ELBO {:.6g} ± {:.2g} ({} draws); PSIS k-hat {:.3g}: {}", elbo.elbo, elbo.se, o.elbo_particles, khat,
                reading);
+  return elbo;
 }
 
 int run(int argc, char** argv) {
@@ -470,16 +472,18 @@ int run(int argc, char** argv) {
     std::cerr << "vguide-host: error: " << message << "\n";
     return kNumerical;
   }
-  write_outputs(o, model, *guide, fit, wall);
+  const vguide::ElboEstimate elbo = write_outputs(o, model, *guide, fit, wall);
   if (result.reason == vguide::StopReason::interrupted) {
     std::cerr << "vguide-host: interrupted at step " << result.steps_done << "; wrote " << output.string()
               << " (resume with --resume " << output.string() << ")\n";
     return 128 + static_cast<int>(g_signal);
   }
-  if (!quiet)
-    std::cout << "fitted " << model.name() << " with " << family << " in " << result.steps_done << " steps ("
-              << vguide::to_string(result.reason) << (result.detail.empty() ? "" : ": " + result.detail) << "); wrote "
-              << output.string() << "\n";
+  if (!quiet) {
+    const std::string why = result.reason == vguide::StopReason::converged ? " (converged: " + result.detail + ")" : "";
+    std::printf("fitted %s with %s in %lld steps%s; ELBO %.6g ± %.2g; wrote %s\n", model.name().c_str(),
+                family.c_str(), static_cast<long long>(result.steps_done), why.c_str(), elbo.elbo, elbo.se,
+                output.string().c_str());
+  }
   return kOk;
 }
 

@@ -135,7 +135,9 @@ const char* const kShipped[] = {"delta", "iaf", "laplace", "lowrank_mvn", "mixtu
 TEST_F(HostTest, ListPluginsWithoutPluginListsEveryShippedFamily) {
   HostRun r = host("--list-plugins");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 8) << r.output;
+  // One line per family, then the folders searched.
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 9) << r.output;
+  EXPECT_NE(r.output.find("\nsearched: "), std::string::npos) << r.output;
   for (const std::string family : kShipped)  // name, description, library
     EXPECT_NE(r.output.find(family + "\t"), std::string::npos) << family << "\n" << r.output;
   for (const std::string family : kShipped)
@@ -151,11 +153,11 @@ TEST_F(HostTest, ListPluginsReportsAPluginThatFailsToLoadAndListsTheRest) {
   ::unsetenv("VGUIDE_PLUGIN_PATH");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("vguide-host: skipped plugin " + bad.string() +
-                          ": ABI version 2.0 is incompatible with this host's 1.0 (major versions differ; rebuild "
+                          ": ABI version 3.0 is incompatible with this host's 2.0 (major versions differ; rebuild "
                           "the plugin against this SDK)\n"),
             std::string::npos)
       << r.output;
-  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 9) << r.output;  // the skip + 8 families
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 10) << r.output;  // the skip, 8 families, the folders
 }
 
 TEST_F(HostTest, ListsAndDescribesFamilies) {
