@@ -5,10 +5,14 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <sstream>
+#include <tuple>
+#include <unordered_set>
 
 #include "vguide/model/distribution.hpp"
 
@@ -91,8 +95,32 @@ struct StepPlan {
   EventRanks ranks;
 };
 
+/// Tensors that depend only on the program and its data (data arrays, numbers),
+/// converted once per dtype and device instead of on every log_joint call. They
+/// never require grad and are never written to.
+class ConstantCache {
+ public:
+  at::Tensor get(const void* owner, const at::TensorOptions& opts, const std::function<at::Tensor()>& make) {
+    const Key key{owner, static_cast<int>(opts.dtype().toScalarType()), static_cast<int>(opts.device().type()),
+                  opts.device().index()};
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      at::NoGradGuard no_grad;
+      it = entries_.emplace(key, make()).first;
+    }
+    return it->second;
+  }
+
+ private:
+  using Key = std::tuple<const void*, int, int, int>;
+  std::mutex mutex_;
+  std::map<Key, at::Tensor> entries_;
+};
+
 struct ProgramModel::Plan {
   std::vector<StepPlan> steps;
+  ConstantCache constants;
 };
 
 namespace {
@@ -102,13 +130,21 @@ struct Context {
   int64_t S = 1;
   at::Tensor index;  // minibatch rows, undefined for the full data
   bool check_indices = false;  // range-check integer indices (once, at construction)
+  ConstantCache* constants = nullptr;  // unset while the constructor checks the program
   std::map<std::string, Value> env;
 };
 
 Value data_value(const StepPlan& sp, const Context& ctx) {
-  at::Tensor t = sp.data.to(ctx.opts);
+  at::Tensor t = ctx.constants ? ctx.constants->get(&sp, ctx.opts, [&] { return sp.data.to(ctx.opts); })
+                               : sp.data.to(ctx.opts);
+  // Only the batch's rows are gathered: O(B) per call, whatever N is.
   if (sp.row_data && ctx.index.defined()) t = t.index_select(0, ctx.index);
   return {t.unsqueeze(0), sp.row_data, false};
+}
+
+at::Tensor number(const Expr& e, const Context& ctx) {
+  if (!ctx.constants) return at::full({1}, e.value, ctx.opts);
+  return ctx.constants->get(&e, ctx.opts, [&] { return at::full({1}, e.value, ctx.opts); });
 }
 
 Value combine(const Value& a, const Value& b, at::Tensor t) { return {std::move(t), a.rows || b.rows, a.latent || b.latent}; }
@@ -120,7 +156,7 @@ std::pair<at::Tensor, at::Tensor> align(const at::Tensor& a, const at::Tensor& b
 
 Value eval(const Expr& e, Context& ctx) {
   switch (e.kind) {
-    case Expr::Kind::number: return {at::full({1}, e.value, ctx.opts), false, false};
+    case Expr::Kind::number: return {number(e, ctx), false, false};
     case Expr::Kind::name: return ctx.env.at(e.name);
     case Expr::Kind::negate: {
       Value v = eval(e.args[0], ctx);
@@ -525,6 +561,9 @@ void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
                                     std::to_string(num_rows_) +
                                     " rows of it while the log joint would see only the batch); use the full batch");
   }
+  if (generator.device().type() != at::kCPU)
+    throw std::invalid_argument("set_minibatch: the rows' generator must be a CPU generator, got one on " +
+                                generator.device().str());
   batch_size_ = batch_size;
   generator_ = std::move(generator);
 }
@@ -539,7 +578,8 @@ using TermSink = std::vector<std::pair<std::string, at::Tensor>>;
 
 at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& values, int64_t num_rows,
                int64_t batch_size, const LatentPicker* pick = nullptr, TermSink* terms = nullptr) {
-  at::Tensor total = at::zeros({ctx.S}, ctx.opts);
+  at::Tensor total;  // the first term starts the sum: no zeros and one add fewer
+  const auto add = [&](const at::Tensor& term) { total = total.defined() ? total + term : term; };
   const double scale = static_cast<double>(num_rows) / static_cast<double>(batch_size);
   for (const auto& sp : plan.steps) {
     const Step& step = *sp.step;
@@ -553,7 +593,7 @@ at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& v
         at::Tensor term = site_log_prob(*dist, value.t, sp.ranks.value);
         if (value.rows && ctx.index.defined()) term = term * scale;
         if (terms) terms->emplace_back(step.name, term);
-        total = total + term;
+        add(term);
         ctx.env[step.name] = value;
         break;
       }
@@ -576,35 +616,72 @@ at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& v
         }
         at::Tensor term = site_log_prob(*dist, v, sp.ranks.value);
         if (terms) terms->emplace_back(step.name, term);
-        total = total + term;
+        add(term);
         ctx.env[step.name] = Value{v, sp.per_row, true};
         break;
       }
     }
   }
-  return total;
+  if (!total.defined()) return at::zeros({ctx.S}, ctx.opts);
+  // A term that does not depend on a latent has a particle dim of 1.
+  return total.size(0) == ctx.S ? total : total.expand({ctx.S}).contiguous();
 }
 
-Context make_context(const at::Tensor& x) {
+Context make_context(const at::Tensor& x, ProgramModel::Plan& plan) {
   Context ctx;
   ctx.S = x.size(0);
   const auto dtype = at::isFloatingType(x.scalar_type()) ? x.scalar_type() : at::kFloat;
   ctx.opts = at::TensorOptions().dtype(dtype).device(x.device());
+  ctx.constants = &plan.constants;
   return ctx;
 }
 
 }  // namespace
 
+at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator) {
+  if (B < 0 || B > N)
+    throw std::invalid_argument("sample_rows: B is " + std::to_string(B) + ", but must be in [0, " + std::to_string(N) + "]");
+  // Floyd's algorithm: for j = N-B, ..., N-1 take t uniform in [0, j], or j itself if
+  // t is taken already. Every B-subset comes out with the same probability, in B
+  // draws, so a batch costs O(B) whatever N is (a randperm of N would cost O(N)).
+  std::vector<int64_t> rows;
+  rows.reserve(static_cast<size_t>(B));
+  std::unordered_set<int64_t> taken;
+  taken.reserve(static_cast<size_t>(2 * B));
+  {
+    auto* gen = at::check_generator<at::CPUGeneratorImpl>(generator);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    for (int64_t j = N - B; j < N; ++j) {
+      // Uniform in [0, j]: reject the 2^64 mod (j + 1) lowest words, so that no
+      // value is favoured.
+      const uint64_t n = static_cast<uint64_t>(j) + 1;
+      const uint64_t threshold = (0 - n) % n;
+      uint64_t r;
+      do r = gen->random64();
+      while (r < threshold);
+      const auto t = static_cast<int64_t>(r % n);
+      const int64_t row = taken.insert(t).second ? t : j;
+      if (row == j) taken.insert(j);
+      rows.push_back(row);
+    }
+  }
+  // Ascending rows make the gather walk the data forwards.
+  std::sort(rows.begin(), rows.end());
+  return at::tensor(rows, at::TensorOptions().dtype(at::kLong));
+}
+
 at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
-  Context ctx = make_context(x);
-  if (batch_size_ < num_rows_ && generator_)
-    ctx.index = at::randperm(num_rows_, *generator_, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, batch_size_).to(x.device());
+  Context ctx = make_context(x, *plan_);
+  if (batch_size_ < num_rows_ && generator_) {
+    at::Generator gen = *generator_;  // a handle: draws advance the shared stream
+    ctx.index = sample_rows(num_rows_, batch_size_, gen).to(x.device());
+  }
   return run(*plan_, ctx, values, num_rows_, batch_size_);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> ProgramModel::site_log_densities(const at::Tensor& x,
                                                                                 const SiteValues& values) const {
-  Context ctx = make_context(x);
+  Context ctx = make_context(x, *plan_);
   TermSink terms;
   run(*plan_, ctx, values, num_rows_, num_rows_, nullptr, &terms);
   return terms;
@@ -648,7 +725,7 @@ SiteValues ProgramModel::prior_values(PriorInit kind, at::Generator& generator) 
 }
 
 SiteValues ProgramModel::evaluate(const at::Tensor& x, const SiteValues& values) const {
-  Context ctx = make_context(x);
+  Context ctx = make_context(x, *plan_);
   run(*plan_, ctx, values, num_rows_, num_rows_);
   SiteValues out;
   for (const auto& [name, v] : ctx.env) {

@@ -100,4 +100,10 @@ class VGUIDE_API ProgramModel : public Model {
   std::optional<at::Generator> generator_;
 };
 
+/// B distinct rows of N, uniformly among all B-subsets, ascending (int64, CPU): the
+/// rows of one minibatch. O(B) time and memory, whatever N is.
+/// @throw std::invalid_argument unless 0 <= B <= N; c10::Error for a generator that is
+///        not a CPU generator.
+VGUIDE_API at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator);
+
 }  // namespace vguide::model
