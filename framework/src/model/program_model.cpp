@@ -154,6 +154,26 @@ std::pair<at::Tensor, at::Tensor> align(const at::Tensor& a, const at::Tensor& b
   return {pad(a, r - a.dim()), pad(b, r - b.dim())};
 }
 
+/// dot(m, v) as one matrix product when `v` holds one vector per particle: m is
+/// (Sm, n..., P), v is (Sv, 1..., P) (aligned). The broadcast product would build an
+/// (S, n..., P) tensor and its gradient; a data matrix shared by the particles
+/// (Sm = 1) becomes one (Sv, P) x (P, n) product. Undefined if the shapes are not of
+/// this kind.
+at::Tensor dot_as_matmul(const at::Tensor& m, const at::Tensor& v) {
+  const int64_t r = m.dim(), P = m.size(-1);
+  if (r < 3 || v.size(-1) != P || m.scalar_type() != v.scalar_type()) return at::Tensor();
+  for (int64_t d = 1; d < r - 1; ++d)
+    if (v.size(d) != 1) return at::Tensor();
+  const int64_t Sm = m.size(0), Sv = v.size(0);
+  if (Sm != Sv && Sm != 1 && Sv != 1) return at::Tensor();
+  std::vector<int64_t> shape{std::max(Sm, Sv)};
+  shape.insert(shape.end(), m.sizes().begin() + 1, m.sizes().end() - 1);
+  const at::Tensor vectors = v.reshape({Sv, P});
+  if (Sm == 1) return at::mm(vectors, m.reshape({-1, P}).t()).reshape(shape);
+  if (Sv == 1) return at::mv(m.reshape({-1, P}), vectors.reshape({P})).reshape(shape);
+  return at::bmm(m.reshape({Sm, -1, P}), vectors.unsqueeze(-1)).reshape(shape);
+}
+
 Value eval(const Expr& e, Context& ctx) {
   switch (e.kind) {
     case Expr::Kind::number: return {number(e, ctx), false, false};
@@ -244,6 +264,8 @@ Value eval(const Expr& e, Context& ctx) {
         }
         // dot
         if (x.dim() < 2) throw LocatedError(e.loc, "dot expects vectors, got two scalars");
+        if (at::Tensor t = dot_as_matmul(x, y); t.defined()) return combine(a, b, t);
+        if (at::Tensor t = dot_as_matmul(y, x); t.defined()) return combine(a, b, t);
         return combine(a, b, (x * y).sum(-1));
       }
       Value v = eval(e.args[0], ctx);
