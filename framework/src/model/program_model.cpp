@@ -14,6 +14,7 @@
 #include <tuple>
 #include <unordered_set>
 
+#include "fused_log_joint.hpp"
 #include "vguide/model/distribution.hpp"
 
 namespace vguide::model {
@@ -119,8 +120,11 @@ class ConstantCache {
 };
 
 struct ProgramModel::Plan {
+  std::shared_ptr<const ProgramFile> file;  // what the steps point into
   std::vector<StepPlan> steps;
   ConstantCache constants;
+  std::shared_ptr<const fused::Tape> tape;  // null if the program cannot be fused
+  std::string unfused;                      // why not
 };
 
 namespace {
@@ -346,12 +350,131 @@ std::string format_number(double v) {
   return s.str();
 }
 
+/// Per value, the most elements the fused tape takes: a larger program is data-heavy,
+/// and LibTorch's vectorised kernels win there.
+constexpr int64_t kFusedMaxElements = 1 << 14;
+
+/// The latent-dependent part of the program as a fused tape (fused_log_joint.hpp).
+/// `ctx` is the constructor's evaluation (S = 1, double, every name bound): each
+/// value that does not depend on a latent is folded into a constant evaluated here
+/// once with the reference path, so that only latent-dependent expressions become
+/// tape nodes. Returns null, with the reason in `why`, at the first thing the tape
+/// does not support.
+std::shared_ptr<const fused::Tape> compile_fused(const ProgramModel::Plan& plan, Context& ctx, std::string& why) {
+  auto tape = std::make_shared<fused::Tape>();
+  std::map<std::string, int> nodes;  // latent-dependent names
+  const auto fail = [&](const std::string& reason) {
+    if (why.empty()) why = reason;
+    return -1;
+  };
+  const auto own_shape = [](const at::Tensor& t) { return std::vector<int64_t>(t.sizes().begin() + 1, t.sizes().end()); };
+  std::function<int(const Expr&)> compile = [&](const Expr& e) -> int {
+    const Value v = eval(e, ctx);
+    if (v.t.numel() > kFusedMaxElements)
+      return fail("'" + to_string(e) + "' has more than " + std::to_string(kFusedMaxElements) + " elements");
+    if (!v.latent) return tape->constant(v.t.select(0, 0));
+    int id = -1;
+    switch (e.kind) {
+      case Expr::Kind::number: break;
+      case Expr::Kind::name: {
+        auto it = nodes.find(e.name);
+        id = it == nodes.end() ? fail("name " + e.name) : it->second;
+        break;
+      }
+      case Expr::Kind::negate: id = tape->unary(fused::Op::neg, compile(e.args[0])); break;
+      case Expr::Kind::binary: {
+        const fused::Op op = e.op == '+'   ? fused::Op::add
+                             : e.op == '-' ? fused::Op::sub
+                             : e.op == '*' ? fused::Op::mul
+                                           : fused::Op::div;
+        const int a = compile(e.args[0]), b = compile(e.args[1]);
+        id = tape->binary(op, a, b);
+        break;
+      }
+      case Expr::Kind::index: {
+        const int a = compile(e.args[0]);
+        const at::Tensor own = eval(e.args[1], ctx).t.select(0, 0);
+        const at::Tensor pos = (own.to(at::kLong) - 1).contiguous().reshape({-1});
+        id = tape->index(a, std::vector<int64_t>(pos.data_ptr<int64_t>(), pos.data_ptr<int64_t>() + pos.numel()),
+                         own.sizes().vec());
+        break;
+      }
+      case Expr::Kind::slice: return fail("a slice of a latent value");
+      case Expr::Kind::call: {
+        fused::Op op;
+        if (e.args.size() == 2 && (e.name == "pow" || e.name == "dot")) {
+          const int a = compile(e.args[0]), b = compile(e.args[1]);
+          id = tape->binary(e.name == "pow" ? fused::Op::pow : fused::Op::dot, a, b);
+        } else if (e.args.size() == 1 && fused::function_of(e.name, &op)) {
+          id = tape->unary(op, compile(e.args[0]));
+        } else {
+          return fail("function " + e.name + " of a latent value");
+        }
+        break;
+      }
+    }
+    if (id >= 0 && tape->shape(id) != own_shape(v.t)) return fail("the shape of '" + to_string(e) + "'");
+    return id < 0 ? fail("'" + to_string(e) + "'") : id;
+  };
+
+  int latents = 0;
+  for (const auto& sp : plan.steps) {
+    const Step& step = *sp.step;
+    if (sp.role == StepPlan::Role::let && ctx.env.at(step.name).latent) {
+      const int id = compile(step.value);
+      if (id < 0) return nullptr;
+      nodes[step.name] = id;
+    }
+    if (sp.role != StepPlan::Role::observed && sp.role != StepPlan::Role::latent) continue;
+    fused::Family family;
+    if (!fused::family_of(step.family, &family)) {
+      fail("family " + step.family);
+      return nullptr;
+    }
+    std::vector<int> params;
+    for (const Expr& arg : step.args) {
+      params.push_back(compile(arg));
+      if (params.back() < 0) return nullptr;
+    }
+    const Value& value = ctx.env.at(step.name);
+    if (value.t.numel() > kFusedMaxElements) {
+      fail("'" + step.name + "' has more than " + std::to_string(kFusedMaxElements) + " elements");
+      return nullptr;
+    }
+    int id;
+    if (sp.role == StepPlan::Role::observed) {
+      id = tape->constant(value.t.select(0, 0));
+    } else {
+      if (find_family(step.family)->discrete) {
+        fail("discrete latent '" + step.name + "'");
+        return nullptr;
+      }
+      id = tape->latent(latents++, sp.shape);
+      nodes[step.name] = id;
+    }
+    if (!tape->term(family, id, params)) {
+      fail("the shapes of '" + step.name + "'");
+      return nullptr;
+    }
+  }
+  if (tape->work() > kFusedMaxElements) {
+    fail("the program computes " + std::to_string(tape->work()) + " elements per particle (at most " +
+         std::to_string(kFusedMaxElements) + " are fused)");
+    return nullptr;
+  }
+  return tape;
+}
+
 }  // namespace
 
 ProgramModel::~ProgramModel() = default;
 
 ProgramModel::ProgramModel(ProgramFile file, Data data)
-    : file_(std::move(file)), program_(&file_.output_program()), data_(std::move(data)), plan_(std::make_shared<Plan>()) {
+    : file_(std::make_shared<const ProgramFile>(std::move(file))),
+      program_(&file_->output_program()),
+      data_(std::move(data)),
+      plan_(std::make_shared<Plan>()) {
+  plan_->file = file_;
   // The data rows: the leading dim shared by every observed array.
   std::string first_rows;
   for (const auto& step : program_->steps) {
@@ -382,8 +505,8 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
         shape.push_back(dim.size);
         continue;
       }
-      auto obj = file_.objects.find(dim.name);
-      if (obj != file_.objects.end()) {
+      auto obj = file_->objects.find(dim.name);
+      if (obj != file_->objects.end()) {
         shape.push_back(obj->second);
         continue;
       }
@@ -396,7 +519,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
     double elements = 1;
     for (int64_t d : shape) elements *= static_cast<double>(d);
     if (elements > kMaxSiteElements)
-      throw ProgramError(file_, step.name_loc,
+      throw ProgramError(*file_, step.name_loc,
                          "'" + step.name + "' is declared " + shape_to_string(shape) + ": more than " +
                              std::to_string(static_cast<int64_t>(kMaxSiteElements)) + " elements");
     return shape;
@@ -433,7 +556,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
             if (sp.from_value) {
               const Value& v = ctx.env.at(step.name);
               if (v.latent)
-                throw ProgramError(file_, step.name_loc,
+                throw ProgramError(*file_, step.name_loc,
                                    "observe site '" + step.name + "' depends on a latent; only data can be observed");
               sp.data = v.t.select(0, 0);
               sp.row_data = v.rows;
@@ -475,7 +598,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
             ctx.env[step.name] = value;
           } else {
             if (step.kind == Step::Kind::observe)
-              throw ProgramError(file_, step.name_loc,
+              throw ProgramError(*file_, step.name_loc,
                                  "observe site '" + step.name + "' has no data (expected a variable '" + step.name +
                                      "' in " + data_.filename() + ")");
             sp.role = StepPlan::Role::latent;
@@ -483,7 +606,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
             bool rows = false;
             auto dist = build_dist(sp, ctx, vbr, true, &rows);
             if (dist->dependent_support())
-              throw ProgramError(file_, step.family_loc,
+              throw ProgramError(*file_, step.family_loc,
                                  "site '" + step.name + "' cannot be a latent: the support of " + step.family +
                                      " depends on arguments that are not constants");
             std::vector<int64_t> batch = dist->batch_shape();
@@ -501,7 +624,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
                 fits = b == 1 || b == d;
               }
               if (!fits)
-                throw ProgramError(file_, step.name_loc,
+                throw ProgramError(*file_, step.name_loc,
                                    "shape mismatch: '" + step.name + "' is declared " + shape_to_string(sp.declared) +
                                        ", but its arguments have shape " + shape_to_string(batch));
               target.insert(target.end(), event.begin(), event.end());
@@ -525,16 +648,17 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
     } catch (const DataError&) {
       throw;
     } catch (const LocatedError& e) {
-      throw ProgramError(file_, e.loc, e.what());
+      throw ProgramError(*file_, e.loc, e.what());
     } catch (const c10::Error& e) {
-      throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what_without_backtrace());
+      throw ProgramError(*file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what_without_backtrace());
     } catch (const std::invalid_argument& e) {
-      throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
+      throw ProgramError(*file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
     } catch (const std::exception& e) {
-      throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
+      throw ProgramError(*file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
     }
     plan_->steps.push_back(std::move(sp));
   }
+  plan_->tape = compile_fused(*plan_, ctx, plan_->unfused);
 }
 
 std::string ProgramModel::name() const { return program_->name; }
@@ -694,12 +818,55 @@ at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator) {
 
 at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
   Context ctx = make_context(x, *plan_);
-  if (batch_size_ < num_rows_ && generator_) {
+  const bool subsampled = batch_size_ < num_rows_ && generator_;
+  if (plan_->tape && evaluator_ != Evaluator::reference && !subsampled && ctx.opts.device().is_cpu() &&
+      (evaluator_ == Evaluator::fused || ctx.S * plan_->tape->work() <= kFusedAutoWork)) {
+    // The latents in program order, checked as the reference path checks them.
+    std::vector<at::Tensor> latents;
+    bool fits = true;
+    for (const auto& sp : plan_->steps) {
+      if (sp.role != StepPlan::Role::latent) continue;
+      auto it = values.find(sp.step->name);
+      if (it == values.end()) throw std::invalid_argument("log_joint: no value for latent site '" + sp.step->name + "'");
+      std::vector<int64_t> want{ctx.S};
+      want.insert(want.end(), sp.shape.begin(), sp.shape.end());
+      if (it->second.sizes().vec() != want)
+        throw std::invalid_argument("log_joint: latent site '" + sp.step->name + "' has shape " +
+                                    shape_text(it->second.sizes()) + ", expected " + shape_to_string(want));
+      const at::ScalarType t = it->second.scalar_type();
+      fits = fits && (t == at::kFloat || t == at::kDouble) && it->second.device().is_cpu();
+      latents.push_back(it->second);
+    }
+    if (fits) {
+      fused::Reference reference = [plan = plan_, N = num_rows_, S = ctx.S, opts = ctx.opts](
+                                       const std::vector<at::Tensor>& inputs) {
+        Context c;
+        c.S = S;
+        c.opts = opts;
+        c.constants = &plan->constants;
+        SiteValues v;
+        size_t k = 0;
+        for (const auto& sp : plan->steps)
+          if (sp.role == StepPlan::Role::latent) v[sp.step->name] = inputs.at(k++);
+        return run(*plan, c, v, N, N);
+      };
+      return fused::log_joint(plan_->tape, ctx.S, latents, ctx.opts.dtype().toScalarType(), std::move(reference));
+    }
+  }
+  if (subsampled) {
     at::Generator gen = *generator_;  // a handle: draws advance the shared stream
     ctx.index = sample_rows(num_rows_, batch_size_, gen).to(x.device());
   }
   return run(*plan_, ctx, values, num_rows_, batch_size_);
 }
+
+void ProgramModel::set_evaluator(Evaluator evaluator) {
+  if (evaluator == Evaluator::fused && !plan_->tape)
+    throw std::invalid_argument("set_evaluator: program '" + name() + "' cannot be fused: " + plan_->unfused);
+  evaluator_ = evaluator;
+}
+
+const std::string& ProgramModel::fusion_blocker() const noexcept { return plan_->unfused; }
 
 std::vector<std::pair<std::string, at::Tensor>> ProgramModel::site_log_densities(const at::Tensor& x,
                                                                                 const SiteValues& values) const {
