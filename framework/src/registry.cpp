@@ -46,6 +46,11 @@ bool elementwise(const LatentSite& s) {
   return s.bijector->event_rank() == 0 && s.support.event_rank() == 0 && s.unconstrained_shape == s.shape;
 }
 
+// `t` with `shape`, without an op (or an autograd node) when it already has it.
+at::Tensor reshaped(const at::Tensor& t, const std::vector<int64_t>& shape) {
+  return t.sizes() == at::IntArrayRef(shape) ? t : t.reshape(shape);
+}
+
 // Sum log|det J| over the site dims a bijector did not reduce.
 at::Tensor reduce_site_dims(const at::Tensor& ladj, const LatentSite& site) {
   const int64_t extra = static_cast<int64_t>(site.unconstrained_shape.size()) - site.bijector->event_rank();
@@ -175,33 +180,44 @@ std::pair<SiteValues, at::Tensor> LatentRegistry::constrain(const at::Tensor& fl
   // share one bijector call over their slice of z and one sum of its log|det J|;
   // real sites need neither (the identity has no Jacobian term). Ops per step grow
   // with the number of runs of constrained sites, not with the number of sites.
+  struct Segment {
+    size_t begin, end;  // sites [begin, end)
+    int64_t width;
+  };
+  std::vector<Segment> segments;
   for (size_t i = 0; i < sites_.size();) {
     const LatentSite& first = sites_[i];
-    const bool identity = elementwise(first) && first.support.kind() == ConstraintKind::real;
     size_t end = i + 1;
-    if (elementwise(first) && !identity)
+    if (elementwise(first) && first.support.kind() != ConstraintKind::real)
       while (end < sites_.size() && elementwise(sites_[end]) && sites_[end].support == first.support) ++end;
-    if (end == i + 1) {
-      const at::Tensor z =
-          flat.narrow(-1, first.offset, first.unconstrained_dim).reshape(concat(batch, first.unconstrained_shape));
-      if (identity) {
+    segments.push_back({i, end, sites_[end - 1].offset + sites_[end - 1].unconstrained_dim - first.offset});
+    i = end;
+  }
+  // One split for all segments: its backward is one op, where a narrow per segment
+  // would scatter each gradient into a zero (S, D) tensor and add them up.
+  std::vector<int64_t> widths;
+  for (const auto& g : segments) widths.push_back(g.width);
+  const std::vector<at::Tensor> parts =
+      segments.size() == 1 ? std::vector<at::Tensor>{flat} : flat.split_with_sizes(widths, -1);
+  for (size_t g = 0; g < segments.size(); ++g) {
+    const LatentSite& first = sites_[segments[g].begin];
+    if (segments[g].end == segments[g].begin + 1) {
+      const at::Tensor z = reshaped(parts[g], concat(batch, first.unconstrained_shape));
+      if (elementwise(first) && first.support.kind() == ConstraintKind::real) {
         values.emplace(first.name, z);
       } else {
         auto [v, l] = first.bijector->forward_and_log_det(z);
         add(reduce_site_dims(l, first));
         values.emplace(first.name, std::move(v));
       }
-      i = end;
       continue;
     }
-    const int64_t width = sites_[end - 1].offset + sites_[end - 1].unconstrained_dim - first.offset;
-    auto [v, l] = first.bijector->forward_and_log_det(flat.narrow(-1, first.offset, width));
+    auto [v, l] = first.bijector->forward_and_log_det(parts[g]);
     add(l.sum(-1));
-    for (size_t k = i; k < end; ++k) {
+    for (size_t k = segments[g].begin; k < segments[g].end; ++k) {
       const LatentSite& s = sites_[k];
-      values.emplace(s.name, v.narrow(-1, s.offset - first.offset, s.unconstrained_dim).reshape(concat(batch, s.shape)));
+      values.emplace(s.name, reshaped(v.narrow(-1, s.offset - first.offset, s.unconstrained_dim), concat(batch, s.shape)));
     }
-    i = end;
   }
   if (!ladj.defined()) ladj = at::zeros(batch, flat.options());
   return {std::move(values), ladj};
