@@ -506,6 +506,21 @@ TEST(ReferencePath, MatrixTimesLatentVectorPerParticle) {
   }
 }
 
+TEST(ReferencePath, DataThatLeaveTheSupportInFloat32KeepTheSupportMask) {
+  // 1e-50 is positive in double but 0 in float32: the float32 evaluation must say
+  // -inf (outside LogNormal's support), not NaN from an unmasked log(0).
+  const char* text = "object A : 1\nprogram p : A -> A\n    mu <- Normal(0.0, 1.0)\n"
+                     "    observe y ~ LogNormal(mu, 1.0)\n    return y\noutput p\n";
+  Data data;
+  data.set("y", torch::tensor({1e-50, 1.0}, torch::kDouble));
+  ProgramModel model(parse_program(text), data);
+  model.set_evaluator(Evaluator::reference);
+  const at::Tensor lj = model.log_joint(torch::zeros({1, 0}), {{"mu", torch::zeros({1})}});
+  EXPECT_EQ(lj.item<float>(), -std::numeric_limits<float>::infinity());
+  // In double the row is in the support and the value finite.
+  EXPECT_TRUE(std::isfinite(model.log_joint(torch::zeros({1, 0}, torch::kDouble), {{"mu", torch::zeros({1}, torch::kDouble)}}).item<double>()));
+}
+
 // ---- minibatch rows -------------------------------------------------------------------
 
 TEST(SampleRows, DistinctAscendingAndUniformOverSubsets) {

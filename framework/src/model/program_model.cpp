@@ -93,6 +93,7 @@ struct StepPlan {
   std::vector<int64_t> declared;  // latent: declared shape (extension), resolved
   bool per_row = false;
   bool from_value = false;  // observed: an earlier let/data value rather than a data variable
+  bool in_support = false;  // observed: every row checked in its support, in double and in float32
   EventRanks ranks;
 };
 
@@ -337,11 +338,14 @@ std::shared_ptr<Distribution> build_dist(const StepPlan& sp, Context& ctx, int64
   return make_distribution(sp.step->family, args, false);
 }
 
-/// log density of `value` (S or 1, *own dims) summed over its own dims.
-at::Tensor site_log_prob(const Distribution& d, const at::Tensor& value, int64_t value_event_rank) {
+/// log density of `value` (S or 1, *own dims) summed over its own dims; without the
+/// support mask's ops if the value is known to be in the support.
+at::Tensor site_log_prob(const Distribution& d, const at::Tensor& value, int64_t value_event_rank,
+                         bool in_support = false) {
   const int64_t br = value.dim() - value_event_rank;
   const int64_t want = static_cast<int64_t>(d.batch_shape().size());
-  return sum_own(d.log_prob(br >= 1 ? pad(value, want - br) : value));
+  const at::Tensor v = br >= 1 ? pad(value, want - br) : value;
+  return sum_own(in_support ? d.log_prob_in_support(v) : d.log_prob(v));
 }
 
 std::string format_number(double v) {
@@ -592,6 +596,11 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
               }
               data_.fail(step.name, " has values outside the support of " + step.family + " (" + support + ")");
             }
+            // Support by the parameters' values, not only by the family: rows
+            // checked here need no mask on every evaluation, as long as their
+            // float32 rounding is in the support too.
+            if (!(latent_args && dist->dependent_support()))
+              sp.in_support = dist->in_support(padded.to(at::kFloat).to(padded.scalar_type())).all().item<bool>();
             site_log_prob(*dist, value.t, sp.ranks.value);
             SiteInfo info{step.name, sp.data.sizes().vec(), dist->support(), dist->discrete(), false};
             sites_.push_back(info);
@@ -736,7 +745,8 @@ at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& v
       case StepPlan::Role::observed: {
         const Value value = sp.from_value ? ctx.env.at(step.name) : data_value(sp, ctx);
         auto dist = build_dist(sp, ctx, value.t.dim() - sp.ranks.value, false);
-        at::Tensor term = site_log_prob(*dist, value.t, sp.ranks.value);
+        const bool checked = sp.in_support && (ctx.opts.dtype() == at::kFloat || ctx.opts.dtype() == at::kDouble);
+        at::Tensor term = site_log_prob(*dist, value.t, sp.ranks.value, checked);
         if (value.rows && ctx.index.defined()) term = term * scale;
         if (terms) terms->emplace_back(step.name, term);
         add(term);
