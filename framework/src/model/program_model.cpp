@@ -930,7 +930,8 @@ SiteValues ProgramModel::evaluate(const at::Tensor& x, const SiteValues& values)
   for (const auto& [name, v] : ctx.env) {
     std::vector<int64_t> shape = v.t.sizes().vec();
     shape[0] = ctx.S;
-    out[name] = v.t.expand(shape);
+    // Values of the data alone may be the model's cached tensors: the caller gets a copy.
+    out[name] = v.latent ? v.t.expand(shape) : v.t.expand(shape).clone();
   }
   return out;
 }
