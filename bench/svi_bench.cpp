@@ -32,7 +32,7 @@
 #include "timing.hpp"
 #include "vguide/guide.hpp"
 #include "vguide/model/program_model.hpp"
-#include "vguide/runtime/elbo.hpp"
+#include "vguide/runtime/fit.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
 
 namespace po = boost::program_options;
@@ -42,31 +42,27 @@ using vguide::bench::ModelSpec;
 namespace {
 
 // ---------------------------------------------------------------------------
-// The framework's SVI step, through the public runtime only. Everything the suite
-// times on the framework side is in this class: the integrator switches it to
-// the runtime's fit API when that exists.
+// The framework's SVI step: vguide::Fit::step(), the public runtime's step (the
+// guide's before_step, the ELBO with S particles, backward, the non-finite guard,
+// one Adam update with lr 0.01). Everything the suite times on the framework side
+// is in this class.
 // ---------------------------------------------------------------------------
 
-void svi_step(const vguide::Model& model, vguide::Guide& guide, torch::optim::Optimizer& optimizer, int64_t S,
-              int64_t step) {
-  guide.before_step(vguide::StepInfo{step, 0});
-  optimizer.zero_grad();
-  (-vguide::elbo(model, guide, S)).backward();
-  optimizer.step();
+vguide::FitOptions fit_options(int64_t S) {
+  vguide::FitOptions o;
+  o.steps = int64_t{1} << 40;  // the planned total, for schedules; never reached
+  o.objective.particles = S;
+  o.optimizer.lr = 0.01;
+  return o;
 }
 
 class FrameworkSvi {
  public:
-  FrameworkSvi(const vguide::Model& model, vguide::Guide& guide, int64_t S)
-      : model_(model), guide_(guide), S_(S), adam_(guide.parameters(), torch::optim::AdamOptions(0.01)) {}
-  void step() { svi_step(model_, guide_, adam_, S_, step_++); }
+  FrameworkSvi(const vguide::Model& model, vguide::Guide& guide, int64_t S) : fit_(model, guide, fit_options(S)) {}
+  void step() { fit_.step(); }
 
  private:
-  const vguide::Model& model_;
-  vguide::Guide& guide_;
-  int64_t S_;
-  torch::optim::Adam adam_;
-  int64_t step_ = 0;
+  vguide::Fit fit_;
 };
 
 // ---------------------------------------------------------------------------
@@ -187,6 +183,12 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
   return out;
 }
 
+// What --filter matches: "curve model guide S=.. B=.. t=..", with a space after each.
+std::string case_line(const Case& c) {
+  return c.curve + " " + c.spec.key() + " " + c.guide + " S=" + std::to_string(c.S) + " B=" + std::to_string(c.B) +
+         " t=" + std::to_string(c.threads) + " ";
+}
+
 std::set<std::string> split_set(const std::string& s) {
   std::set<std::string> out;
   std::stringstream in(s);
@@ -199,13 +201,23 @@ std::set<std::string> split_set(const std::string& s) {
 // Running.
 // ---------------------------------------------------------------------------
 
+// The autograd node the model's log joint ends in for this configuration: the fused
+// node, or the last LibTorch op of the reference path.
+std::string log_joint_path(const vguide::model::ProgramModel& model, vguide::Guide& guide, int64_t S) {
+  const at::Tensor x = vguide::particles(S);
+  const at::Tensor lj = model.log_joint(x, guide.rsample(x));
+  return lj.grad_fn() ? lj.grad_fn()->name() : "(none)";
+}
+
 nlohmann::ordered_json run_case(vguide::PluginManager& plugins, const Case& c, const vguide::bench::ModelData& md,
-                                const vguide::bench::TimingSettings& timing) {
+                                const vguide::bench::TimingSettings& timing, vguide::model::Evaluator evaluator) {
   at::set_num_threads(c.threads);
   vguide::model::ProgramModel model(md.program, md.data);
   if (c.B != 0) model.set_minibatch(c.B, at::detail::createCPUGenerator(11));
+  if (evaluator != vguide::model::Evaluator::fused || model.fusion_blocker().empty()) model.set_evaluator(evaluator);
   plugins.set_seed(1);
   auto guide = plugins.create(c.guide, model, model.observed_names(), c.options);
+  const std::string path = log_joint_path(model, *guide, c.S);
   FrameworkSvi framework(model, *guide, c.S);
   auto baseline = vguide::bench::make_baseline(c.spec, md.data, c.S, c.B, 1);
 
@@ -223,6 +235,7 @@ nlohmann::ordered_json run_case(vguide::PluginManager& plugins, const Case& c, c
   j["B"] = model.batch_size();
   j["D"] = guide->registry().total_unconstrained_dim();
   j["threads"] = c.threads;
+  j["log_joint"] = path;
   j["us_per_step"] = fw.median_us;
   j["baseline_us_per_step"] = base.median_us;
   j["ratio"] = fw.median_us / base.median_us;
@@ -247,7 +260,11 @@ int run(int argc, char** argv) {
       "source-dir", po::value<std::string>()->default_value(VGUIDE_SOURCE_DIR),
       "the vguide source tree (examples/models, bench/models)")(
       "report", po::value<std::string>(), "read a results file and print its tables instead of running")(
-      "plot-dir", po::value<std::string>(), "with --report: write the curves' .dat files here");
+      "plot-dir", po::value<std::string>(), "with --report: write the curves' .dat files here")(
+      "filter", po::value<std::string>(),
+      "run only the configurations whose line contains this text, e.g. 'eight_schools normal S=1 '")(
+      "evaluator", po::value<std::string>()->default_value("automatic"),
+      "the model's log joint: automatic, reference (LibTorch ops only) or fused (wherever the program can be)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -287,6 +304,23 @@ int run(int argc, char** argv) {
                 cases.end());
   }
 
+  const std::string evaluator_name = vm["evaluator"].as<std::string>();
+  const std::map<std::string, vguide::model::Evaluator> evaluators{{"automatic", vguide::model::Evaluator::automatic},
+                                                                   {"reference", vguide::model::Evaluator::reference},
+                                                                   {"fused", vguide::model::Evaluator::fused}};
+  if (!evaluators.count(evaluator_name)) {
+    std::cerr << "vguide_bench_svi: --evaluator: unknown evaluator '" << evaluator_name
+              << "' (expected automatic, reference or fused)\n";
+    return 2;
+  }
+  const vguide::model::Evaluator evaluator = evaluators.at(evaluator_name);
+  if (vm.count("filter")) {
+    const std::string filter = vm["filter"].as<std::string>();
+    cases.erase(std::remove_if(cases.begin(), cases.end(),
+                               [&](const Case& c) { return case_line(c).find(filter) == std::string::npos; }),
+                cases.end());
+  }
+
   at::set_num_threads(1);
   vguide::PluginManager plugins(1);
   for (const auto& f : kFamilies) plugins.load(f);
@@ -312,7 +346,7 @@ int run(int argc, char** argv) {
     try {
       auto it = data.find(c.spec.key());
       if (it == data.end()) it = data.emplace(c.spec.key(), vguide::bench::make_model_data(c.spec, source_dir)).first;
-      const auto j = run_case(plugins, c, it->second, timing);
+      const auto j = run_case(plugins, c, it->second, timing, evaluator);
       std::cout << j.dump() << std::endl;
       std::fprintf(stderr, "[%3zu/%zu %5.0fs] %-7s %-28s %-12s S=%-3lld B=%-5lld t=%d  %9.1f us  floor %9.1f us  x%.2f  (CPU x%.2f)\n",
                    i + 1, cases.size(), vguide::bench::detail::seconds_since(start), c.curve.c_str(),

@@ -71,6 +71,54 @@ TEST(Registry, ConstrainUnconstrainRoundTripWithMatchingJacobians) {
   EXPECT_NEAR(ladj[2].item<double>(), expected, 1e-9);
 }
 
+TEST(Registry, GroupedSitesConstrainAsEachOnItsOwn) {
+  // Runs of adjacent sites with one elementwise support share a bijector call; the
+  // values, the total log|det J| and its gradient are those of each site's own
+  // bijector, and real sites contribute no Jacobian term.
+  using namespace constraints;
+  test::SitesModel model({{"p1", {}, positive()},
+                          {"p2", {2, 2}, positive()},
+                          {"r1", {3}, real()},
+                          {"r2", {}, real()},
+                          {"u1", {2}, interval(-1.0, 2.0)},
+                          {"u2", {}, interval(-1.0, 2.0)},
+                          {"u3", {}, interval(0.0, 2.0)},
+                          {"s", {3}, simplex()},
+                          {"p3", {}, positive()}});
+  auto reg = LatentRegistry::from_model(model, {});
+  const at::Tensor flat = torch::randn({4, reg.total_unconstrained_dim()}, torch::kDouble).requires_grad_(true);
+  auto [values, ladj] = reg.constrain(flat);
+  at::Tensor expected_ladj = torch::zeros({4}, torch::kDouble);
+  for (const auto& site : reg.sites()) {
+    SCOPED_TRACE(site.name);
+    std::vector<int64_t> shape{4};
+    shape.insert(shape.end(), site.unconstrained_shape.begin(), site.unconstrained_shape.end());
+    const at::Tensor z = flat.narrow(-1, site.offset, site.unconstrained_dim).reshape(shape);
+    const at::Tensor v = site.bijector->forward(z);
+    at::Tensor l = site.bijector->log_abs_det_jacobian(z, v);
+    while (l.dim() > 1) l = l.sum(-1);
+    expected_ladj = expected_ladj + l;
+    ASSERT_EQ(values.at(site.name).sizes(), v.sizes());
+    EXPECT_TRUE(torch::allclose(values.at(site.name), v, 1e-12, 1e-12));
+  }
+  EXPECT_TRUE(torch::allclose(ladj, expected_ladj, 1e-12, 1e-12));
+  const at::Tensor g = torch::autograd::grad({ladj.sum()}, {flat})[0];
+  const at::Tensor want = torch::autograd::grad({expected_ladj.sum()}, {flat})[0];
+  EXPECT_TRUE(torch::allclose(g, want, 1e-12, 1e-12));
+  // The real sites' coordinates carry no Jacobian gradient.
+  EXPECT_EQ(g.narrow(-1, reg.site("r1").offset, 4).abs().sum().item<double>(), 0.0);
+
+  // All real: log|det J| is zero, and unconstrain is the identity.
+  test::SitesModel reals({{"a", {2}, real()}, {"b", {}, real()}});
+  auto flat_reg = LatentRegistry::from_model(reals, {});
+  const at::Tensor z = torch::randn({3, 3});
+  auto [v, zero] = flat_reg.constrain(z);
+  EXPECT_TRUE(torch::equal(zero, torch::zeros({3})));
+  auto [back, zero_back] = flat_reg.unconstrain(v);
+  EXPECT_TRUE(torch::equal(back, z));
+  EXPECT_TRUE(torch::equal(zero_back, torch::zeros({3})));
+}
+
 TEST(Registry, DiscreteLatentIsAnErrorNamingTheSite) {
   test::SitesModel model({{"k", {}, constraints::real(), /*discrete=*/true},
                           {"mu", {}, constraints::real()},

@@ -35,7 +35,9 @@ SiteValues Guide::sample(const at::Tensor& x) {
 
 at::Tensor Guide::elbo(const Model& model, const at::Tensor& x) {
   SiteValues draws = rsample(x);
-  return (model.log_joint(x, draws) - log_prob(x, draws)).mean();
+  const at::Tensor terms = model.log_joint(x, draws) - log_prob(x, draws);
+  // The mean of one particle is its value: sum() is the cheaper op (with backward).
+  return terms.numel() == 1 ? terms.sum() : terms.mean();
 }
 
 void Guide::initialize(const at::Tensor&) {

@@ -40,6 +40,17 @@ std::vector<int64_t> concat(std::vector<int64_t> a, const std::vector<int64_t>& 
   return a;
 }
 
+// An elementwise bijector whose unconstrained shape is the site's own: applying it to
+// the flat slice of several such sites equals applying it to each.
+bool elementwise(const LatentSite& s) {
+  return s.bijector->event_rank() == 0 && s.support.event_rank() == 0 && s.unconstrained_shape == s.shape;
+}
+
+// `t` with `shape`, without an op (or an autograd node) when it already has it.
+at::Tensor reshaped(const at::Tensor& t, const std::vector<int64_t>& shape) {
+  return t.sizes() == at::IntArrayRef(shape) ? t : t.reshape(shape);
+}
+
 // Sum log|det J| over the site dims a bijector did not reduce.
 at::Tensor reduce_site_dims(const at::Tensor& ladj, const LatentSite& site) {
   const int64_t extra = static_cast<int64_t>(site.unconstrained_shape.size()) - site.bijector->event_rank();
@@ -155,15 +166,60 @@ SiteValues LatentRegistry::unflatten_unconstrained(const at::Tensor& flat) const
 }
 
 std::pair<SiteValues, at::Tensor> LatentRegistry::constrain(const at::Tensor& flat) const {
-  SiteValues unconstrained = unflatten_unconstrained(flat);
+  if (flat.dim() < 1 || flat.size(-1) != total_dim_) {
+    std::ostringstream msg;
+    msg << "constrain: expected a last dim of " << total_dim_ << " (the flat unconstrained size), got shape "
+        << shape_to_string(flat.sizes().vec());
+    throw std::invalid_argument(msg.str());
+  }
+  const std::vector<int64_t> batch(flat.sizes().begin(), flat.sizes().end() - 1);
   SiteValues values;
   at::Tensor ladj;
-  for (const auto& s : sites_) {
-    auto [v, l] = s.bijector->forward_and_log_det(unconstrained.at(s.name));
-    l = reduce_site_dims(l, s);
-    ladj = ladj.defined() ? ladj + l : l;
-    values.emplace(s.name, std::move(v));
+  const auto add = [&](const at::Tensor& l) { ladj = ladj.defined() ? ladj + l : l; };
+  // Adjacent sites with the same elementwise support (positive, an interval, ...)
+  // share one bijector call over their slice of z and one sum of its log|det J|;
+  // real sites need neither (the identity has no Jacobian term). Ops per step grow
+  // with the number of runs of constrained sites, not with the number of sites.
+  struct Segment {
+    size_t begin, end;  // sites [begin, end)
+    int64_t width;
+  };
+  std::vector<Segment> segments;
+  for (size_t i = 0; i < sites_.size();) {
+    const LatentSite& first = sites_[i];
+    size_t end = i + 1;
+    if (elementwise(first) && first.support.kind() != ConstraintKind::real)
+      while (end < sites_.size() && elementwise(sites_[end]) && sites_[end].support == first.support) ++end;
+    segments.push_back({i, end, sites_[end - 1].offset + sites_[end - 1].unconstrained_dim - first.offset});
+    i = end;
   }
+  // One split for all segments: its backward is one op, where a narrow per segment
+  // would scatter each gradient into a zero (S, D) tensor and add them up.
+  std::vector<int64_t> widths;
+  for (const auto& g : segments) widths.push_back(g.width);
+  const std::vector<at::Tensor> parts =
+      segments.size() == 1 ? std::vector<at::Tensor>{flat} : flat.split_with_sizes(widths, -1);
+  for (size_t g = 0; g < segments.size(); ++g) {
+    const LatentSite& first = sites_[segments[g].begin];
+    if (segments[g].end == segments[g].begin + 1) {
+      const at::Tensor z = reshaped(parts[g], concat(batch, first.unconstrained_shape));
+      if (elementwise(first) && first.support.kind() == ConstraintKind::real) {
+        values.emplace(first.name, z);
+      } else {
+        auto [v, l] = first.bijector->forward_and_log_det(z);
+        add(reduce_site_dims(l, first));
+        values.emplace(first.name, std::move(v));
+      }
+      continue;
+    }
+    auto [v, l] = first.bijector->forward_and_log_det(parts[g]);
+    add(l.sum(-1));
+    for (size_t k = segments[g].begin; k < segments[g].end; ++k) {
+      const LatentSite& s = sites_[k];
+      values.emplace(s.name, reshaped(v.narrow(-1, s.offset - first.offset, s.unconstrained_dim), concat(batch, s.shape)));
+    }
+  }
+  if (!ladj.defined()) ladj = at::zeros(batch, flat.options());
   return {std::move(values), ladj};
 }
 
@@ -184,11 +240,16 @@ std::pair<at::Tensor, at::Tensor> LatentRegistry::unconstrain(const SiteValues& 
       throw std::invalid_argument(std::string(function) + ": site '" + s.name + "' has batch shape " +
                                   shape_to_string(b) + ", but site '" + *first + "' has " + shape_to_string(batch));
     }
+    if (elementwise(s) && s.support.kind() == ConstraintKind::real) {
+      unconstrained.emplace(s.name, it->second);  // the identity: no op, no Jacobian term
+      continue;
+    }
     auto [z, l] = s.bijector->inverse_and_log_det(it->second);
     l = reduce_site_dims(l, s);
     ladj = ladj.defined() ? ladj + l : l;
     unconstrained.emplace(s.name, std::move(z));
   }
+  if (!ladj.defined() && !sites_.empty()) ladj = at::zeros(batch, values.at(sites_.front().name).options());
   return {flatten_unconstrained(unconstrained), ladj};
 }
 

@@ -34,7 +34,7 @@ class NormalGuide final : public vguide::FlatGuide {
  protected:
   std::pair<at::Tensor, at::Tensor> sample_flat(int64_t S, const at::TensorOptions&) override {
     at::Tensor eps = at::randn({S, loc_.size(0)}, generator(), loc_.options());
-    at::Tensor z = loc_ + at::exp(log_scale_) * eps;
+    at::Tensor z = at::addcmul(loc_, at::exp(log_scale_), eps);  // one autograd node for loc + scale * eps
     at::Tensor log_q = (vguide::math::standard_normal_log_prob(eps) - log_scale_).sum(-1);
     return {z, log_q};
   }

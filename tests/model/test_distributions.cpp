@@ -2,6 +2,9 @@
 // (normalising constants included), supports, argument checks with their exact
 // messages, broadcasting, and the family registry.
 #include <gtest/gtest.h>
+#include <torch/autograd.h>
+
+#include <algorithm>
 
 #include <cmath>
 #include <functional>
@@ -385,6 +388,41 @@ TEST(DistributionFamilies, DrawsLieInTheSupportAndHaveFiniteLogProb) {
       EXPECT_TRUE(d->support().check(x).all().item<bool>());
     }
   }
+}
+
+TEST(DistributionFamilies, LogProbInSupportIsLogProbWithoutTheMask) {
+  // For values in the support, the unmasked entry point gives the same numbers and
+  // shapes (also where the density does not depend on the value: Uniform), and the
+  // same gradients with respect to the parameters.
+  auto gen = seeded(9);
+  for (const auto& c : all_cases()) {
+    SCOPED_TRACE(c.family);
+    std::vector<at::Tensor> args;
+    for (size_t i = 0; i < c.args.size(); ++i) {
+      const bool integer = std::find(c.integer_args.begin(), c.integer_args.end(), i) != c.integer_args.end();
+      args.push_back(integer ? c.args[i] : c.args[i].clone().requires_grad_(true));
+    }
+    const auto d = make_distribution(c.family, args);
+    const at::Tensor x = d->sample({5}, gen);
+    const at::Tensor a = d->log_prob(x), b = d->log_prob_in_support(x);
+    ASSERT_EQ(a.sizes(), b.sizes());
+    EXPECT_TRUE(at::allclose(a, b, 1e-12, 1e-12));
+    std::vector<at::Tensor> grads_inputs;
+    for (const auto& arg : args)
+      if (arg.requires_grad()) grads_inputs.push_back(arg);
+    if (grads_inputs.empty() || !a.requires_grad()) continue;
+    const auto ga = torch::autograd::grad({a.sum()}, grads_inputs, {}, true, false, true);
+    const auto gb = torch::autograd::grad({b.sum()}, grads_inputs, {}, true, false, true);
+    for (size_t i = 0; i < ga.size(); ++i) {
+      if (ga[i].defined()) {
+        EXPECT_TRUE(at::allclose(ga[i], gb[i], 1e-12, 1e-12)) << i;
+      }
+    }
+  }
+  // Outside log_prob_in_support the mask is back: -inf outside the support.
+  const auto h = make_distribution("HalfNormal", {t(1.0)});
+  (void)h->log_prob_in_support(t(1.0));
+  EXPECT_EQ(h->log_prob(t(-1.0)).item<double>(), -std::numeric_limits<double>::infinity());
 }
 
 TEST(DistributionFamilies, InSupportIsExactForIntegersAndBounds) {

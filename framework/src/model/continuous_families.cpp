@@ -54,7 +54,7 @@ class HalfNormal final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor z = x / scale_;
-    return mask_log_prob(support_mask(x), kLog2 - kHalfLog2Pi - at::log(scale_) - 0.5 * z * z);
+    return masked(x, kLog2 - kHalfLog2Pi - at::log(scale_) - 0.5 * z * z);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     return (scale_ * at::randn(extended_shape(s), gen, opts_)).abs();
@@ -76,7 +76,7 @@ class LogNormal final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor y = at::log(x);
-    return mask_log_prob(support_mask(x), math::normal_log_prob(y, loc_, scale_) - y);
+    return masked(x, math::normal_log_prob(y, loc_, scale_) - y);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     return at::exp(loc_ + scale_ * at::randn(extended_shape(s), gen, opts_));
@@ -101,7 +101,7 @@ class LogitNormal final : public ScalarFamily {
     const at::Tensor x = cast(value);
     const at::Tensor log_x = at::log(x);
     const at::Tensor log_1mx = at::log1p(-x);
-    return mask_log_prob(support_mask(x), math::normal_log_prob(log_x - log_1mx, loc_, scale_) - log_x - log_1mx);
+    return masked(x, math::normal_log_prob(log_x - log_1mx, loc_, scale_) - log_x - log_1mx);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     return clamp_unit(at::sigmoid(loc_ + scale_ * at::randn(extended_shape(s), gen, opts_)));
@@ -137,7 +137,7 @@ class TruncatedNormal final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor z = (x - loc_) / scale_;
-    return mask_log_prob(support_mask(x), -0.5 * z * z - kHalfLog2Pi - at::log(scale_) - log_z_);
+    return masked(x, -0.5 * z * z - kHalfLog2Pi - at::log(scale_) - log_z_);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const at::Tensor u = uniform_open(extended_shape(s), gen, opts_);
@@ -196,7 +196,7 @@ class HalfCauchy final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor z = x / scale_;
-    return mask_log_prob(support_mask(x), kLog2 - kLogPi - at::log(scale_) - at::log1p(z * z));
+    return masked(x, kLog2 - kLogPi - at::log(scale_) - at::log1p(z * z));
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const at::Tensor u = uniform_open(extended_shape(s), gen, opts_);
@@ -289,7 +289,7 @@ class Exponential final : public ScalarFamily {
       : ScalarFamily(traits("Exponential", constraints::positive(), std::move(batch)), rate), rate_(rate) {}
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
-    return mask_log_prob(support_mask(x), at::log(rate_) - rate_ * x);
+    return masked(x, at::log(rate_) - rate_ * x);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     return -at::log(uniform_open(extended_shape(s), gen, opts_)) / rate_;
@@ -313,7 +313,7 @@ class Gamma final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor lp = at::xlogy(alpha_ - 1, x) + alpha_ * at::log(rate_) - rate_ * x - at::lgamma(alpha_);
-    return mask_log_prob(support_mask(x), lp);
+    return masked(x, lp);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     return standard_gamma(alpha_.expand(extended_shape(s)), gen) / rate_;
@@ -337,7 +337,7 @@ class InverseGamma final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor lp = alpha_ * at::log(rate_) - at::lgamma(alpha_) - (alpha_ + 1) * at::log(x) - rate_ / x;
-    return mask_log_prob(support_mask(x), lp);
+    return masked(x, lp);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     return rate_ / standard_gamma(alpha_.expand(extended_shape(s)), gen);
@@ -362,7 +362,7 @@ class Chi2 final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor k = 0.5 * df_;
-    return mask_log_prob(support_mask(x), at::xlogy(k - 1, x) - 0.5 * x - k * kLog2 - at::lgamma(k));
+    return masked(x, at::xlogy(k - 1, x) - 0.5 * x - k * kLog2 - at::lgamma(k));
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     return 2.0 * standard_gamma((0.5 * df_).expand(extended_shape(s)), gen);
@@ -386,7 +386,7 @@ class Weibull final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor z = x / scale_;
-    return mask_log_prob(support_mask(x), at::log(k_) - at::log(scale_) + at::xlogy(k_ - 1, z) - at::pow(z, k_));
+    return masked(x, at::log(k_) - at::log(scale_) + at::xlogy(k_ - 1, z) - at::pow(z, k_));
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const at::Tensor e = -at::log(uniform_open(extended_shape(s), gen, opts_));
@@ -411,7 +411,7 @@ class Pareto final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor lp = at::log(alpha_) + alpha_ * at::log(scale_) - (alpha_ + 1) * at::log(x);
-    return mask_log_prob(support_mask(x), lp);
+    return masked(x, lp);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const at::Tensor e = -at::log(uniform_open(extended_shape(s), gen, opts_));
@@ -451,7 +451,7 @@ class GeneralizedPareto final : public ScalarFamily {
     const at::Tensor x = cast(value);
     const at::Tensor z = (x - loc_) / scale_;
     const at::Tensor tail = at::where(c_zero_, -z, -(at::reciprocal(c_safe_) + 1) * at::log1p(c_safe_ * z));
-    return mask_log_prob(support_mask(x), tail - at::log(scale_));
+    return masked(x, tail - at::log(scale_));
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const at::Tensor e = -at::log(uniform_open(extended_shape(s), gen, opts_));  // Exponential(1)
@@ -490,7 +490,7 @@ class FisherSnedecor final : public ScalarFamily {
     const at::Tensor h1 = 0.5 * d1_, h2 = 0.5 * d2_;
     const at::Tensor lp = h1 * at::log(d1_) + h2 * at::log(d2_) + at::xlogy(h1 - 1, x) -
                           (h1 + h2) * at::log(d2_ + d1_ * x) - log_beta(h1, h2);
-    return mask_log_prob(support_mask(x), lp);
+    return masked(x, lp);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const std::vector<int64_t> shape = extended_shape(s);
@@ -519,7 +519,7 @@ class Beta final : public ScalarFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor lp = at::xlogy(a_ - 1, x) + at::special_xlog1py(b_ - 1, -x) - log_beta(a_, b_);
-    return mask_log_prob(support_mask(x), lp);
+    return masked(x, lp);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const std::vector<int64_t> shape = extended_shape(s);
@@ -546,7 +546,7 @@ class Kumaraswamy final : public ScalarFamily {
     const at::Tensor x = cast(value);
     const at::Tensor lp =
         at::log(a_) + at::log(b_) + at::xlogy(a_ - 1, x) + at::special_xlog1py(b_ - 1, -at::pow(x, a_));
-    return mask_log_prob(support_mask(x), lp);
+    return masked(x, lp);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const at::Tensor log_u = at::log(uniform_open(extended_shape(s), gen, opts_));
@@ -571,7 +571,7 @@ class Uniform final : public ScalarFamily {
       : ScalarFamily(make_traits(low, high, std::move(batch)), low), low_(low), high_(high) {}
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
-    return mask_log_prob(support_mask(x), -at::log(high_ - low_));
+    return masked(x, -at::log(high_ - low_));
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     return low_ + (high_ - low_) * at::rand(extended_shape(s), gen, opts_);
@@ -609,7 +609,7 @@ class ContinuousBernoulli final : public ScalarFamily {
     const at::Tensor l = at::where(small, at::ones_like(logits_), logits_);
     const at::Tensor log_norm =
         at::where(small, kLog2 + logits_ * logits_ / 12.0, at::log(l / at::tanh(0.5 * l)));
-    return mask_log_prob(support_mask(x), x * log_p_ + (1 - x) * log_1mp_ + log_norm);
+    return masked(x, x * log_p_ + (1 - x) * log_1mp_ + log_norm);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const at::Tensor u = uniform_open(extended_shape(s), gen, opts_);
@@ -651,7 +651,7 @@ class RelaxedBernoulli final : public ScalarFamily {
     const at::Tensor log_1mx = at::log1p(-x);
     const at::Tensor d = logits_ - temperature_ * (log_x - log_1mx);
     const at::Tensor lp = at::log(temperature_) + d - 2 * at::softplus(d) - log_x - log_1mx;
-    return mask_log_prob(support_mask(x), lp);
+    return masked(x, lp);
   }
   at::Tensor rsample(at::IntArrayRef s, at::Generator& gen) const override {
     const at::Tensor u = uniform_open(extended_shape(s), gen, opts_);

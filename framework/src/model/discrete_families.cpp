@@ -40,7 +40,7 @@ class Bernoulli final : public DiscreteFamily {
         probs_(probs) {}
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
-    return mask_log_prob(support_mask(x), at::xlogy(x, probs_) + at::special_xlog1py(1 - x, -probs_));
+    return masked(x, at::xlogy(x, probs_) + at::special_xlog1py(1 - x, -probs_));
   }
   bool has_mean() const override { return true; }
   at::Tensor mean() const override { return probs_.expand(batch_shape()); }
@@ -63,7 +63,7 @@ class BernoulliLogit final : public DiscreteFamily {
         logits_(logits) {}
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
-    return mask_log_prob(support_mask(x), x * logits_ - at::softplus(logits_));
+    return masked(x, x * logits_ - at::softplus(logits_));
   }
   bool has_mean() const override { return true; }
   at::Tensor mean() const override { return at::sigmoid(logits_).expand(batch_shape()); }
@@ -125,7 +125,7 @@ class Poisson final : public DiscreteFamily {
         rate_(rate) {}
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
-    return mask_log_prob(support_mask(x), at::xlogy(x, rate_) - rate_ - at::lgamma(x + 1));
+    return masked(x, at::xlogy(x, rate_) - rate_ - at::lgamma(x + 1));
   }
   bool has_mean() const override { return true; }
   at::Tensor mean() const override { return rate_.expand(batch_shape()); }
@@ -147,7 +147,7 @@ class PoissonLog final : public DiscreteFamily {
         log_rate_(log_rate) {}
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
-    return mask_log_prob(support_mask(x), x * log_rate_ - at::exp(log_rate_) - at::lgamma(x + 1));
+    return masked(x, x * log_rate_ - at::exp(log_rate_) - at::lgamma(x + 1));
   }
   bool has_mean() const override { return true; }
   at::Tensor mean() const override { return at::exp(log_rate_).expand(batch_shape()); }
@@ -169,7 +169,7 @@ class Binomial final : public DiscreteFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor log_choose = at::lgamma(n_ + 1) - at::lgamma(x + 1) - at::lgamma(n_ - x + 1);
-    return mask_log_prob(support_mask(x),
+    return masked(x,
                          log_choose + at::xlogy(x, probs_) + at::special_xlog1py(n_ - x, -probs_));
   }
   bool has_mean() const override { return true; }
@@ -201,7 +201,7 @@ class NegativeBinomial final : public DiscreteFamily {
   at::Tensor log_prob(const at::Tensor& value) const override {
     const at::Tensor x = cast(value);
     const at::Tensor log_choose = at::lgamma(x + r_) - at::lgamma(x + 1) - at::lgamma(r_);
-    return mask_log_prob(support_mask(x), log_choose + r_ * at::log1p(-probs_) + at::xlogy(x, probs_));
+    return masked(x, log_choose + r_ * at::log1p(-probs_) + at::xlogy(x, probs_));
   }
   bool has_mean() const override { return true; }
   at::Tensor mean() const override { return (r_ * probs_ / (1 - probs_)).expand(batch_shape()); }

@@ -261,6 +261,31 @@ at::Tensor as_dtype(const at::Tensor& value, const at::TensorOptions& opts) {
   return value.dtype() == opts.dtype() ? value : value.to(opts.dtype());
 }
 
+namespace {
+// Set while ScalarFamily::log_prob_in_support runs on this thread: the families'
+// log_prob code is shared by both entry points, and `masked` asks this flag.
+thread_local bool support_known = false;
+}  // namespace
+
+at::Tensor ScalarFamily::log_prob_in_support(const at::Tensor& value) const {
+  const bool previous = support_known;
+  support_known = true;
+  try {
+    at::Tensor lp = log_prob(value);
+    support_known = previous;
+    return lp;
+  } catch (...) {
+    support_known = previous;
+    throw;
+  }
+}
+
+at::Tensor ScalarFamily::masked(const at::Tensor& x, const at::Tensor& lp) const {
+  if (!support_known) return mask_log_prob(support_mask(x), lp);
+  // The mask also broadcast lp (which may not depend on x) to x's shape.
+  return x.sizes() == lp.sizes() ? lp : lp.expand(at::infer_size(x.sizes(), lp.sizes()));
+}
+
 at::Tensor FamilyBase::expand_to_batch(const at::Tensor& per_event) const {
   const std::vector<int64_t> batch = batch_shape();
   return per_event.expand(at::infer_size(per_event.sizes(), batch));

@@ -108,9 +108,13 @@ class ScalarFamily : public FamilyBase {
   at::Tensor in_support(const at::Tensor& value) const override {
     return expand_to_batch(support_mask(cast(value)));
   }
+  at::Tensor log_prob_in_support(const at::Tensor& value) const override;
 
  protected:
   using FamilyBase::FamilyBase;
+  /// `lp` where `x` is in the support, -inf elsewhere (mask_log_prob); within
+  /// log_prob_in_support, `lp` broadcast to x's shape, without the mask.
+  at::Tensor masked(const at::Tensor& x, const at::Tensor& lp) const;
   /// Elementwise support membership of `x` (already cast), broadcastable to the
   /// batch shape.
   virtual at::Tensor support_mask(const at::Tensor& x) const = 0;

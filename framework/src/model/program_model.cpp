@@ -5,11 +5,16 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <sstream>
+#include <tuple>
+#include <unordered_set>
 
+#include "fused_log_joint.hpp"
 #include "vguide/model/distribution.hpp"
 
 namespace vguide::model {
@@ -88,11 +93,39 @@ struct StepPlan {
   std::vector<int64_t> declared;  // latent: declared shape (extension), resolved
   bool per_row = false;
   bool from_value = false;  // observed: an earlier let/data value rather than a data variable
+  bool in_support = false;  // observed: every row checked in its support, in double and in float32
   EventRanks ranks;
 };
 
+/// Tensors that depend only on the program and its data (data arrays, numbers),
+/// converted once per dtype and device instead of on every log_joint call. They
+/// never require grad and are never written to.
+class ConstantCache {
+ public:
+  at::Tensor get(const void* owner, const at::TensorOptions& opts, const std::function<at::Tensor()>& make) {
+    const Key key{owner, static_cast<int>(opts.dtype().toScalarType()), static_cast<int>(opts.device().type()),
+                  opts.device().index()};
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      at::NoGradGuard no_grad;
+      it = entries_.emplace(key, make()).first;
+    }
+    return it->second;
+  }
+
+ private:
+  using Key = std::tuple<const void*, int, int, int>;
+  std::mutex mutex_;
+  std::map<Key, at::Tensor> entries_;
+};
+
 struct ProgramModel::Plan {
+  std::shared_ptr<const ProgramFile> file;  // what the steps point into
   std::vector<StepPlan> steps;
+  ConstantCache constants;
+  std::shared_ptr<const fused::Tape> tape;  // null if the program cannot be fused
+  std::string unfused;                      // why not
 };
 
 namespace {
@@ -102,13 +135,21 @@ struct Context {
   int64_t S = 1;
   at::Tensor index;  // minibatch rows, undefined for the full data
   bool check_indices = false;  // range-check integer indices (once, at construction)
+  ConstantCache* constants = nullptr;  // unset while the constructor checks the program
   std::map<std::string, Value> env;
 };
 
 Value data_value(const StepPlan& sp, const Context& ctx) {
-  at::Tensor t = sp.data.to(ctx.opts);
+  at::Tensor t = ctx.constants ? ctx.constants->get(&sp, ctx.opts, [&] { return sp.data.to(ctx.opts); })
+                               : sp.data.to(ctx.opts);
+  // Only the batch's rows are gathered: O(B) per call, whatever N is.
   if (sp.row_data && ctx.index.defined()) t = t.index_select(0, ctx.index);
   return {t.unsqueeze(0), sp.row_data, false};
+}
+
+at::Tensor number(const Expr& e, const Context& ctx) {
+  if (!ctx.constants) return at::full({1}, e.value, ctx.opts);
+  return ctx.constants->get(&e, ctx.opts, [&] { return at::full({1}, e.value, ctx.opts); });
 }
 
 Value combine(const Value& a, const Value& b, at::Tensor t) { return {std::move(t), a.rows || b.rows, a.latent || b.latent}; }
@@ -118,9 +159,29 @@ std::pair<at::Tensor, at::Tensor> align(const at::Tensor& a, const at::Tensor& b
   return {pad(a, r - a.dim()), pad(b, r - b.dim())};
 }
 
+/// dot(m, v) as one matrix product when `v` holds one vector per particle: m is
+/// (Sm, n..., P), v is (Sv, 1..., P) (aligned). The broadcast product would build an
+/// (S, n..., P) tensor and its gradient; a data matrix shared by the particles
+/// (Sm = 1) becomes one (Sv, P) x (P, n) product. Undefined if the shapes are not of
+/// this kind.
+at::Tensor dot_as_matmul(const at::Tensor& m, const at::Tensor& v) {
+  const int64_t r = m.dim(), P = m.size(-1);
+  if (r < 3 || v.size(-1) != P || m.scalar_type() != v.scalar_type()) return at::Tensor();
+  for (int64_t d = 1; d < r - 1; ++d)
+    if (v.size(d) != 1) return at::Tensor();
+  const int64_t Sm = m.size(0), Sv = v.size(0);
+  if (Sm != Sv && Sm != 1 && Sv != 1) return at::Tensor();
+  std::vector<int64_t> shape{std::max(Sm, Sv)};
+  shape.insert(shape.end(), m.sizes().begin() + 1, m.sizes().end() - 1);
+  const at::Tensor vectors = v.reshape({Sv, P});
+  if (Sm == 1) return at::mm(vectors, m.reshape({-1, P}).t()).reshape(shape);
+  if (Sv == 1) return at::mv(m.reshape({-1, P}), vectors.reshape({P})).reshape(shape);
+  return at::bmm(m.reshape({Sm, -1, P}), vectors.unsqueeze(-1)).reshape(shape);
+}
+
 Value eval(const Expr& e, Context& ctx) {
   switch (e.kind) {
-    case Expr::Kind::number: return {at::full({1}, e.value, ctx.opts), false, false};
+    case Expr::Kind::number: return {number(e, ctx), false, false};
     case Expr::Kind::name: return ctx.env.at(e.name);
     case Expr::Kind::negate: {
       Value v = eval(e.args[0], ctx);
@@ -208,6 +269,8 @@ Value eval(const Expr& e, Context& ctx) {
         }
         // dot
         if (x.dim() < 2) throw LocatedError(e.loc, "dot expects vectors, got two scalars");
+        if (at::Tensor t = dot_as_matmul(x, y); t.defined()) return combine(a, b, t);
+        if (at::Tensor t = dot_as_matmul(y, x); t.defined()) return combine(a, b, t);
         return combine(a, b, (x * y).sum(-1));
       }
       Value v = eval(e.args[0], ctx);
@@ -275,11 +338,14 @@ std::shared_ptr<Distribution> build_dist(const StepPlan& sp, Context& ctx, int64
   return make_distribution(sp.step->family, args, false);
 }
 
-/// log density of `value` (S or 1, *own dims) summed over its own dims.
-at::Tensor site_log_prob(const Distribution& d, const at::Tensor& value, int64_t value_event_rank) {
+/// log density of `value` (S or 1, *own dims) summed over its own dims; without the
+/// support mask's ops if the value is known to be in the support.
+at::Tensor site_log_prob(const Distribution& d, const at::Tensor& value, int64_t value_event_rank,
+                         bool in_support = false) {
   const int64_t br = value.dim() - value_event_rank;
   const int64_t want = static_cast<int64_t>(d.batch_shape().size());
-  return sum_own(d.log_prob(br >= 1 ? pad(value, want - br) : value));
+  const at::Tensor v = br >= 1 ? pad(value, want - br) : value;
+  return sum_own(in_support ? d.log_prob_in_support(v) : d.log_prob(v));
 }
 
 std::string format_number(double v) {
@@ -288,12 +354,131 @@ std::string format_number(double v) {
   return s.str();
 }
 
+/// Per value, the most elements the fused tape takes: a larger program is data-heavy,
+/// and LibTorch's vectorised kernels win there.
+constexpr int64_t kFusedMaxElements = 1 << 14;
+
+/// The latent-dependent part of the program as a fused tape (fused_log_joint.hpp).
+/// `ctx` is the constructor's evaluation (S = 1, double, every name bound): each
+/// value that does not depend on a latent is folded into a constant evaluated here
+/// once with the reference path, so that only latent-dependent expressions become
+/// tape nodes. Returns null, with the reason in `why`, at the first thing the tape
+/// does not support.
+std::shared_ptr<const fused::Tape> compile_fused(const ProgramModel::Plan& plan, Context& ctx, std::string& why) {
+  auto tape = std::make_shared<fused::Tape>();
+  std::map<std::string, int> nodes;  // latent-dependent names
+  const auto fail = [&](const std::string& reason) {
+    if (why.empty()) why = reason;
+    return -1;
+  };
+  const auto own_shape = [](const at::Tensor& t) { return std::vector<int64_t>(t.sizes().begin() + 1, t.sizes().end()); };
+  std::function<int(const Expr&)> compile = [&](const Expr& e) -> int {
+    const Value v = eval(e, ctx);
+    if (v.t.numel() > kFusedMaxElements)
+      return fail("'" + to_string(e) + "' has more than " + std::to_string(kFusedMaxElements) + " elements");
+    if (!v.latent) return tape->constant(v.t.select(0, 0));
+    int id = -1;
+    switch (e.kind) {
+      case Expr::Kind::number: break;
+      case Expr::Kind::name: {
+        auto it = nodes.find(e.name);
+        id = it == nodes.end() ? fail("name " + e.name) : it->second;
+        break;
+      }
+      case Expr::Kind::negate: id = tape->unary(fused::Op::neg, compile(e.args[0])); break;
+      case Expr::Kind::binary: {
+        const fused::Op op = e.op == '+'   ? fused::Op::add
+                             : e.op == '-' ? fused::Op::sub
+                             : e.op == '*' ? fused::Op::mul
+                                           : fused::Op::div;
+        const int a = compile(e.args[0]), b = compile(e.args[1]);
+        id = tape->binary(op, a, b);
+        break;
+      }
+      case Expr::Kind::index: {
+        const int a = compile(e.args[0]);
+        const at::Tensor own = eval(e.args[1], ctx).t.select(0, 0);
+        const at::Tensor pos = (own.to(at::kLong) - 1).contiguous().reshape({-1});
+        id = tape->index(a, std::vector<int64_t>(pos.data_ptr<int64_t>(), pos.data_ptr<int64_t>() + pos.numel()),
+                         own.sizes().vec());
+        break;
+      }
+      case Expr::Kind::slice: return fail("a slice of a latent value");
+      case Expr::Kind::call: {
+        fused::Op op;
+        if (e.args.size() == 2 && (e.name == "pow" || e.name == "dot")) {
+          const int a = compile(e.args[0]), b = compile(e.args[1]);
+          id = tape->binary(e.name == "pow" ? fused::Op::pow : fused::Op::dot, a, b);
+        } else if (e.args.size() == 1 && fused::function_of(e.name, &op)) {
+          id = tape->unary(op, compile(e.args[0]));
+        } else {
+          return fail("function " + e.name + " of a latent value");
+        }
+        break;
+      }
+    }
+    if (id >= 0 && tape->shape(id) != own_shape(v.t)) return fail("the shape of '" + to_string(e) + "'");
+    return id < 0 ? fail("'" + to_string(e) + "'") : id;
+  };
+
+  int latents = 0;
+  for (const auto& sp : plan.steps) {
+    const Step& step = *sp.step;
+    if (sp.role == StepPlan::Role::let && ctx.env.at(step.name).latent) {
+      const int id = compile(step.value);
+      if (id < 0) return nullptr;
+      nodes[step.name] = id;
+    }
+    if (sp.role != StepPlan::Role::observed && sp.role != StepPlan::Role::latent) continue;
+    fused::Family family;
+    if (!fused::family_of(step.family, &family)) {
+      fail("family " + step.family);
+      return nullptr;
+    }
+    std::vector<int> params;
+    for (const Expr& arg : step.args) {
+      params.push_back(compile(arg));
+      if (params.back() < 0) return nullptr;
+    }
+    const Value& value = ctx.env.at(step.name);
+    if (value.t.numel() > kFusedMaxElements) {
+      fail("'" + step.name + "' has more than " + std::to_string(kFusedMaxElements) + " elements");
+      return nullptr;
+    }
+    int id;
+    if (sp.role == StepPlan::Role::observed) {
+      id = tape->constant(value.t.select(0, 0));
+    } else {
+      if (find_family(step.family)->discrete) {
+        fail("discrete latent '" + step.name + "'");
+        return nullptr;
+      }
+      id = tape->latent(latents++, sp.shape);
+      nodes[step.name] = id;
+    }
+    if (!tape->term(family, id, params)) {
+      fail("the shapes of '" + step.name + "'");
+      return nullptr;
+    }
+  }
+  if (tape->work() > kFusedMaxElements) {
+    fail("the program computes " + std::to_string(tape->work()) + " elements per particle (at most " +
+         std::to_string(kFusedMaxElements) + " are fused)");
+    return nullptr;
+  }
+  return tape;
+}
+
 }  // namespace
 
 ProgramModel::~ProgramModel() = default;
 
 ProgramModel::ProgramModel(ProgramFile file, Data data)
-    : file_(std::move(file)), program_(&file_.output_program()), data_(std::move(data)), plan_(std::make_shared<Plan>()) {
+    : file_(std::make_shared<const ProgramFile>(std::move(file))),
+      program_(&file_->output_program()),
+      data_(std::move(data)),
+      plan_(std::make_shared<Plan>()) {
+  plan_->file = file_;
   // The data rows: the leading dim shared by every observed array.
   std::string first_rows;
   for (const auto& step : program_->steps) {
@@ -324,8 +509,8 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
         shape.push_back(dim.size);
         continue;
       }
-      auto obj = file_.objects.find(dim.name);
-      if (obj != file_.objects.end()) {
+      auto obj = file_->objects.find(dim.name);
+      if (obj != file_->objects.end()) {
         shape.push_back(obj->second);
         continue;
       }
@@ -338,7 +523,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
     double elements = 1;
     for (int64_t d : shape) elements *= static_cast<double>(d);
     if (elements > kMaxSiteElements)
-      throw ProgramError(file_, step.name_loc,
+      throw ProgramError(*file_, step.name_loc,
                          "'" + step.name + "' is declared " + shape_to_string(shape) + ": more than " +
                              std::to_string(static_cast<int64_t>(kMaxSiteElements)) + " elements");
     return shape;
@@ -375,7 +560,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
             if (sp.from_value) {
               const Value& v = ctx.env.at(step.name);
               if (v.latent)
-                throw ProgramError(file_, step.name_loc,
+                throw ProgramError(*file_, step.name_loc,
                                    "observe site '" + step.name + "' depends on a latent; only data can be observed");
               sp.data = v.t.select(0, 0);
               sp.row_data = v.rows;
@@ -411,13 +596,18 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
               }
               data_.fail(step.name, " has values outside the support of " + step.family + " (" + support + ")");
             }
+            // Support by the parameters' values, not only by the family: rows
+            // checked here need no mask on every evaluation, as long as their
+            // float32 rounding is in the support too.
+            if (!(latent_args && dist->dependent_support()))
+              sp.in_support = dist->in_support(padded.to(at::kFloat).to(padded.scalar_type())).all().item<bool>();
             site_log_prob(*dist, value.t, sp.ranks.value);
             SiteInfo info{step.name, sp.data.sizes().vec(), dist->support(), dist->discrete(), false};
             sites_.push_back(info);
             ctx.env[step.name] = value;
           } else {
             if (step.kind == Step::Kind::observe)
-              throw ProgramError(file_, step.name_loc,
+              throw ProgramError(*file_, step.name_loc,
                                  "observe site '" + step.name + "' has no data (expected a variable '" + step.name +
                                      "' in " + data_.filename() + ")");
             sp.role = StepPlan::Role::latent;
@@ -425,7 +615,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
             bool rows = false;
             auto dist = build_dist(sp, ctx, vbr, true, &rows);
             if (dist->dependent_support())
-              throw ProgramError(file_, step.family_loc,
+              throw ProgramError(*file_, step.family_loc,
                                  "site '" + step.name + "' cannot be a latent: the support of " + step.family +
                                      " depends on arguments that are not constants");
             std::vector<int64_t> batch = dist->batch_shape();
@@ -443,7 +633,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
                 fits = b == 1 || b == d;
               }
               if (!fits)
-                throw ProgramError(file_, step.name_loc,
+                throw ProgramError(*file_, step.name_loc,
                                    "shape mismatch: '" + step.name + "' is declared " + shape_to_string(sp.declared) +
                                        ", but its arguments have shape " + shape_to_string(batch));
               target.insert(target.end(), event.begin(), event.end());
@@ -467,16 +657,17 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
     } catch (const DataError&) {
       throw;
     } catch (const LocatedError& e) {
-      throw ProgramError(file_, e.loc, e.what());
+      throw ProgramError(*file_, e.loc, e.what());
     } catch (const c10::Error& e) {
-      throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what_without_backtrace());
+      throw ProgramError(*file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what_without_backtrace());
     } catch (const std::invalid_argument& e) {
-      throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
+      throw ProgramError(*file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
     } catch (const std::exception& e) {
-      throw ProgramError(file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
+      throw ProgramError(*file_, step.kind == Step::Kind::let ? step.value.loc : step.family_loc, e.what());
     }
     plan_->steps.push_back(std::move(sp));
   }
+  plan_->tape = compile_fused(*plan_, ctx, plan_->unfused);
 }
 
 std::string ProgramModel::name() const { return program_->name; }
@@ -525,6 +716,9 @@ void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
                                     std::to_string(num_rows_) +
                                     " rows of it while the log joint would see only the batch); use the full batch");
   }
+  if (generator.device().type() != at::kCPU)
+    throw std::invalid_argument("set_minibatch: the rows' generator must be a CPU generator, got one on " +
+                                generator.device().str());
   batch_size_ = batch_size;
   generator_ = std::move(generator);
 }
@@ -539,7 +733,8 @@ using TermSink = std::vector<std::pair<std::string, at::Tensor>>;
 
 at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& values, int64_t num_rows,
                int64_t batch_size, const LatentPicker* pick = nullptr, TermSink* terms = nullptr) {
-  at::Tensor total = at::zeros({ctx.S}, ctx.opts);
+  at::Tensor total;  // the first term starts the sum: no zeros and one add fewer
+  const auto add = [&](const at::Tensor& term) { total = total.defined() ? total + term : term; };
   const double scale = static_cast<double>(num_rows) / static_cast<double>(batch_size);
   for (const auto& sp : plan.steps) {
     const Step& step = *sp.step;
@@ -550,10 +745,11 @@ at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& v
       case StepPlan::Role::observed: {
         const Value value = sp.from_value ? ctx.env.at(step.name) : data_value(sp, ctx);
         auto dist = build_dist(sp, ctx, value.t.dim() - sp.ranks.value, false);
-        at::Tensor term = site_log_prob(*dist, value.t, sp.ranks.value);
+        const bool checked = sp.in_support && (ctx.opts.dtype() == at::kFloat || ctx.opts.dtype() == at::kDouble);
+        at::Tensor term = site_log_prob(*dist, value.t, sp.ranks.value, checked);
         if (value.rows && ctx.index.defined()) term = term * scale;
         if (terms) terms->emplace_back(step.name, term);
-        total = total + term;
+        add(term);
         ctx.env[step.name] = value;
         break;
       }
@@ -576,35 +772,115 @@ at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& v
         }
         at::Tensor term = site_log_prob(*dist, v, sp.ranks.value);
         if (terms) terms->emplace_back(step.name, term);
-        total = total + term;
+        add(term);
         ctx.env[step.name] = Value{v, sp.per_row, true};
         break;
       }
     }
   }
-  return total;
+  if (!total.defined()) return at::zeros({ctx.S}, ctx.opts);
+  // A term that does not depend on a latent has a particle dim of 1.
+  return total.size(0) == ctx.S ? total : total.expand({ctx.S}).contiguous();
 }
 
-Context make_context(const at::Tensor& x) {
+Context make_context(const at::Tensor& x, ProgramModel::Plan& plan) {
   Context ctx;
   ctx.S = x.size(0);
   const auto dtype = at::isFloatingType(x.scalar_type()) ? x.scalar_type() : at::kFloat;
   ctx.opts = at::TensorOptions().dtype(dtype).device(x.device());
+  ctx.constants = &plan.constants;
   return ctx;
 }
 
 }  // namespace
 
+at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator) {
+  if (B < 0 || B > N)
+    throw std::invalid_argument("sample_rows: B is " + std::to_string(B) + ", but must be in [0, " + std::to_string(N) + "]");
+  // Floyd's algorithm: for j = N-B, ..., N-1 take t uniform in [0, j], or j itself if
+  // t is taken already. Every B-subset comes out with the same probability, in B
+  // draws, so a batch costs O(B) whatever N is (a randperm of N would cost O(N)).
+  std::vector<int64_t> rows;
+  rows.reserve(static_cast<size_t>(B));
+  std::unordered_set<int64_t> taken;
+  taken.reserve(static_cast<size_t>(2 * B));
+  {
+    auto* gen = at::check_generator<at::CPUGeneratorImpl>(generator);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    for (int64_t j = N - B; j < N; ++j) {
+      // Uniform in [0, j]: reject the 2^64 mod (j + 1) lowest words, so that no
+      // value is favoured.
+      const uint64_t n = static_cast<uint64_t>(j) + 1;
+      const uint64_t threshold = (0 - n) % n;
+      uint64_t r;
+      do r = gen->random64();
+      while (r < threshold);
+      const auto t = static_cast<int64_t>(r % n);
+      const int64_t row = taken.insert(t).second ? t : j;
+      if (row == j) taken.insert(j);
+      rows.push_back(row);
+    }
+  }
+  // Ascending rows make the gather walk the data forwards.
+  std::sort(rows.begin(), rows.end());
+  return at::tensor(rows, at::TensorOptions().dtype(at::kLong));
+}
+
 at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
-  Context ctx = make_context(x);
-  if (batch_size_ < num_rows_ && generator_)
-    ctx.index = at::randperm(num_rows_, *generator_, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, batch_size_).to(x.device());
+  Context ctx = make_context(x, *plan_);
+  const bool subsampled = batch_size_ < num_rows_ && generator_;
+  if (plan_->tape && evaluator_ != Evaluator::reference && !subsampled && ctx.opts.device().is_cpu() &&
+      (evaluator_ == Evaluator::fused || ctx.S * plan_->tape->work() <= kFusedAutoWork)) {
+    // The latents in program order, checked as the reference path checks them.
+    std::vector<at::Tensor> latents;
+    bool fits = true;
+    for (const auto& sp : plan_->steps) {
+      if (sp.role != StepPlan::Role::latent) continue;
+      auto it = values.find(sp.step->name);
+      if (it == values.end()) throw std::invalid_argument("log_joint: no value for latent site '" + sp.step->name + "'");
+      std::vector<int64_t> want{ctx.S};
+      want.insert(want.end(), sp.shape.begin(), sp.shape.end());
+      if (it->second.sizes().vec() != want)
+        throw std::invalid_argument("log_joint: latent site '" + sp.step->name + "' has shape " +
+                                    shape_text(it->second.sizes()) + ", expected " + shape_to_string(want));
+      const at::ScalarType t = it->second.scalar_type();
+      fits = fits && (t == at::kFloat || t == at::kDouble) && it->second.device().is_cpu();
+      latents.push_back(it->second);
+    }
+    if (fits) {
+      fused::Reference reference = [plan = plan_, N = num_rows_, S = ctx.S, opts = ctx.opts](
+                                       const std::vector<at::Tensor>& inputs) {
+        Context c;
+        c.S = S;
+        c.opts = opts;
+        c.constants = &plan->constants;
+        SiteValues v;
+        size_t k = 0;
+        for (const auto& sp : plan->steps)
+          if (sp.role == StepPlan::Role::latent) v[sp.step->name] = inputs.at(k++);
+        return run(*plan, c, v, N, N);
+      };
+      return fused::log_joint(plan_->tape, ctx.S, latents, ctx.opts.dtype().toScalarType(), std::move(reference));
+    }
+  }
+  if (subsampled) {
+    at::Generator gen = *generator_;  // a handle: draws advance the shared stream
+    ctx.index = sample_rows(num_rows_, batch_size_, gen).to(x.device());
+  }
   return run(*plan_, ctx, values, num_rows_, batch_size_);
 }
 
+void ProgramModel::set_evaluator(Evaluator evaluator) {
+  if (evaluator == Evaluator::fused && !plan_->tape)
+    throw std::invalid_argument("set_evaluator: program '" + name() + "' cannot be fused: " + plan_->unfused);
+  evaluator_ = evaluator;
+}
+
+const std::string& ProgramModel::fusion_blocker() const noexcept { return plan_->unfused; }
+
 std::vector<std::pair<std::string, at::Tensor>> ProgramModel::site_log_densities(const at::Tensor& x,
                                                                                 const SiteValues& values) const {
-  Context ctx = make_context(x);
+  Context ctx = make_context(x, *plan_);
   TermSink terms;
   run(*plan_, ctx, values, num_rows_, num_rows_, nullptr, &terms);
   return terms;
@@ -648,13 +924,14 @@ SiteValues ProgramModel::prior_values(PriorInit kind, at::Generator& generator) 
 }
 
 SiteValues ProgramModel::evaluate(const at::Tensor& x, const SiteValues& values) const {
-  Context ctx = make_context(x);
+  Context ctx = make_context(x, *plan_);
   run(*plan_, ctx, values, num_rows_, num_rows_);
   SiteValues out;
   for (const auto& [name, v] : ctx.env) {
     std::vector<int64_t> shape = v.t.sizes().vec();
     shape[0] = ctx.S;
-    out[name] = v.t.expand(shape);
+    // Values of the data alone may be the model's cached tensors: the caller gets a copy.
+    out[name] = v.latent ? v.t.expand(shape) : v.t.expand(shape).clone();
   }
   return out;
 }

@@ -65,6 +65,10 @@ class VGUIDE_API Distribution {
   /// Exact support membership of each event of `value` (integrality and parameter
   /// dependent bounds included), same shape as `log_prob(value)`.
   virtual at::Tensor in_support(const at::Tensor& value) const = 0;
+  /// log_prob of a value whose every event is in the support (in_support holds):
+  /// the same result without the ops of the support mask. ProgramModel uses it for
+  /// data it checked when the model was built.
+  virtual at::Tensor log_prob_in_support(const at::Tensor& value) const { return log_prob(value); }
 
   /// True if `rsample` exists (a reparameterised, differentiable sampler).
   bool has_rsample() const noexcept { return has_rsample_; }

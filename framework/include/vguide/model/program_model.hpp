@@ -35,6 +35,23 @@
 
 namespace vguide::model {
 
+/// How ProgramModel::log_joint evaluates the program.
+enum class Evaluator {
+  /// The fused log joint where it applies and the step is small (S times the
+  /// program's elements at most kFusedAutoWork), else LibTorch ops. The default.
+  automatic,
+  /// LibTorch ops, one per formula term: the reference path.
+  reference,
+  /// The fused log joint wherever it applies (full batch, CPU, float32 or float64
+  /// latents), whatever the size.
+  fused,
+};
+
+/// The largest step (particles times elements computed per particle) that
+/// `Evaluator::automatic` evaluates fused: beyond it LibTorch's vectorised kernels
+/// beat plain loops (docs/performance.md).
+inline constexpr int64_t kFusedAutoWork = 8192;
+
 class VGUIDE_API ProgramModel : public Model {
  public:
   /// Binds the output program of `file` to `data`.
@@ -72,6 +89,17 @@ class VGUIDE_API ProgramModel : public Model {
   /// The current batch size (N when not subsampling).
   int64_t batch_size() const noexcept { return batch_size_; }
 
+  /// Chooses how log_joint evaluates the program (every other method uses LibTorch
+  /// ops). The fused log joint computes the same value and gradients as the
+  /// reference path to rounding, as one autograd node (docs/performance.md).
+  /// @throw std::invalid_argument for Evaluator::fused if the program cannot be
+  ///        fused, with the reason (fusion_blocker()).
+  void set_evaluator(Evaluator evaluator);
+  Evaluator evaluator() const noexcept { return evaluator_; }
+  /// Why the program cannot be fused ("family MultivariateNormal", "function
+  /// cholesky of a latent value", ...), or "" if it can.
+  const std::string& fusion_blocker() const noexcept;
+
   /// Each latent drawn, in program order, from its prior given the values chosen for
   /// the earlier ones (the host's median / mean / sample init strategies).
   SiteValues prior_values(PriorInit kind, at::Generator& generator) const override;
@@ -84,13 +112,13 @@ class VGUIDE_API ProgramModel : public Model {
   /// The `let` values (and sites) for the given latents: name -> (S, *shape).
   SiteValues evaluate(const at::Tensor& x, const SiteValues& values) const;
 
-  const ProgramFile& file() const noexcept { return file_; }
+  const ProgramFile& file() const noexcept { return *file_; }
   const Program& program() const noexcept { return *program_; }
 
   struct Plan;
 
  private:
-  ProgramFile file_;
+  std::shared_ptr<const ProgramFile> file_;
   const Program* program_;
   Data data_;
   std::vector<SiteInfo> sites_;
@@ -98,6 +126,13 @@ class VGUIDE_API ProgramModel : public Model {
   int64_t num_rows_ = 0;
   int64_t batch_size_ = 0;
   std::optional<at::Generator> generator_;
+  Evaluator evaluator_ = Evaluator::automatic;
 };
+
+/// B distinct rows of N, uniformly among all B-subsets, ascending (int64, CPU): the
+/// rows of one minibatch. O(B) time and memory, whatever N is.
+/// @throw std::invalid_argument unless 0 <= B <= N; c10::Error for a generator that is
+///        not a CPU generator.
+VGUIDE_API at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator);
 
 }  // namespace vguide::model

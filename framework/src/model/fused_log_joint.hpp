@@ -1,0 +1,112 @@
+#pragma once
+// The fused log joint (internal to the model front-end): the latent-dependent part
+// of a program compiled into a tape of small kernels over double buffers, evaluated
+// with its gradient in plain loops, and handed to LibTorch as a single autograd
+// node. On small models LibTorch's per-op dispatch, not arithmetic, is the cost of
+// the log joint; this path issues no LibTorch op per program term. ProgramModel
+// builds the tape (program_model.cpp) and falls back to its LibTorch-op path for
+// anything the tape does not support (docs/performance.md).
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vguide::model::fused {
+
+enum class Op : uint8_t {
+  constant,  // values, no particle dim
+  latent,    // input `latent`
+  // elementwise in one argument
+  neg, exp, log, sigmoid, softplus, abs, sqrt, log1p, expm1, tanh, logit,
+  sum,    // over the own dims
+  index,  // a's first own dim gathered at `positions`
+  // two arguments, numpy broadcasting of the own dims
+  add, sub, mul, div, pow,
+  dot,  // broadcast product summed over the last own dim
+};
+
+/// The scalar families the tape evaluates (their log densities and derivatives
+/// mirror framework/src/model/*_families.cpp).
+enum class Family : uint8_t {
+  normal, half_normal, log_normal, cauchy, half_cauchy, student_t, laplace, exponential, gamma, inverse_gamma,
+  beta, uniform, bernoulli, bernoulli_logit, poisson, poisson_log,
+};
+
+/// The family of that name, if the tape supports it.
+bool family_of(const std::string& name, Family* family);
+/// The unary Op of an expression function ("exp", "inv_logit", "sum", ...), if supported.
+bool function_of(const std::string& name, Op* op);
+
+/// A program's log joint as a list of nodes and density terms. Every node but a
+/// constant has one value per particle. Built once; evaluated from any thread.
+class Tape {
+ public:
+  /// A constant of `own` dims (no particle dim); its values are copied as double.
+  int constant(const at::Tensor& own);
+  /// Latent number `k` (in the order of the inputs), one value of `shape` per particle.
+  int latent(int k, const std::vector<int64_t>& shape);
+  /// Each returns the new node, or -1 if the shapes do not fit the op.
+  int unary(Op op, int a);
+  int binary(Op op, int a, int b);
+  /// a[positions] over a's first own dim: positions are 0-based, of shape `index_shape`.
+  int index(int a, const std::vector<int64_t>& positions, const std::vector<int64_t>& index_shape);
+  /// Adds log family(value | params) summed over the broadcast own dims. False if
+  /// the shapes do not broadcast or the parameter count is wrong.
+  bool term(Family family, int value, const std::vector<int>& params);
+
+  const std::vector<int64_t>& shape(int node) const { return nodes_.at(static_cast<size_t>(node)).shape; }
+  int num_latents() const noexcept { return num_latents_; }
+  /// Elements computed per particle (nodes and terms): what a step costs.
+  int64_t work() const noexcept { return work_; }
+
+  /// The log joint (S,) of the latents (`latents[k]`: S * numel(shape k) contiguous
+  /// doubles), and if `grads` is given, its gradient with respect to each latent
+  /// (same layout) added into `(*grads)[k]`.
+  void evaluate(int64_t S, const std::vector<const double*>& latents, double* log_joint,
+                const std::vector<double*>* grads) const;
+
+  struct Node {
+    Op op = Op::constant;
+    int a = -1, b = -1;
+    std::vector<int64_t> shape;  // own dims
+    int64_t numel = 1;
+    std::vector<double> values;  // constant
+    int latent = -1;
+    // Where each output element reads its arguments (offsets into one particle's
+    // own elements); empty when the argument has the output's shape. For dot and
+    // the terms they run over the broadcast shape, whose last dim (dot) is summed.
+    std::vector<int64_t> map_a, map_b;
+    int64_t inner = 1;  // dot: the length of the summed dim
+  };
+  struct Term {
+    Family family;
+    int value = -1;
+    std::vector<int> params;
+    int64_t numel = 1;                       // broadcast elements
+    std::vector<std::vector<int64_t>> maps;  // value, then params; empty = same shape
+  };
+
+ private:
+  int add(Node node);
+  std::vector<Node> nodes_;
+  std::vector<Term> terms_;
+  int num_latents_ = 0;
+  int64_t work_ = 0;
+};
+
+/// Reference evaluation of the same log joint with LibTorch ops: latents -> (S,).
+using Reference = std::function<at::Tensor(const std::vector<at::Tensor>&)>;
+
+/// The tape's log joint of `latents` ((S, *shape k) each, float32 or float64, CPU)
+/// as an (S,) tensor of `dtype`, recorded as one autograd node when grad mode is on
+/// and a latent requires grad. The node's backward multiplies the gradient computed
+/// with the value; when a graph of the gradient itself is asked for
+/// (create_graph, e.g. a Hessian), it differentiates `reference` instead, so higher
+/// derivatives are exact.
+at::Tensor log_joint(const std::shared_ptr<const Tape>& tape, int64_t S, const std::vector<at::Tensor>& latents,
+                     at::ScalarType dtype, Reference reference);
+
+}  // namespace vguide::model::fused
