@@ -829,7 +829,8 @@ at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator) {
 at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
   Context ctx = make_context(x, *plan_);
   const bool subsampled = batch_size_ < num_rows_ && generator_;
-  if (plan_->tape && evaluator_ != Evaluator::reference && !subsampled && ctx.opts.device().is_cpu() &&
+  const bool float_or_double = ctx.opts.dtype() == at::kFloat || ctx.opts.dtype() == at::kDouble;
+  if (plan_->tape && evaluator_ != Evaluator::reference && !subsampled && ctx.opts.device().is_cpu() && float_or_double &&
       (evaluator_ == Evaluator::fused || ctx.S * plan_->tape->work() <= kFusedAutoWork)) {
     // The latents in program order, checked as the reference path checks them.
     std::vector<at::Tensor> latents;
