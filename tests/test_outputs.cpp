@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "host_run.hpp"
 #include "test_config.hpp"
 #include "test_util.hpp"
 #include "vguide/runtime/psis.hpp"
@@ -59,20 +60,8 @@ std::vector<double> to_vector(const at::Tensor& t) {
   return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
 }
 
-struct CommandRun {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-CommandRun run(const std::string& command) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, "popen failed"};
-  std::string out;
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using CommandRun = vguide::test::HostRun;
+CommandRun run(const std::string& command) { return vguide::test::run_command(command); }
 
 /// The lines of `output` that start with `prefix`, without it.
 std::vector<std::string> tagged(const std::string& output, const std::string& prefix) {
