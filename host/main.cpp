@@ -8,6 +8,7 @@
 // Exit codes: 0 fitted; 1 bad input (a file, the model, the data, a checkpoint);
 // 2 bad usage (a flag or its value, a guide option); 3 a plugin that fails to load or
 // to build its guide; 4 a numerical failure (outputs of the fit so far are written);
+// 5 a distributed fit that lost a rank or whose ranks disagree (docs/distributed.md);
 // 128 + signal when interrupted by SIGINT / SIGTERM (outputs and a checkpoint written).
 #include <torch/torch.h>
 
@@ -26,12 +27,14 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "launch.hpp"
 #include "output_folder.hpp"
 #include "progress.hpp"
 #include "vguide/guide.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/program.hpp"
 #include "vguide/model/program_model.hpp"
+#include "vguide/runtime/distributed.hpp"
 #include "vguide/runtime/fit.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
 #include "vguide/runtime/posterior.hpp"
@@ -45,7 +48,10 @@ using vguide::host::write_atomically;
 
 namespace {
 
-enum Exit { kOk = 0, kInput = 1, kUsage = 2, kPlugin = 3, kNumerical = 4 };
+enum Exit { kOk = 0, kInput = 1, kUsage = 2, kPlugin = 3, kNumerical = 4, kDistributed = 5 };
+
+// "vguide-host", or "vguide-host[rank 2]" in a distributed fit: whose line it is.
+std::string g_who = "vguide-host";
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -124,9 +130,18 @@ po::options_description make_options() {
       "draws", po::value<int64_t>()->default_value(1000), "posterior draws written to draws.csv")(
       "elbo-particles", po::value<int64_t>()->default_value(1000), "fresh draws for the final ELBO and PSIS k-hat")(
       "psis-resample", "also write draws_psis.csv: the draws resampled with their Pareto-smoothed importance weights")(
-      "resume", po::value<std::string>(), "continue the fit saved in this folder (written back there by default)");
+      "resume", po::value<std::string>(), "continue the fit saved in this folder (written back there by default)")(
+      "checkpoint-every", po::value<int64_t>()->default_value(0),
+      "also write checkpoint.pt every this many steps (0: only at the end)");
+  po::options_description dist("Distributed (docs/distributed.md; default from RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)");
+  dist.add_options()("launch", po::value<int>(), "start this many local ranks on 127.0.0.1 and wait for them")(
+      "rank", po::value<int64_t>(), "this process's rank, 0 .. world size - 1")(
+      "world-size", po::value<int64_t>(), "number of ranks")(
+      "master", po::value<std::string>(), "HOST:PORT where rank 0 listens for the rendezvous")(
+      "dist-timeout", po::value<double>()->default_value(300.0),
+      "seconds a rendezvous or an all-reduce waits for the slowest rank before the fit stops");
   po::options_description all("vguide-host: fit a .qvr model with a guide family loaded as a plugin");
-  all.add(general).add(model).add(fit).add(out);
+  all.add(general).add(model).add(fit).add(out).add(dist);
   return all;
 }
 
@@ -177,12 +192,15 @@ struct Outputs {
   uint64_t seed = 0;
   int64_t draws = 1000, elbo_particles = 1000;
   bool psis_resample = false;
+  bool write = true;  // false on the ranks other than 0 of a distributed fit
   std::vector<std::pair<std::string, std::string>> settings;
 };
 
 // Writes the output folder; returns the final ELBO estimate.
-vguide::ElboEstimate write_outputs(const Outputs& o, const vguide::model::ProgramModel& model, vguide::Guide& guide,
-                   const vguide::Fit& fit, double wall_time) {
+// Distributed, every rank computes them (`model` averages the log joint over the
+// ranks) and rank 0 writes.
+vguide::ElboEstimate write_outputs(const Outputs& o, const vguide::Model& model, vguide::Guide& guide,
+                                   const vguide::Fit& fit, double wall_time) {
   const vguide::PosteriorDraws draws = vguide::draw_posterior(model, guide, o.draws);
   const vguide::ElboEstimate elbo = vguide::estimate_elbo(model, guide, o.elbo_particles);
   double khat = std::nan("");
@@ -256,6 +274,7 @@ vguide::ElboEstimate write_outputs(const Outputs& o, const vguide::model::Progra
     vguide::write_stan_csv(psis_text, resampled);
   }
 
+  if (!o.write) return elbo;
   std::ostringstream elbo_text;
   elbo_text << "step,elbo\n";
   char buf[64];
@@ -386,12 +405,101 @@ int run(int argc, char** argv) {
     throw UsageError("--elbo-particles is " + std::to_string(elbo_particles) + ", but must be at least 2");
   const int64_t batch = vm["batch-size"].as<int64_t>();
   if (batch < 0) throw UsageError("--batch-size is " + std::to_string(batch) + ", but must be at least 0 (0: all rows)");
+  const int64_t checkpoint_every = vm["checkpoint-every"].as<int64_t>();
+  if (checkpoint_every < 0)
+    throw UsageError("--checkpoint-every is " + std::to_string(checkpoint_every) + ", but must be at least 0 (0: at the end)");
 
-  // Inputs.
-  const std::string model_path = vm["model"].as<std::string>(), data_path = vm["data"].as<std::string>();
+  // Distributed: the flags override PyTorch's environment variables.
+  const double timeout_s = vm["dist-timeout"].as<double>();
+  if (!(timeout_s > 0.0) || !std::isfinite(timeout_s))
+    throw UsageError("--dist-timeout is " + std::to_string(timeout_s) + ", but must be a positive number of seconds");
+  if (vm.count("launch")) {
+    const int ranks = vm["launch"].as<int>();
+    if (ranks < 1) throw UsageError("--launch is " + std::to_string(ranks) + ", but must be at least 1");
+    if (vm.count("rank") || vm.count("world-size") || vm.count("master"))
+      throw UsageError("--launch starts its own ranks; drop --rank, --world-size and --master");
+    std::vector<std::string> args;
+    for (int i = 0; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--launch") {
+        ++i;  // and its value
+        continue;
+      }
+      if (a.rfind("--launch=", 0) == 0) continue;
+      args.push_back(a);
+    }
+    // The ranks notice a lost rank within the timeout; then they are killed.
+    const auto grace = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000.0)) + std::chrono::seconds(30);
+    return vguide::host::launch_local(ranks, args, grace);
+  }
+  vguide::RendezvousOptions dist;
+  try {
+    dist = vguide::rendezvous_from_env();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  if (vm.count("rank")) dist.rank = vm["rank"].as<int64_t>();
+  if (vm.count("world-size")) dist.world_size = vm["world-size"].as<int64_t>();
+  if (vm.count("master")) {
+    const std::string master = vm["master"].as<std::string>();
+    const auto colon = master.rfind(':');
+    char* end = nullptr;
+    const long port = colon == std::string::npos ? 0 : std::strtol(master.c_str() + colon + 1, &end, 10);
+    if (colon == std::string::npos || colon == 0 || !end || *end != '\0' || port < 1 || port > 65535)
+      throw UsageError("--master is '" + master + "', but must be HOST:PORT with a port in [1, 65535]");
+    dist.master_addr = master.substr(0, colon);
+    dist.master_port = static_cast<int>(port);
+  }
+  dist.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000.0));
+  try {
+    vguide::validate(dist);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("distributed settings: ") + e.what());
+  }
+  const bool distributed = dist.world_size > 1;
+  const int64_t rank = dist.rank, world = dist.world_size;
+  if (distributed) {
+    g_who = "vguide-host[rank " + std::to_string(rank) + "]";
+    spdlog::set_pattern(g_who + ": %l: %v");
+    // One progress report, rank 0's; the others speak up for warnings and errors.
+    if (rank != 0) spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));
+  }
+
+  // Inputs. "{rank}" in --data names each rank's own file of rows.
+  const std::string model_path = vm["model"].as<std::string>();
+  std::string data_path = vm["data"].as<std::string>();
+  const bool per_rank_data = data_path.find("{rank}") != std::string::npos;
+  for (size_t at = data_path.find("{rank}"); at != std::string::npos; at = data_path.find("{rank}"))
+    data_path.replace(at, 6, std::to_string(rank));
   const std::string model_text = read_text(model_path, "--model"), data_text = read_text(data_path, "--data");
-  vguide::model::ProgramModel model(vguide::model::parse_program(model_text, model_path),
-                                    vguide::model::parse_data(data_text, data_path));
+  auto model_ptr = std::make_unique<vguide::model::ProgramModel>(vguide::model::parse_program(model_text, model_path),
+                                                                 vguide::model::parse_data(data_text, data_path));
+  if (distributed && !per_rank_data) {
+    // Contiguous blocks of rows, as even as N allows.
+    const int64_t N = model_ptr->num_rows();
+    if (N < world)
+      throw InputError("--data " + data_path + ": " + std::to_string(N) + " data rows cannot be split between " +
+                       std::to_string(world) + " ranks");
+    vguide::model::Data shard;
+    try {
+      shard = model_ptr->data_rows(N * rank / world, N * (rank + 1) / world);
+    } catch (const std::invalid_argument& e) {
+      throw InputError("--model " + model_path + ": " + e.what());
+    }
+    model_ptr = std::make_unique<vguide::model::ProgramModel>(vguide::model::parse_program(model_text, model_path),
+                                                              std::move(shard));
+  }
+  vguide::model::ProgramModel& model = *model_ptr;
+  if (distributed) {
+    if (per_rank_data) {
+      try {  // the same refusals as for rows cut from one file
+        (void)model.data_rows(0, model.num_rows());
+      } catch (const std::invalid_argument& e) {
+        throw InputError("--model " + model_path + ": " + e.what());
+      }
+    }
+    model.set_row_weight(static_cast<double>(world));
+  }
   if (options.init.strategy == vguide::InitStrategy::value) {
     const std::string init_path = vm["init-file"].as<std::string>();
     const vguide::model::Data init = vguide::model::parse_data(read_text(init_path, "--init-file"), init_path);
@@ -405,16 +513,48 @@ int run(int argc, char** argv) {
     if (vm["output"].defaulted()) output = *resume;
   }
   const bool same_folder = resume && fs::exists(output) && fs::equivalent(*resume, output);
-  vguide::host::prepare_output_folder(output, vm.count("overwrite") != 0 || same_folder);
+  if (rank == 0) vguide::host::prepare_output_folder(output, vm.count("overwrite") != 0 || same_folder);
 
   std::shared_ptr<vguide::Guide> guide = plugins.create(family, model, model.observed_names(), guide_options);
-  at::Generator rows = at::detail::createCPUGenerator(seed ^ 0x5eedba7cULL);  // the minibatch stream
+  // The minibatch stream: each rank its own (rank 0's is the single process's).
+  at::Generator rows = at::detail::createCPUGenerator(seed ^ 0x5eedba7cULL ^ (0x9e3779b97f4a7c15ULL * rank));
   if (batch > 0) model.set_minibatch(batch, rows);
   vguide::Fit fit(model, *guide, options);
   if (batch > 0) fit.track_generator("rows", rows);
 
+  std::shared_ptr<vguide::Communicator> comm;
+  std::string data_fingerprint = vguide::fingerprint(data_text);
+  if (distributed) {
+    // What every rank must agree on. Per-rank files differ by design: their
+    // variables must match, and the checkpoint records all of them.
+    std::string data_layout = data_fingerprint;
+    if (per_rank_data) {
+      data_layout = "per-rank files with";
+      for (const auto& name : vguide::model::parse_data(data_text, data_path).names()) data_layout += " " + name;
+    }
+    comm = vguide::rendezvous(dist, {{"model", vguide::fingerprint(model_text)},
+                                     {"data", data_layout},
+                                     {"guide family", family},
+                                     {"guide options", options_text},
+                                     {"settings", vguide::fingerprint(settings_text(vm))},
+                                     {"world size", std::to_string(world)},
+                                     {"vguide version", VGUIDE_SDK_VERSION}});
+    spdlog::info("rank {} of {} joined at {}:{}; rows {} of this rank", rank, world, dist.master_addr,
+                 dist.master_port, model.num_rows());
+    if (per_rank_data) {
+      std::string all;
+      for (const auto& f : vguide::all_gather(*comm, data_fingerprint, "the data fingerprints")) all += f;
+      data_fingerprint = vguide::fingerprint(all);
+    }
+    try {
+      fit.distribute(comm);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+  }
+
   const std::map<std::string, std::string> fingerprints{{"model", vguide::fingerprint(model_text)},
-                                                        {"data", vguide::fingerprint(data_text)},
+                                                        {"data", data_fingerprint},
                                                         {"guide family", family},
                                                         {"guide options", options_text},
                                                         {"settings", vguide::fingerprint(settings_text(vm))}};
@@ -432,8 +572,13 @@ int run(int argc, char** argv) {
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  vguide::host::Progress progress(quiet, isatty(STDERR_FILENO) != 0);
-  const vguide::FitResult result = fit.run(&g_interrupted, [&](const vguide::StepReport& r) { progress(r); });
+  vguide::host::Progress progress(quiet || rank != 0, isatty(STDERR_FILENO) != 0);
+  const std::string checkpoint_path = (output / "checkpoint.pt").string();
+  const vguide::FitResult result = fit.run(&g_interrupted, [&](const vguide::StepReport& r) {
+    progress(r);
+    if (checkpoint_every > 0 && r.step % checkpoint_every == 0 && r.step < r.steps)
+      fit.save_checkpoint(checkpoint_path, fingerprints);
+  });
   progress.done();
 
   Outputs o;
@@ -445,6 +590,7 @@ int run(int argc, char** argv) {
   o.draws = num_draws;
   o.elbo_particles = elbo_particles;
   o.psis_resample = vm.count("psis-resample") != 0;
+  o.write = rank == 0;
   o.settings = {{"objective", vm["objective"].as<std::string>()},
                 {"particles", std::to_string(options.objective.particles)},
                 {"optimizer", vm["optimizer"].as<std::string>()},
@@ -456,27 +602,37 @@ int run(int argc, char** argv) {
   // run, the fitted guide to draw from (Fit::save_checkpoint).
   if (batch > 0) model.set_minibatch(model.num_rows(), rows);  // outputs score the full data
   if (result.reason != vguide::StopReason::non_finite) fit.finish();
-  fit.save_checkpoint((output / "checkpoint.pt").string(), fingerprints);
+  fit.save_checkpoint(checkpoint_path, fingerprints);
   for (const auto& [key, value] : guide->diagnostics()) spdlog::info("{} = {}", key, value);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // The outputs score the draws on all the data: across ranks when distributed.
+  std::optional<vguide::DataParallelModel> all_ranks;
+  if (comm) all_ranks.emplace(model, comm);
+  const vguide::Model& scoring = all_ranks ? static_cast<const vguide::Model&>(*all_ranks) : model;
 
   if (result.reason == vguide::StopReason::non_finite) {
     const std::string message = "the fit stopped after " + std::to_string(options.max_non_finite) +
                                 " non-finite steps in a row at step " + std::to_string(result.steps_done) + ": " +
                                 result.detail;
     try {
-      write_outputs(o, model, *guide, fit, wall);
+      write_outputs(o, scoring, *guide, fit, wall);
+    } catch (const vguide::DistributedError&) {
+      throw;
     } catch (const std::exception& e) {
       spdlog::warn("outputs of the fit so far could not be written: {}", e.what());
     }
-    std::cerr << "vguide-host: error: " << message << "\n";
+    std::cerr << g_who << ": error: " << message << "\n";
     return kNumerical;
   }
-  const vguide::ElboEstimate elbo = write_outputs(o, model, *guide, fit, wall);
+  const vguide::ElboEstimate elbo = write_outputs(o, scoring, *guide, fit, wall);
+  // A distributed fit stops everywhere when any rank is interrupted; a rank that got
+  // no signal itself reports SIGINT's status.
+  const int interrupted_status = 128 + (g_signal != 0 ? static_cast<int>(g_signal) : SIGINT);
+  if (rank != 0) return result.reason == vguide::StopReason::interrupted ? interrupted_status : kOk;
   if (result.reason == vguide::StopReason::interrupted) {
-    std::cerr << "vguide-host: interrupted at step " << result.steps_done << "; wrote " << output.string()
+    std::cerr << g_who << ": interrupted at step " << result.steps_done << "; wrote " << output.string()
               << " (resume with --resume " << output.string() << ")\n";
-    return 128 + static_cast<int>(g_signal);
+    return interrupted_status;
   }
   if (!quiet) {
     const std::string why = result.reason == vguide::StopReason::converged ? " (converged: " + result.detail + ")" : "";
@@ -497,15 +653,18 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const UsageError& e) {
-    std::cerr << "vguide-host: error: " << first_line(e.what()) << " (see --help)\n";
+    std::cerr << g_who << ": error: " << first_line(e.what()) << " (see --help)\n";
     return kUsage;
   } catch (const vguide::PluginError& e) {
-    std::cerr << "vguide-host: error: " << first_line(e.what()) << "\n";
+    std::cerr << g_who << ": error: " << first_line(e.what()) << "\n";
     return kPlugin;
+  } catch (const vguide::DistributedError& e) {
+    std::cerr << g_who << ": error: " << first_line(e.what()) << "\n";
+    return kDistributed;
   } catch (const std::exception& e) {
     // The model, the data, a file, a checkpoint; LibTorch appends a backtrace after
     // the first line, and the first line is the error.
-    std::cerr << "vguide-host: error: " << first_line(e.what()) << "\n";
+    std::cerr << g_who << ": error: " << first_line(e.what()) << "\n";
     return kInput;
   }
 }

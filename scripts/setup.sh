@@ -9,6 +9,7 @@ packages=(
   libboost-dev libboost-filesystem-dev libboost-program-options-dev
   libspdlog-dev nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
+  libgloo-dev  # c10d's Gloo process group for data-parallel fits (its headers)
   gnuplot-nox  # scripts/bench.sh draws the benchmark curves
   r-cran-rstan  # the draws.csv test reads our output with rstan::read_stan_csv, the real client
 )

@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "vguide/model/program_model.hpp"
+#include "vguide/runtime/distributed.hpp"
 #include "vguide/runtime/elbo.hpp"
 
 namespace vguide {
@@ -88,6 +90,15 @@ void load_optimizer(Optimizer kind, torch::optim::Optimizer& o, torch::serialize
     case Optimizer::sgd: return load_param_states<torch::optim::SGDParamState>(o, a);
     case Optimizer::rmsprop: return load_param_states<torch::optim::RMSpropParamState>(o, a);
   }
+}
+
+std::string to_bytes(const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  return std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel() * c.element_size()));
+}
+
+at::Tensor from_bytes(const std::string& b) {
+  return torch::from_blob(const_cast<char*>(b.data()), {static_cast<int64_t>(b.size())}, torch::kUInt8).clone();
 }
 
 std::string number(double v) {
@@ -216,6 +227,12 @@ struct Fit::Impl {
   FitResult result;
   int64_t non_finite_run = 0;
   bool finished = false;
+  std::shared_ptr<Communicator> comm;       // set by distribute()
+  const std::atomic<bool>* interrupt = nullptr;  // run()'s, read by a distributed step
+  bool stop_everywhere = false;             // some rank was interrupted: all stop after this step
+
+  int64_t rank() const { return comm ? comm->rank() : 0; }
+  int64_t world_size() const { return comm ? comm->world_size() : 1; }
 
   std::string training_state;  // captured by finish()
 
@@ -226,7 +243,16 @@ struct Fit::Impl {
     guide.save(guide_archive);
     archive.write("guide", guide_archive);
     for (const auto& [name, g] : guides_in(guide)) archive.write("rng.guide." + name, g->generator().get_state());
-    for (const auto& [name, gen] : extra_generators) archive.write("rng.extra." + name, gen.get_state());
+    for (const auto& [name, gen] : extra_generators) {
+      if (!comm) {
+        archive.write("rng.extra." + name, gen.get_state());
+        continue;
+      }
+      // Each rank has its own stream (its own minibatch rows): all of them are kept.
+      const auto states = all_gather(*comm, to_bytes(gen.get_state()), "the checkpoint");
+      for (size_t k = 0; k < states.size(); ++k)
+        archive.write("rng.extra." + name + ".rank" + std::to_string(k), from_bytes(states[k]));
+    }
     std::ostringstream out;
     archive.save_to(out);
     return out.str();
@@ -246,9 +272,25 @@ struct Fit::Impl {
     }
     for (auto& [name, gen] : extra_generators) {
       at::Tensor state;
-      archive.read("rng.extra." + name, state);
+      archive.read("rng.extra." + name + (comm ? ".rank" + std::to_string(comm->rank()) : ""), state);
       gen.set_state(state);
     }
+  }
+
+  // The update (or the skip) of a step whose gradients are in place.
+  bool apply_step(bool ok, double value) {
+    if (ok) {
+      if (options.clip_norm > 0.0) torch::nn::utils::clip_grad_norm_(params, options.clip_norm);
+      optimizer->step();
+      non_finite_run = 0;
+    } else {
+      optimizer->zero_grad();
+      ++non_finite_run;
+      ++result.non_finite_steps;
+    }
+    trace.push_back(ok ? value : std::numeric_limits<double>::quiet_NaN());
+    ++result.steps_done;
+    return ok;
   }
 
   Impl(const Model& m, Guide& g, FitOptions o)
@@ -266,6 +308,58 @@ Fit::Fit(const Model& model, Guide& guide, FitOptions options) {
 
 Fit::~Fit() = default;
 
+void Fit::distribute(std::shared_ptr<Communicator> communicator) {
+  Impl& s = *impl_;
+  if (!communicator) throw std::invalid_argument("distribute: the communicator is null");
+  if (s.result.steps_done > 0 || s.comm) throw std::logic_error("distribute: call it once, before the first step");
+  if (s.options.objective.kind == Objective::iwae)
+    throw std::invalid_argument(
+        "a data-parallel fit cannot use IWAE: its log-sum-exp over particles needs every rank's likelihood before "
+        "any gradient; use the ELBO");
+  if (s.guide.family() == "laplace")
+    throw std::invalid_argument(
+        "a data-parallel fit cannot use the laplace family: its Hessian needs the whole log joint in one process");
+  s.comm = std::move(communicator);
+  // Rank 0's parameters everywhere: the others add zeros, so the sum is exact.
+  torch::NoGradGuard no_grad;
+  for (auto& p : s.params) {
+    at::Tensor buffer = s.comm->rank() == 0 ? p.detach().clone().contiguous() : at::zeros_like(p).contiguous();
+    s.comm->all_reduce_sum(buffer, "the start (sending rank 0's parameters)");
+    p.copy_(buffer);
+  }
+}
+
+namespace {
+
+// The step's all-reduce: this rank's objective, its interrupt flag and its gradients
+// in one float64 buffer; after the sum, the mean objective and mean gradients are
+// written back, and the flag says whether any rank was interrupted. Returns the mean
+// objective and whether it and every gradient are finite (the same on every rank).
+std::pair<double, bool> all_reduce_step(Communicator& comm, const at::Tensor& value, bool interrupted,
+                                        const std::vector<at::Tensor>& params, int64_t step, bool& interrupt_all) {
+  std::vector<at::Tensor> parts{value.detach().to(at::kDouble).reshape({1}),
+                                at::full({1}, interrupted ? 1.0 : 0.0, at::kDouble)};
+  for (const auto& p : params)
+    if (p.grad().defined()) parts.push_back(p.grad().to(at::kDouble).reshape({-1}));
+  at::Tensor buffer = at::cat(parts);
+  comm.all_reduce_sum(buffer, "step " + std::to_string(step));
+  const double* b = buffer.data_ptr<double>();
+  interrupt_all = b[1] > 0.0;
+  const bool finite = std::isfinite(buffer.sum().item<double>());
+  const double W = static_cast<double>(comm.world_size());
+  int64_t offset = 2;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) continue;
+    const int64_t n = p.numel();
+    at::Tensor grad = p.grad();
+    grad.copy_(buffer.slice(0, offset, offset + n).div(W).view(p.sizes()));
+    offset += n;
+  }
+  return {b[0] / W, finite};
+}
+
+}  // namespace
+
 bool Fit::step() {
   Impl& s = *impl_;
   const int64_t t = s.result.steps_done;
@@ -275,6 +369,12 @@ bool Fit::step() {
   s.optimizer->zero_grad();
   at::Tensor value = objective(s.model, s.guide, s.options.objective);
   (-value).backward();
+  if (s.comm) {
+    // Every rank holds the same mean gradients: the same check and update everywhere.
+    const auto [v, finite] =
+        all_reduce_step(*s.comm, value, s.interrupt && s.interrupt->load(), s.params, t + 1, s.stop_everywhere);
+    return s.apply_step(finite, v);
+  }
   // One double-precision sum over the objective and every gradient: a NaN or Inf
   // anywhere makes it non-finite, and one read serves the check and the trace (a
   // check per parameter tensor cost a fifth of a small model's step).
@@ -283,33 +383,28 @@ bool Fit::step() {
   for (const auto& p : s.params)
     if (p.grad().defined()) total = total + p.grad().sum(at::kDouble);
   const at::Tensor both = at::cat({probe, total.reshape({1})}).contiguous();
-  const double v = both.data_ptr<double>()[0];
-  const bool ok = std::isfinite(both.data_ptr<double>()[1]);
-  if (ok) {
-    if (s.options.clip_norm > 0.0) torch::nn::utils::clip_grad_norm_(s.params, s.options.clip_norm);
-    s.optimizer->step();
-    s.non_finite_run = 0;
-  } else {
-    s.optimizer->zero_grad();
-    ++s.non_finite_run;
-    ++s.result.non_finite_steps;
-  }
-  s.trace.push_back(ok ? v : std::numeric_limits<double>::quiet_NaN());
-  ++s.result.steps_done;
-  return ok;
+  return s.apply_step(std::isfinite(both.data_ptr<double>()[1]), both.data_ptr<double>()[0]);
 }
 
 FitResult Fit::run(const std::atomic<bool>* interrupt, const std::function<void(const StepReport&)>& on_step) {
   Impl& s = *impl_;
   s.result.reason = StopReason::steps;
   s.result.detail.clear();
+  s.interrupt = interrupt;
+  s.stop_everywhere = false;
   while (s.result.steps_done < s.options.steps) {
-    if (interrupt && interrupt->load()) {
+    // A distributed fit learns of an interrupt through the step's all-reduce, so
+    // that every rank stops after the same step.
+    if (!s.comm && interrupt && interrupt->load()) {
       s.result.reason = StopReason::interrupted;
       break;
     }
     const bool ok = step();
     if (on_step) on_step({s.result.steps_done, s.options.steps, s.trace.back(), !ok});
+    if (s.stop_everywhere) {
+      s.result.reason = StopReason::interrupted;
+      break;
+    }
     if (s.non_finite_run >= s.options.max_non_finite) {
       s.result.reason = StopReason::non_finite;
       s.result.detail = diagnose_non_finite(s.model, s.guide);
@@ -320,6 +415,11 @@ FitResult Fit::run(const std::atomic<bool>* interrupt, const std::function<void(
       {
         torch::NoGradGuard no_grad;
         elbo_now = elbo(s.model, s.guide, s.options.convergence.elbo_particles).item<double>();
+      }
+      if (s.comm) {  // the mean over ranks is the full data's estimate, the same on every rank
+        at::Tensor mean = at::full({1}, elbo_now, at::kDouble);
+        s.comm->all_reduce_sum(mean, "the convergence check at step " + std::to_string(s.result.steps_done));
+        elbo_now = mean.item<double>() / static_cast<double>(s.world_size());
       }
       if (std::isfinite(elbo_now)) {
         if (auto rule = s.convergence.update(elbo_now)) {
@@ -367,10 +467,12 @@ void Fit::save_checkpoint(const std::string& path, const std::map<std::string, s
   meta["fingerprints"] = fingerprints;
   meta["convergence_buffer"] = s.convergence.buffer();
   meta["convergence_previous"] = s.convergence.previous();
+  meta["world_size"] = s.world_size();
 
-  auto bytes = [](const std::string& b) {
-    return torch::from_blob(const_cast<char*>(b.data()), {static_cast<int64_t>(b.size())}, torch::kUInt8).clone();
-  };
+  // Collective parts first (the gathered generator states), then only rank 0 writes.
+  const std::string state = s.finished ? s.training_state : s.capture_state();
+  const std::string fitted = s.finished ? s.capture_state() : std::string();
+  if (s.rank() != 0) return;
   torch::serialize::OutputArchive archive;
   archive.write("meta", c10::IValue(meta.dump()));
   archive.write("trace", torch::tensor(s.trace, torch::kDouble));
@@ -379,8 +481,8 @@ void Fit::save_checkpoint(const std::string& path, const std::map<std::string, s
   archive.write("optimizer", optimizer_archive);
   // A finished fit carries two guide states: the one to continue training from and
   // the fitted one to draw from.
-  archive.write("state", bytes(s.finished ? s.training_state : s.capture_state()));
-  if (s.finished) archive.write("fitted_state", bytes(s.capture_state()));
+  archive.write("state", from_bytes(state));
+  if (s.finished) archive.write("fitted_state", from_bytes(fitted));
 
   const std::string tmp = path + ".tmp";
   archive.save_to(tmp);
@@ -391,11 +493,28 @@ void Fit::save_checkpoint(const std::string& path, const std::map<std::string, s
 
 void Fit::load_checkpoint(const std::string& path, const std::map<std::string, std::string>& fingerprints) {
   Impl& s = *impl_;
-  if (!std::filesystem::is_regular_file(path)) throw CheckpointError("checkpoint " + path + " does not exist");
+  // Distributed: rank 0 reads the file and sends its bytes (the others' machines
+  // need not see rank 0's folder); an empty text means rank 0 could not read it.
+  std::string file_bytes;
+  if (s.rank() == 0) {
+    if (!std::filesystem::is_regular_file(path)) {
+      if (s.comm) all_gather(*s.comm, "", "reading the checkpoint");
+      throw CheckpointError("checkpoint " + path + " does not exist");
+    }
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    file_bytes = text.str();
+  }
+  if (s.comm) {
+    file_bytes = all_gather(*s.comm, s.rank() == 0 ? file_bytes : "", "reading the checkpoint")[0];
+    if (file_bytes.empty()) throw CheckpointError("checkpoint " + path + " cannot be read on rank 0");
+  }
   torch::serialize::InputArchive archive;
   nlohmann::json meta;
   try {
-    archive.load_from(path);
+    std::istringstream in(file_bytes);
+    archive.load_from(in);
     c10::IValue text;
     archive.read("meta", text);
     meta = nlohmann::json::parse(text.toStringRef());
@@ -406,6 +525,11 @@ void Fit::load_checkpoint(const std::string& path, const std::map<std::string, s
   if (meta.value("format", 0) != kCheckpointFormat)
     throw CheckpointError("checkpoint " + path + " has format " + std::to_string(meta.value("format", 0)) +
                           ", this vguide reads format " + std::to_string(kCheckpointFormat));
+  const int64_t saved_world = meta.value("world_size", int64_t{1});
+  if (saved_world != s.world_size())
+    throw CheckpointError("checkpoint " + path + " was written by a fit on " + std::to_string(saved_world) +
+                          (saved_world == 1 ? " rank" : " ranks") + ", this one has " + std::to_string(s.world_size()) +
+                          " (resume with the same number of ranks)");
   const std::string saved_optimizer = meta.value("optimizer", "");
   if (saved_optimizer != to_string(s.options.optimizer.kind))
     throw CheckpointError("checkpoint " + path + ": the optimizer differs (checkpoint: " + saved_optimizer +

@@ -3,10 +3,12 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include "vguide/model/program_model.hpp"
+#include "vguide/runtime/distributed.hpp"
 
 namespace vguide {
 
@@ -20,7 +22,9 @@ PosteriorDraws draw_posterior(const Model& model, Guide& guide, int64_t num_draw
   out.log_p = model.log_joint(x, values).to(at::kDouble);
   out.log_g = guide.log_prob(x, values).to(at::kDouble);
   std::vector<std::string> latents;
-  const auto* program = dynamic_cast<const model::ProgramModel*>(&model);
+  // A rank's program computes the `let` values of a data-parallel fit.
+  const auto* parallel = dynamic_cast<const DataParallelModel*>(&model);
+  const auto* program = dynamic_cast<const model::ProgramModel*>(parallel ? &parallel->local() : &model);
   if (program) {
     latents = program->latent_names();
   } else {
@@ -32,9 +36,13 @@ PosteriorDraws draw_posterior(const Model& model, Guide& guide, int64_t num_draw
   }
   if (program) {
     const SiteValues env = program->evaluate(x, values);
+    const std::vector<std::string> row_lets = program->row_let_names();
     for (const auto& name : program->let_names()) {
-      const at::Tensor& v = env.at(name);
-      out.quantities.push_back({name, v.sizes().slice(1).vec(), v.to(at::kDouble).contiguous(), true});
+      at::Tensor v = env.at(name).to(at::kDouble).contiguous();
+      // Each rank holds its own rows of a per-row value: all of them, in row order.
+      if (parallel && std::find(row_lets.begin(), row_lets.end(), name) != row_lets.end())
+        v = all_gather_along(parallel->communicator(), v, 1, "the rows of '" + name + "'");
+      out.quantities.push_back({name, v.sizes().slice(1).vec(), v, true});
     }
   }
   return out;

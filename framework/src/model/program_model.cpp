@@ -537,6 +537,7 @@ ProgramModel::ProgramModel(ProgramFile file, Data data)
         case Step::Kind::let: {
           sp.role = StepPlan::Role::let;
           ctx.env[step.name] = eval(step.value, ctx);
+          sp.row_data = ctx.env[step.name].rows;
           break;
         }
         case Step::Kind::data: {
@@ -686,6 +687,13 @@ std::vector<std::string> ProgramModel::latent_names() const {
   return out;
 }
 
+std::vector<std::string> ProgramModel::row_let_names() const {
+  std::vector<std::string> out;
+  for (const auto& sp : plan_->steps)
+    if (sp.role == StepPlan::Role::let && sp.row_data) out.push_back(sp.step->name);
+  return out;
+}
+
 std::vector<std::string> ProgramModel::let_names() const {
   std::vector<std::string> out;
   for (const auto& sp : plan_->steps)
@@ -732,10 +740,11 @@ using LatentPicker = std::function<at::Tensor(const StepPlan&, const Distributio
 using TermSink = std::vector<std::pair<std::string, at::Tensor>>;
 
 at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& values, int64_t num_rows,
-               int64_t batch_size, const LatentPicker* pick = nullptr, TermSink* terms = nullptr) {
+               int64_t batch_size, const LatentPicker* pick = nullptr, TermSink* terms = nullptr,
+               double row_weight = 1.0) {
   at::Tensor total;  // the first term starts the sum: no zeros and one add fewer
   const auto add = [&](const at::Tensor& term) { total = total.defined() ? total + term : term; };
-  const double scale = static_cast<double>(num_rows) / static_cast<double>(batch_size);
+  const double scale = row_weight * static_cast<double>(num_rows) / static_cast<double>(batch_size);
   for (const auto& sp : plan.steps) {
     const Step& step = *sp.step;
     switch (sp.role) {
@@ -747,7 +756,7 @@ at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& v
         auto dist = build_dist(sp, ctx, value.t.dim() - sp.ranks.value, false);
         const bool checked = sp.in_support && (ctx.opts.dtype() == at::kFloat || ctx.opts.dtype() == at::kDouble);
         at::Tensor term = site_log_prob(*dist, value.t, sp.ranks.value, checked);
-        if (value.rows && ctx.index.defined()) term = term * scale;
+        if (value.rows && scale != 1.0) term = term * scale;
         if (terms) terms->emplace_back(step.name, term);
         add(term);
         ctx.env[step.name] = value;
@@ -830,7 +839,9 @@ at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values
   Context ctx = make_context(x, *plan_);
   const bool subsampled = batch_size_ < num_rows_ && generator_;
   const bool float_or_double = ctx.opts.dtype() == at::kFloat || ctx.opts.dtype() == at::kDouble;
-  if (plan_->tape && evaluator_ != Evaluator::reference && !subsampled && ctx.opts.device().is_cpu() && float_or_double &&
+  // The tape has no row weight: a rank of a data-parallel fit takes the LibTorch path.
+  if (plan_->tape && evaluator_ != Evaluator::reference && !subsampled && row_weight_ == 1.0 &&
+      ctx.opts.device().is_cpu() && float_or_double &&
       (evaluator_ == Evaluator::fused || ctx.S * plan_->tape->work() <= kFusedAutoWork)) {
     // The latents in program order, checked as the reference path checks them.
     std::vector<at::Tensor> latents;
@@ -868,7 +879,45 @@ at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values
     at::Generator gen = *generator_;  // a handle: draws advance the shared stream
     ctx.index = sample_rows(num_rows_, batch_size_, gen).to(x.device());
   }
-  return run(*plan_, ctx, values, num_rows_, batch_size_);
+  return run(*plan_, ctx, values, num_rows_, subsampled ? batch_size_ : num_rows_, nullptr, nullptr, row_weight_);
+}
+
+void ProgramModel::set_row_weight(double weight) {
+  if (!(weight > 0.0) || !std::isfinite(weight))
+    throw std::invalid_argument("set_row_weight: weight is " + std::to_string(weight) + ", but must be a positive number");
+  row_weight_ = weight;
+}
+
+Data ProgramModel::data_rows(int64_t begin, int64_t end) const {
+  if (num_rows_ == 0)
+    throw std::invalid_argument("data_rows: program '" + name() + "' has no data rows to split");
+  if (begin < 0 || end > num_rows_ || begin >= end)
+    throw std::invalid_argument("data_rows: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                ") are not a non-empty range of the " + std::to_string(num_rows_) + " rows");
+  for (const auto& sp : plan_->steps) {
+    if (sp.role == StepPlan::Role::latent && sp.per_row)
+      throw std::invalid_argument("latent '" + sp.step->name + "' has one value per data row, so the " +
+                                  std::to_string(num_rows_) + " rows cannot be split between ranks (every rank's " +
+                                  "guide draws all of them)");
+    bool sliced = false;
+    for (const Expr& e : sp.step->args) sliced = sliced || has_slice(e);
+    if (sp.step->kind == Step::Kind::let) sliced = sliced || has_slice(sp.step->value);
+    if (sliced)
+      throw std::invalid_argument("line " + std::to_string(sp.step->loc.line) +
+                                  " slices an array, and the rows cannot be split between ranks under a slice");
+  }
+  Data out(data_.filename() + " rows " + std::to_string(begin + 1) + "-" + std::to_string(end));
+  for (const auto& name : data_.names()) out.set(name, data_.get(name));
+  for (const auto& sp : plan_->steps) {
+    const bool row_array = (sp.role == StepPlan::Role::data || (sp.role == StepPlan::Role::observed && !sp.from_value)) &&
+                           sp.row_data && sp.data.dim() >= 1 && sp.data.size(0) == num_rows_;
+    if (!row_array) continue;
+    out.set(sp.step->name, data_.get(sp.step->name).slice(0, begin, end).clone());
+    // A size variable that declares the leading dim ("X[N, P]") counts the rows.
+    if (!sp.step->shape.empty() && !sp.step->shape[0].name.empty() && data_.contains(sp.step->shape[0].name))
+      out.set(sp.step->shape[0].name, at::scalar_tensor(end - begin, at::kLong));
+  }
+  return out;
 }
 
 void ProgramModel::set_evaluator(Evaluator evaluator) {

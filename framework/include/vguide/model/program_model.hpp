@@ -77,6 +77,9 @@ class VGUIDE_API ProgramModel : public Model {
   std::vector<std::string> latent_names() const;
   /// The `let` values, in program order.
   std::vector<std::string> let_names() const;
+  /// The `let` values that have one element per data row (dim 1 of an evaluated
+  /// (S, N, ...) value): what a data-parallel fit gathers from every rank's rows.
+  std::vector<std::string> row_let_names() const;
   /// The number of data rows N (0 if no observed site has an array).
   int64_t num_rows() const noexcept { return num_rows_; }
 
@@ -88,6 +91,21 @@ class VGUIDE_API ProgramModel : public Model {
   void set_minibatch(int64_t batch_size, at::Generator generator);
   /// The current batch size (N when not subsampling).
   int64_t batch_size() const noexcept { return batch_size_; }
+
+  /// The data cut to rows [begin, end) for one rank of a data-parallel fit
+  /// (docs/distributed.md): every array the program reads row by row (the observed
+  /// arrays and `data` arrays with N leading rows) keeps those rows, a size variable
+  /// that declares their leading dim becomes end - begin, anything else is kept.
+  /// @throw std::invalid_argument if the range is empty or outside [0, N], or the
+  ///        rows cannot be split: a latent with one value per row, or a slice.
+  Data data_rows(int64_t begin, int64_t end) const;
+
+  /// Multiplies every data-row term of the log joint by `weight` (on top of N/B under
+  /// a minibatch). A data-parallel fit with W ranks sets W: the mean over the ranks
+  /// of their log joints is then exactly the full log joint. Default 1.
+  /// @throw std::invalid_argument unless weight is finite and > 0.
+  void set_row_weight(double weight);
+  double row_weight() const noexcept { return row_weight_; }
 
   /// Chooses how log_joint evaluates the program (every other method uses LibTorch
   /// ops). The fused log joint computes the same value and gradients as the
@@ -127,6 +145,7 @@ class VGUIDE_API ProgramModel : public Model {
   int64_t batch_size_ = 0;
   std::optional<at::Generator> generator_;
   Evaluator evaluator_ = Evaluator::automatic;
+  double row_weight_ = 1.0;
 };
 
 /// B distinct rows of N, uniformly among all B-subsets, ascending (int64, CPU): the

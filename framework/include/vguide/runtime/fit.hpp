@@ -33,6 +33,8 @@
 
 namespace vguide {
 
+class Communicator;
+
 enum class Optimizer { adam, adamw, sgd, rmsprop };
 
 struct OptimizerOptions {
@@ -95,13 +97,27 @@ class VGUIDE_API Fit {
   Fit(const Fit&) = delete;
   Fit& operator=(const Fit&) = delete;
 
+  /// Makes this fit one rank of a data-parallel fit (vguide/runtime/distributed.hpp,
+  /// docs/distributed.md). Call it on every rank after construction and before any
+  /// step or load_checkpoint; the model must be this rank's shard with its rows
+  /// weighed by W. Sends rank 0's parameters to all (so every rank starts equal);
+  /// from then on step, run, save_checkpoint, load_checkpoint and finish are
+  /// collectives: every rank calls them in the same order.
+  /// @throw std::invalid_argument for what a data-parallel fit cannot do: IWAE (its
+  ///        log-sum-exp over particles needs every rank's likelihood before any
+  ///        gradient) and the laplace family (its Hessian needs the whole log joint
+  ///        in one process); std::logic_error after the first step.
+  void distribute(std::shared_ptr<Communicator> communicator);
+
   /// One optimiser step (before_step, objective, backward, clip, update). Returns
   /// false when the objective or a gradient was not finite: the step is skipped and
-  /// the parameters keep their last finite values.
+  /// the parameters keep their last finite values. Afterwards each parameter's grad
+  /// holds the gradient the update used (averaged over ranks when distributed).
   bool step();
 
   /// Steps until `options.steps` are done, the convergence rule fires, K non-finite
-  /// steps come in a row, or `*interrupt` becomes true (checked between steps).
+  /// steps come in a row, or `*interrupt` becomes true (checked between steps; in a
+  /// distributed fit on any rank, and all ranks stop after the same step).
   FitResult run(const std::atomic<bool>* interrupt = nullptr,
                 const std::function<void(const StepReport&)>& on_step = {});
 
@@ -121,13 +137,16 @@ class VGUIDE_API Fit {
 
   /// Writes the guide's parameters and buffers, the optimiser state, the step,
   /// every generator's state and `fingerprints` (name -> value) to `path`
-  /// atomically (a temporary file, then rename).
+  /// atomically (a temporary file, then rename). Distributed: every rank calls it,
+  /// rank 0 writes (with every rank's tracked generators).
   void save_checkpoint(const std::string& path, const std::map<std::string, std::string>& fingerprints) const;
   /// Restores a checkpoint written by save_checkpoint.
   /// A finished checkpoint (after_fit has run) with at least `options.steps` steps
   /// restores the fitted guide, to draw from; otherwise the training state, to
   /// continue. @throw CheckpointError if it cannot be read, or a fingerprint differs
-  ///        ("checkpoint PATH: the data differs (checkpoint: X, now: Y)").
+  ///        ("checkpoint PATH: the data differs (checkpoint: X, now: Y)"), or it was
+  ///        written by a fit with another number of ranks. Distributed: rank 0
+  ///        reads the file and sends it to every rank.
   void load_checkpoint(const std::string& path, const std::map<std::string, std::string>& fingerprints);
 
  private:
