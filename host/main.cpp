@@ -412,7 +412,8 @@ int run(int argc, char** argv) {
   // Distributed: the flags override PyTorch's environment variables.
   const double timeout_s = vm["dist-timeout"].as<double>();
   if (!(timeout_s > 0.0) || !std::isfinite(timeout_s))
-    throw UsageError("--dist-timeout is " + std::to_string(timeout_s) + ", but must be a positive number of seconds");
+    throw UsageError("--dist-timeout is " + (std::ostringstream() << timeout_s).str() +
+                     ", but must be a positive number of seconds");
   if (vm.count("launch")) {
     const int ranks = vm["launch"].as<int>();
     if (ranks < 1) throw UsageError("--launch is " + std::to_string(ranks) + ", but must be at least 1");

@@ -161,21 +161,38 @@ std::shared_ptr<Communicator> rendezvous(const RendezvousOptions& o,
 
   // Every rank reads every rank's fingerprints and names the same first difference;
   // nobody leaves (rank 0 hosts the store) until all have read.
+  const std::string seconds = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(o.timeout).count());
+  // Names the ranks whose key is missing after a wait timed out.
+  const auto missing = [&](const char* prefix, const std::string& what, const std::string& cause) {
+    std::vector<int64_t> absent;
+    try {
+      for (int64_t k = 0; k < o.world_size; ++k)
+        if (!store->check({key(prefix, k)})) absent.push_back(k);
+    } catch (const std::exception&) {
+      return DistributedError(where + ": rank 0 (the rendezvous host) is gone (" + first_line(cause) + ")");
+    }
+    if (absent.empty()) return DistributedError(where + ": " + first_line(cause));
+    return DistributedError(where + ": " + rank_list(absent) + " did not " + what + " within " + seconds + " s");
+  };
   std::string mismatch;
+  std::vector<std::map<std::string, std::string>> all;
   try {
     store->set(key(kFingerprintKey, o.rank), bytes_of(nlohmann::json(fingerprints).dump()));
-    std::vector<std::map<std::string, std::string>> all;
     for (int64_t k = 0; k < o.world_size; ++k) {
       const std::vector<uint8_t> text = store->get(key(kFingerprintKey, k));
       all.push_back(nlohmann::json::parse(text.begin(), text.end()).get<std::map<std::string, std::string>>());
     }
-    mismatch = first_difference(all);
+  } catch (const std::exception& e) {
+    throw missing(kFingerprintKey, "arrive", e.what());
+  }
+  mismatch = first_difference(all);
+  try {
     store->set(key(kCheckedKey, o.rank), bytes_of("1"));
     std::vector<std::string> checked;
     for (int64_t k = 0; k < o.world_size; ++k) checked.push_back(key(kCheckedKey, k));
     store->wait(checked);
   } catch (const std::exception& e) {
-    throw DistributedError(where + ": the ranks did not all check in: " + first_line(e.what()));
+    throw missing(kCheckedKey, "finish the check", e.what());
   }
   if (!mismatch.empty()) throw DistributedError(mismatch);
 

@@ -327,6 +327,11 @@ void Fit::distribute(std::shared_ptr<Communicator> communicator) {
     s.comm->all_reduce_sum(buffer, "the start (sending rank 0's parameters)");
     p.copy_(buffer);
   }
+  // And rank 0's noise: every rank must draw the same particles.
+  for (const auto& [name, g] : guides_in(s.guide)) {
+    const std::string state = all_gather(*s.comm, to_bytes(g->generator().get_state()), "the start")[0];
+    g->generator().set_state(from_bytes(state));
+  }
 }
 
 namespace {

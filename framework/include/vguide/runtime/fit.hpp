@@ -100,9 +100,10 @@ class VGUIDE_API Fit {
   /// Makes this fit one rank of a data-parallel fit (vguide/runtime/distributed.hpp,
   /// docs/distributed.md). Call it on every rank after construction and before any
   /// step or load_checkpoint; the model must be this rank's shard with its rows
-  /// weighed by W. Sends rank 0's parameters to all (so every rank starts equal);
-  /// from then on step, run, save_checkpoint, load_checkpoint and finish are
-  /// collectives: every rank calls them in the same order.
+  /// weighed by W. Sends rank 0's parameters and guide streams to all (every rank
+  /// starts equal and draws the same particles); from then on step, run,
+  /// save_checkpoint, load_checkpoint and finish are collectives: every rank calls
+  /// them in the same order.
   /// @throw std::invalid_argument for what a data-parallel fit cannot do: IWAE (its
   ///        log-sum-exp over particles needs every rank's likelihood before any
   ///        gradient) and the laplace family (its Hessian needs the whole log joint
