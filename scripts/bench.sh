@@ -3,6 +3,7 @@
 # benchmarks in build-bench/, builds the driver, runs the suite (about 6 minutes
 # on 2 cores) and writes
 #   bench/results/<name>.jsonl      one JSON line per configuration (and self-check)
+#   bench/results/<name>-distributed.jsonl   data-parallel steps against ranks
 #   bench/results/<name>.md         machine, commit, and the tables
 #   bench/results/<name>/*.png      one plot per scaling curve (data in <name>/data/)
 # Usage: scripts/bench.sh [name]                 name defaults to today's date
@@ -25,7 +26,7 @@ fi
 build_dir="$root/build-bench"
 jobs="${VGUIDE_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DVGUIDE_BUILD_BENCH=ON -DVGUIDE_BUILD_EXAMPLES=OFF >&2
-cmake --build "$build_dir" --parallel "$jobs" --target vguide_bench_svi >&2
+cmake --build "$build_dir" --parallel "$jobs" --target vguide_bench_svi vguide_bench_distributed >&2
 
 results="$root/bench/results"
 mkdir -p "$results"
@@ -36,6 +37,12 @@ status=0
 # Written to a temporary file and renamed: an interrupted run leaves no half file.
 "$build_dir/bench/vguide_bench_svi" ${VGUIDE_BENCH_ARGS:-} >"$out.tmp" || status=$?
 mv "$out.tmp" "$out"
+# Data-parallel steps against ranks (1, 2) on N = 10^6 rows; --smoke for a quick pass.
+dist_out="$results/$name-distributed.jsonl"
+dist_args=()
+if [[ "${VGUIDE_BENCH_ARGS:-}" == *--smoke* ]]; then dist_args=(--smoke); fi
+"$build_dir/bench/vguide_bench_distributed" "${dist_args[@]}" >"$dist_out.tmp" || status=$?
+mv "$dist_out.tmp" "$dist_out"
 elapsed=$(($(date +%s) - start))
 
 plot_dir="$results/$name"
@@ -49,6 +56,7 @@ rm -rf "$plot_dir"
   echo "- LibTorch $(dpkg-query -W -f='${Version}' libtorch-dev 2>/dev/null || echo '?'), Release build, suite time ${elapsed} s"
   echo "- arguments: ${VGUIDE_BENCH_ARGS:-(none)}"
   "$build_dir/bench/vguide_bench_svi" --report "$out" --plot-dir "$plot_dir/data"
+  "$build_dir/bench/vguide_bench_distributed" --report "$dist_out"
 } >"$results/$name.md"
 gnuplot -e "dir='$plot_dir'" "$root/bench/plot.gp"
 gnuplot -e "dir='$plot_dir'; cpu=1" "$root/bench/plot.gp"
