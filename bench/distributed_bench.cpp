@@ -15,9 +15,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
@@ -45,18 +42,6 @@ struct Config {
   int blocks = 11;
   double block_seconds = 0.5;
 };
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -155,7 +140,7 @@ int run_rank(const Config& c, int64_t rank, int port, const std::string& source_
 
 // Forks the ranks of one configuration and waits for them.
 bool run_config(const Config& c, const std::string& source_dir) {
-  const int port = free_port();
+  const int port = vguide::free_loopback_port();
   std::vector<pid_t> pids;
   for (int64_t r = 0; r < c.ranks; ++r) {
     const pid_t pid = ::fork();

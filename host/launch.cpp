@@ -1,10 +1,9 @@
 #include "launch.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include "vguide/runtime/distributed.hpp"
+
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,26 +23,6 @@ std::atomic<int> g_forward_signal{0};
 
 extern "C" void remember_signal(int sig) { g_forward_signal.store(sig); }
 
-// A port the kernel just handed out on loopback: free for the ranks' store, barring
-// a race with another program in the moment between.
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error(std::string("--launch: no socket for a port: ") + std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const std::string why = std::strerror(errno);
-    ::close(fd);
-    throw std::runtime_error("--launch: no free port on 127.0.0.1: " + why);
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 int status_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
 std::string describe(int rank, int status) {
@@ -56,7 +35,7 @@ std::string describe(int rank, int status) {
 }  // namespace
 
 int launch_local(int ranks, const std::vector<std::string>& args, std::chrono::milliseconds grace) {
-  const std::string port = std::to_string(free_loopback_port());
+  const std::string port = std::to_string(vguide::free_loopback_port());
   std::vector<pid_t> pids(static_cast<size_t>(ranks), -1);
   struct sigaction forward {};
   forward.sa_handler = remember_signal;

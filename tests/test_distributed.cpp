@@ -4,9 +4,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -38,19 +35,6 @@ const std::string kModels = std::string(VGUIDE_TEST_SOURCE_DIR) + "/examples/mod
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// A port the kernel just handed out: free for a rendezvous in the next moment.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 RendezvousOptions loopback(int64_t rank, int64_t world, int port, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
@@ -139,7 +123,7 @@ TEST_F(DistributedFit, TwoAndFourRanksFitTheSameParametersAsOneProcess) {
         guides.push_back(make(family, *models.back()));
         copy_parameters(*start, *guides.back());
       }
-      const int port = free_port();
+      const int port = free_loopback_port();
       on_ranks(world, [&](int64_t r) {
         auto comm = rendezvous(loopback(r, world, port), {{"family", family}});
         Fit fit(*models[r], *guides[r], options);
@@ -198,7 +182,7 @@ TEST_F(DistributedFit, MinibatchGradientAveragedOverRanksIsUnbiased) {
     guides.push_back(make("delta", *models.back()));
   }
   std::vector<at::Tensor> estimates(steps);
-  const int port = free_port();
+  const int port = free_loopback_port();
   on_ranks(world, [&](int64_t r) {
     auto comm = rendezvous(loopback(r, world, port), {});
     Fit fit(*models[r], *guides[r], options);
@@ -228,7 +212,7 @@ TEST_F(DistributedFit, MinibatchGradientAveragedOverRanksIsUnbiased) {
 // ---- rendezvous and faults ------------------------------------------------------
 
 TEST(Distributed, RanksThatDisagreeAreRefusedWithTheSameMessageEverywhere) {
-  const int port = free_port();
+  const int port = free_loopback_port();
   std::vector<std::string> messages(3);
   on_ranks(3, [&](int64_t r) {
     std::map<std::string, std::string> fingerprints{{"model", "m1"}, {"guide family", r == 2 ? "iaf" : "normal"}};
@@ -242,7 +226,7 @@ TEST(Distributed, RanksThatDisagreeAreRefusedWithTheSameMessageEverywhere) {
 }
 
 TEST(Distributed, ARankThatStopsAnsweringIsNamedWithinTheTimeout) {
-  const int port = free_port();
+  const int port = free_loopback_port();
   const auto timeout = std::chrono::seconds(2);
   std::string message;
   double waited = 0.0;
@@ -287,7 +271,7 @@ TEST(Distributed, OptionsAreChecked) {
 }
 
 TEST(Distributed, AllGatherAlongConcatenatesTheRanksBlocksInOrder) {
-  const int port = free_port();
+  const int port = free_loopback_port();
   std::vector<at::Tensor> out(3);
   on_ranks(3, [&](int64_t r) {
     auto comm = rendezvous(loopback(r, 3, port), {});

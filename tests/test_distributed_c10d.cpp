@@ -7,9 +7,6 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -21,18 +18,6 @@
 
 namespace vguide {
 namespace {
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // What an application would build itself: a TCPStore and a Gloo group on loopback.
 struct OwnGroup {
@@ -56,7 +41,7 @@ OwnGroup own_group(int rank, int world, int port, std::chrono::milliseconds time
 // Two ranks on threads: both sum once, then rank 1 goes quiet; returns rank 0's
 // error for its second sum.
 std::string lost_rank_message(bool with_store) {
-  const int port = free_port();
+  const int port = free_loopback_port();
   std::atomic<bool> done{false};
   std::vector<std::string> sums(2);
   std::string error;

@@ -3,10 +3,7 @@
 // distributed flags' errors.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,11 +17,13 @@
 
 #include "host_run.hpp"
 #include "test_config.hpp"
+#include "vguide/runtime/distributed.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using vguide::test::HostRun;
+using vguide::free_loopback_port;
 using vguide::test::run_host;
 
 const std::string kModels = std::string(VGUIDE_TEST_SOURCE_DIR) + "/examples/models/";
@@ -37,18 +36,6 @@ std::string read_file(const fs::path& p) {
 }
 
 nlohmann::json summary(const fs::path& dir) { return nlohmann::json::parse(read_file(dir / "summary.json")); }
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // `vguide-host args` in the background, stdout and stderr to `log`.
 pid_t spawn_host(const std::string& args, const fs::path& log) {
@@ -161,7 +148,7 @@ TEST_F(DistributedHost, ResumedMinibatchFitIsBitIdenticalAndNeedsTheSameRanks) {
 }
 
 TEST_F(DistributedHost, AKilledRankStopsTheOthersInBoundedTimeAndTheCheckpointSurvives) {
-  const std::string master = "--world-size 2 --master 127.0.0.1:" + std::to_string(free_port());
+  const std::string master = "--world-size 2 --master 127.0.0.1:" + std::to_string(free_loopback_port());
   const std::string fit = kLogistic + " --steps 100000000 --checkpoint-every 25 --dist-timeout 20 --quiet " + master +
                           " --output " + (dir_ / "out").string();
   const pid_t rank0 = spawn_host(fit + " --rank 0", dir_ / "rank0.log");
@@ -196,7 +183,7 @@ TEST_F(DistributedHost, AKilledRankStopsTheOthersInBoundedTimeAndTheCheckpointSu
 }
 
 TEST_F(DistributedHost, RanksThatDisagreeAreRefusedAtStartUp) {
-  const std::string master = "--world-size 2 --master 127.0.0.1:" + std::to_string(free_port());
+  const std::string master = "--world-size 2 --master 127.0.0.1:" + std::to_string(free_loopback_port());
   const std::string fit = kLogistic + " --steps 50 --quiet --dist-timeout 20 " + master + " --output " + (dir_ / "out").string();
   const pid_t rank0 = spawn_host(fit + " --rank 0 --guide-opt init_scale=0.1", dir_ / "rank0.log");
   const pid_t rank1 = spawn_host(fit + " --rank 1 --guide-opt init_scale=0.2", dir_ / "rank1.log");
@@ -211,7 +198,7 @@ TEST_F(DistributedHost, RanksThatDisagreeAreRefusedAtStartUp) {
 }
 
 TEST_F(DistributedHost, ARankAloneGivesUpAtTheRendezvousTimeout) {
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(free_loopback_port());
   const auto start = std::chrono::steady_clock::now();
   HostRun r = run_host(kLogistic + " --steps 5 --quiet --rank 0 --world-size 2 --master 127.0.0.1:" + port +
                        " --dist-timeout 2 --output " + (dir_ / "out").string());

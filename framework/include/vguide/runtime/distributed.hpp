@@ -57,6 +57,12 @@ VGUIDE_API void validate(const RendezvousOptions& options);
 /// @throw std::invalid_argument naming a variable that is not a number.
 VGUIDE_API RendezvousOptions rendezvous_from_env();
 
+/// A TCP port on 127.0.0.1 that is free at this moment (the kernel's pick), for a
+/// rendezvous of local ranks (`vguide-host --launch`, tests). Another program may
+/// take it before the ranks do; the rendezvous then fails with a clear error.
+/// @throw std::runtime_error if no socket can be bound.
+VGUIDE_API int free_loopback_port();
+
 /// The collectives a data-parallel fit needs. Every rank must make the same calls
 /// in the same order.
 class VGUIDE_API Communicator {
