@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <ostream>
+
 #include "vguide/runtime/fused_adam.hpp"
 
 namespace vguide {
@@ -12,6 +14,11 @@ struct Case {
   at::ScalarType dtype;
   double weight_decay;
 };
+
+// A stable test name for CTest (without it gtest prints the struct's bytes, padding included).
+std::ostream& operator<<(std::ostream& out, const Case& c) {
+  return out << c.dtype << "_weight_decay_" << c.weight_decay;
+}
 
 class FusedAdamTest : public ::testing::TestWithParam<Case> {};
 
