@@ -153,7 +153,7 @@ TEST_F(HostTest, ListPluginsReportsAPluginThatFailsToLoadAndListsTheRest) {
   ::unsetenv("VGUIDE_PLUGIN_PATH");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("vguide-host: skipped plugin " + bad.string() +
-                          ": ABI version 3.0 is incompatible with this host's 2.0 (major versions differ; rebuild "
+                          ": ABI version 3.0 is incompatible with this host's 2.1 (major versions differ; rebuild "
                           "the plugin against this SDK)\n"),
             std::string::npos)
       << r.output;

@@ -13,6 +13,7 @@
 #include "vguide/model/program_model.hpp"
 #include "vguide/runtime/distributed.hpp"
 #include "vguide/runtime/elbo.hpp"
+#include "vguide/runtime/fused_adam.hpp"
 
 namespace vguide {
 
@@ -24,8 +25,8 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Te
                                                         const OptimizerOptions& o) {
   const double decay = o.weight_decay >= 0.0 ? o.weight_decay : (o.kind == Optimizer::adamw ? 0.01 : 0.0);
   switch (o.kind) {
-    case Optimizer::adam:
-      return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(o.lr).weight_decay(decay));
+    case Optimizer::adam:  // LibTorch's Adam with its update as one loop per tensor (fused_adam.hpp)
+      return std::make_unique<FusedAdam>(params, torch::optim::AdamOptions(o.lr).weight_decay(decay));
     case Optimizer::adamw:
       return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(o.lr).weight_decay(decay));
     case Optimizer::sgd:

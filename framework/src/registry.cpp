@@ -1,8 +1,12 @@
 #include "vguide/registry.hpp"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -165,13 +169,11 @@ SiteValues LatentRegistry::unflatten_unconstrained(const at::Tensor& flat) const
   return out;
 }
 
-std::pair<SiteValues, at::Tensor> LatentRegistry::constrain(const at::Tensor& flat) const {
-  if (flat.dim() < 1 || flat.size(-1) != total_dim_) {
-    std::ostringstream msg;
-    msg << "constrain: expected a last dim of " << total_dim_ << " (the flat unconstrained size), got shape "
-        << shape_to_string(flat.sizes().vec());
-    throw std::invalid_argument(msg.str());
-  }
+namespace {
+
+// The constrained values with LibTorch ops, one per run of sites: every support,
+// every device and dtype.
+std::pair<SiteValues, at::Tensor> constrain_with_ops(const std::vector<LatentSite>& sites, const at::Tensor& flat) {
   const std::vector<int64_t> batch(flat.sizes().begin(), flat.sizes().end() - 1);
   SiteValues values;
   at::Tensor ladj;
@@ -185,12 +187,12 @@ std::pair<SiteValues, at::Tensor> LatentRegistry::constrain(const at::Tensor& fl
     int64_t width;
   };
   std::vector<Segment> segments;
-  for (size_t i = 0; i < sites_.size();) {
-    const LatentSite& first = sites_[i];
+  for (size_t i = 0; i < sites.size();) {
+    const LatentSite& first = sites[i];
     size_t end = i + 1;
     if (elementwise(first) && first.support.kind() != ConstraintKind::real)
-      while (end < sites_.size() && elementwise(sites_[end]) && sites_[end].support == first.support) ++end;
-    segments.push_back({i, end, sites_[end - 1].offset + sites_[end - 1].unconstrained_dim - first.offset});
+      while (end < sites.size() && elementwise(sites[end]) && sites[end].support == first.support) ++end;
+    segments.push_back({i, end, sites[end - 1].offset + sites[end - 1].unconstrained_dim - first.offset});
     i = end;
   }
   // One split for all segments: its backward is one op, where a narrow per segment
@@ -200,7 +202,7 @@ std::pair<SiteValues, at::Tensor> LatentRegistry::constrain(const at::Tensor& fl
   const std::vector<at::Tensor> parts =
       segments.size() == 1 ? std::vector<at::Tensor>{flat} : flat.split_with_sizes(widths, -1);
   for (size_t g = 0; g < segments.size(); ++g) {
-    const LatentSite& first = sites_[segments[g].begin];
+    const LatentSite& first = sites[segments[g].begin];
     if (segments[g].end == segments[g].begin + 1) {
       const at::Tensor z = reshaped(parts[g], concat(batch, first.unconstrained_shape));
       if (elementwise(first) && first.support.kind() == ConstraintKind::real) {
@@ -215,12 +217,244 @@ std::pair<SiteValues, at::Tensor> LatentRegistry::constrain(const at::Tensor& fl
     auto [v, l] = first.bijector->forward_and_log_det(parts[g]);
     add(l.sum(-1));
     for (size_t k = segments[g].begin; k < segments[g].end; ++k) {
-      const LatentSite& s = sites_[k];
+      const LatentSite& s = sites[k];
       values.emplace(s.name, reshaped(v.narrow(-1, s.offset - first.offset, s.unconstrained_dim), concat(batch, s.shape)));
     }
   }
   if (!ladj.defined()) ladj = at::zeros(batch, flat.options());
   return {std::move(values), ladj};
+}
+
+
+// ---- constrain as one autograd node --------------------------------------------
+//
+// For sites whose bijectors are elementwise and from the library's closed forms
+// (identity, shifted exp, scaled sigmoid), constrain is one pass over z and one
+// autograd node, where LibTorch ops cost a split, a reshape per site, the bijector's
+// ops and the Jacobian sum, each with its backward.
+
+enum class Map { identity, exp, sigmoid };
+
+struct FusedSite {
+  Map map = Map::identity;
+  double origin = 0.0;  // exp: origin + sign * exp(z); sigmoid: origin + width * sigmoid(z)
+  double factor = 1.0;  // sign (exp) or width (sigmoid)
+  double log_width = 0.0;
+  int64_t offset = 0, dim = 0;
+};
+
+bool fused_map(const LatentSite& s, FusedSite& f) {
+  if (!elementwise(s)) return false;
+  const Constraint& c = s.support;
+  f.offset = s.offset;
+  f.dim = s.unconstrained_dim;
+  switch (c.kind()) {
+    case ConstraintKind::real: f.map = Map::identity; return true;
+    case ConstraintKind::positive: f.map = Map::exp; return true;
+    case ConstraintKind::greater_than:
+      f.map = Map::exp;
+      f.origin = c.lower();
+      return true;
+    case ConstraintKind::less_than:
+      f.map = Map::exp;
+      f.origin = c.upper();
+      f.factor = -1.0;
+      return true;
+    case ConstraintKind::interval:
+    case ConstraintKind::unit_interval:
+      f.map = Map::sigmoid;
+      f.origin = c.lower();
+      f.factor = c.upper() - c.lower();
+      f.log_width = std::log(f.factor);
+      return true;
+    default: return false;
+  }
+}
+
+bool fusable(const std::vector<LatentSite>& sites, const at::Tensor& flat) {
+  if (!(flat.scalar_type() == at::kFloat || flat.scalar_type() == at::kDouble) || !flat.device().is_cpu()) return false;
+  // One real site of its own shape is z itself: no op at all without the node.
+  if (sites.size() == 1 && sites[0].support.kind() == ConstraintKind::real && elementwise(sites[0])) return false;
+  FusedSite f;
+  for (const auto& s : sites)
+    if (!fused_map(s, f)) return false;
+  return true;
+}
+
+using torch::autograd::variable_list;
+
+class FusedConstrainBackward final : public torch::autograd::Node {
+ public:
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(1);
+    if (!should_compute_output(0)) return out;
+    if (at::GradMode::is_enabled()) {
+      // A graph of the gradient is wanted (create_graph, e.g. a Hessian): the same
+      // derivative as LibTorch ops of the input, so that it can be differentiated again.
+      std::vector<at::Tensor> parts;
+      const at::Tensor& g_ladj = grads.back();
+      for (size_t k = 0; k < fused_.size(); ++k) {
+        const FusedSite& f = fused_[k];
+        const at::Tensor z = flat_.narrow(-1, f.offset, f.dim);
+        at::Tensor part = at::zeros_like(z);
+        at::Tensor s;
+        if (f.map == Map::sigmoid) s = at::sigmoid(z);
+        if (grads[k].defined()) {
+          const at::Tensor gv = grads[k].reshape(z.sizes());
+          switch (f.map) {
+            case Map::identity: part = part + gv; break;
+            case Map::exp: part = part + gv * (f.factor * at::exp(z)); break;
+            case Map::sigmoid: part = part + gv * (f.factor * s * (1 - s)); break;
+          }
+        }
+        if (g_ladj.defined()) {
+          const at::Tensor gl = g_ladj.unsqueeze(-1);
+          if (f.map == Map::exp) part = part + gl;
+          if (f.map == Map::sigmoid) part = part + gl * (1 - 2 * s);
+        }
+        parts.push_back(part);
+      }
+      out[0] = at::cat(parts, -1);
+      return out;
+    }
+    if (z_.scalar_type() == at::kDouble) out[0] = loops<double>(grads);
+    else out[0] = loops<float>(grads);
+    return out;
+  }
+  std::string name() const override { return "FusedConstrainBackward"; }
+  void release_variables() override {
+    z_ = at::Tensor();
+    flat_ = at::Tensor();
+  }
+
+  std::vector<FusedSite> fused_;
+  at::Tensor z_;     // the input's values, contiguous
+  at::Tensor flat_;  // the input itself, for create_graph
+
+ private:
+  template <class T>
+  at::Tensor loops(const variable_list& grads) const {
+    const int64_t D = z_.size(-1), rows = D == 0 ? 0 : z_.numel() / D;
+    const T* z = z_.data_ptr<T>();
+    at::Tensor g = at::zeros(z_.sizes(), z_.options());
+    T* gp = g.data_ptr<T>();
+    const at::Tensor& g_ladj = grads.back();
+    at::Tensor gl;
+    const T* glp = nullptr;
+    int64_t gl_stride = 0;
+    if (g_ladj.defined()) {
+      gl = g_ladj.reshape({rows});
+      glp = gl.data_ptr<T>();
+      gl_stride = gl.stride(0);
+    }
+    for (size_t k = 0; k < fused_.size(); ++k) {
+      const FusedSite& f = fused_[k];
+      const at::Tensor& gv = grads[k];
+      at::Tensor gvr;
+      const T* gvp = nullptr;
+      int64_t rs = 0, cs = 0;
+      if (gv.defined()) {
+        gvr = gv.reshape({rows, f.dim});
+        gvp = gvr.data_ptr<T>();
+        rs = gvr.stride(0);
+        cs = gvr.stride(1);
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const T l = glp ? glp[r * gl_stride] : T(0);
+        for (int64_t j = 0; j < f.dim; ++j) {
+          const int64_t i = r * D + f.offset + j;
+          const T v = gvp ? gvp[r * rs + j * cs] : T(0);
+          switch (f.map) {
+            case Map::identity: gp[i] = v; break;
+            case Map::exp: gp[i] = v * static_cast<T>(f.factor) * std::exp(z[i]) + l; break;  // ladj = z
+            case Map::sigmoid: {
+              const T s = T(1) / (T(1) + std::exp(-z[i]));
+              gp[i] = v * static_cast<T>(f.factor) * s * (T(1) - s) + l * (T(1) - T(2) * s);
+              break;
+            }
+          }
+        }
+      }
+    }
+    return g;
+  }
+};
+
+template <class T>
+void forward_loops(const std::vector<FusedSite>& fused, const at::Tensor& z_, std::vector<at::Tensor>& values,
+                   at::Tensor& ladj) {
+  const int64_t D = z_.size(-1), rows = D == 0 ? 0 : z_.numel() / D;
+  const T* z = z_.data_ptr<T>();
+  T* lp = ladj.data_ptr<T>();
+  for (int64_t r = 0; r < rows; ++r) lp[r] = T(0);
+  for (size_t k = 0; k < fused.size(); ++k) {
+    const FusedSite& f = fused[k];
+    T* vp = values[k].data_ptr<T>();
+    const T origin = static_cast<T>(f.origin), factor = static_cast<T>(f.factor);
+    for (int64_t r = 0; r < rows; ++r) {
+      T l = 0;
+      for (int64_t j = 0; j < f.dim; ++j) {
+        const T x = z[r * D + f.offset + j];
+        T& v = vp[r * f.dim + j];
+        switch (f.map) {
+          case Map::identity: v = x; break;
+          case Map::exp:
+            v = f.origin == 0.0 ? factor * std::exp(x) : origin + factor * std::exp(x);
+            l += x;  // log|d/dz exp(z)| = z
+            break;
+          case Map::sigmoid: {
+            const T s = T(1) / (T(1) + std::exp(-x));
+            v = (f.origin == 0.0 && f.factor == 1.0) ? s : s * factor + origin;
+            // log sigmoid(z) + log sigmoid(-z) + log width, stable: -|z| - 2 log1p(exp(-|z|)).
+            const T a = std::abs(x);
+            l += -a - T(2) * std::log1p(std::exp(-a)) + static_cast<T>(f.log_width);
+            break;
+          }
+        }
+      }
+      lp[r] += l;
+    }
+  }
+}
+
+std::pair<SiteValues, at::Tensor> constrain_fused(const std::vector<LatentSite>& sites, const at::Tensor& flat) {
+  const std::vector<int64_t> batch(flat.sizes().begin(), flat.sizes().end() - 1);
+  std::vector<FusedSite> fused(sites.size());
+  for (size_t k = 0; k < sites.size(); ++k) fused_map(sites[k], fused[k]);
+  const at::Tensor z = flat.detach().contiguous();
+  const at::TensorOptions options = flat.options().requires_grad(false);
+  std::vector<at::Tensor> values;
+  values.reserve(sites.size());
+  for (const auto& s : sites) values.push_back(at::empty(concat(batch, s.shape), options));
+  at::Tensor ladj = at::empty(batch, options);
+  if (z.scalar_type() == at::kDouble) forward_loops<double>(fused, z, values, ladj);
+  else forward_loops<float>(fused, z, values, ladj);
+
+  if (at::GradMode::is_enabled() && flat.requires_grad()) {
+    auto node = std::shared_ptr<FusedConstrainBackward>(new FusedConstrainBackward(), torch::autograd::deleteNode);
+    node->set_next_edges(torch::autograd::collect_next_edges(flat));
+    node->fused_ = std::move(fused);
+    node->z_ = z;
+    node->flat_ = flat;
+    for (auto& v : values) torch::autograd::set_history(v, node);
+    torch::autograd::set_history(ladj, node);
+  }
+  SiteValues out;
+  for (size_t k = 0; k < sites.size(); ++k) out.emplace(sites[k].name, std::move(values[k]));
+  return {std::move(out), ladj};
+}
+
+}  // namespace
+
+std::pair<SiteValues, at::Tensor> LatentRegistry::constrain(const at::Tensor& flat) const {
+  if (flat.dim() < 1 || flat.size(-1) != total_dim_) {
+    std::ostringstream msg;
+    msg << "constrain: expected a last dim of " << total_dim_ << " (the flat unconstrained size), got shape "
+        << shape_to_string(flat.sizes().vec());
+    throw std::invalid_argument(msg.str());
+  }
+  if (fusable(sites_, flat)) return constrain_fused(sites_, flat);
+  return constrain_with_ops(sites_, flat);
 }
 
 std::pair<at::Tensor, at::Tensor> LatentRegistry::unconstrain(const SiteValues& values, const char* function) const {

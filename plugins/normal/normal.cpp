@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "vguide/flat_guide.hpp"
+#include "vguide/math/diag_normal_rsample.hpp"
 #include "vguide/math/normal_log_prob.hpp"
 #include "vguide/options/normal.hpp"
 #include "vguide/plugin.hpp"
@@ -33,10 +34,9 @@ class NormalGuide final : public vguide::FlatGuide {
 
  protected:
   std::pair<at::Tensor, at::Tensor> sample_flat(int64_t S, const at::TensorOptions&) override {
-    at::Tensor eps = at::randn({S, loc_.size(0)}, generator(), loc_.options());
-    at::Tensor z = at::addcmul(loc_, at::exp(log_scale_), eps);  // one autograd node for loc + scale * eps
-    at::Tensor log_q = (vguide::math::standard_normal_log_prob(eps) - log_scale_).sum(-1);
-    return {z, log_q};
+    const at::Tensor eps = at::randn({S, loc_.size(0)}, generator(), loc_.options());
+    // z and log q from the same noise, as one autograd node (eight ops with LibTorch's).
+    return vguide::math::diag_normal_rsample(loc_, log_scale_, eps);
   }
 
   at::Tensor log_prob_flat(const at::Tensor& z) override {

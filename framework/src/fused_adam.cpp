@@ -1,0 +1,103 @@
+#include "vguide/runtime/fused_adam.hpp"
+
+#include <ATen/ATen.h>
+#include <c10/util/string_utils.h>
+
+#include <cmath>
+
+namespace vguide {
+namespace {
+
+// One Adam update of n elements, in the order LibTorch's Adam::step computes it:
+//   g = grad + wd * p;  m = m * b1 + (1 - b1) * g;  v = v * b2 + (1 - b2) * g * g;
+//   denom = sqrt(v) / sqrt(bc2) + eps;  p = p + (-lr / bc1) * m / denom,
+// each scalar rounded to the tensor's type as LibTorch's kernels do.
+template <class T>
+void adam_update(int64_t n, T* p, const T* grad, T* m, T* v, const torch::optim::AdamOptions& o, int64_t step) {
+  const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
+  const double bias_correction1 = 1 - std::pow(beta1, step);
+  const double bias_correction2 = 1 - std::pow(beta2, step);
+  const T b1 = static_cast<T>(beta1), one_minus_b1 = static_cast<T>(1 - beta1);
+  const T b2 = static_cast<T>(beta2), one_minus_b2 = static_cast<T>(1 - beta2);
+  const T wd = static_cast<T>(o.weight_decay());
+  const bool decay = o.weight_decay() != 0;
+  const T sqrt_bc2 = static_cast<T>(std::sqrt(bias_correction2));
+  const T eps = static_cast<T>(o.eps());
+  const T neg_step = static_cast<T>(-(o.lr() / bias_correction1));
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = decay ? grad[i] + wd * p[i] : grad[i];
+    m[i] = m[i] * b1;
+    m[i] = m[i] + one_minus_b1 * g;
+    v[i] = v[i] * b2;
+    v[i] = v[i] + one_minus_b2 * g * g;
+    const T denom = std::sqrt(v[i]) / sqrt_bc2 + eps;
+    p[i] = p[i] + neg_step * m[i] / denom;
+  }
+}
+
+}  // namespace
+
+bool FusedAdam::fusable() const {
+  for (const auto& group : param_groups()) {
+    if (static_cast<const torch::optim::AdamOptions&>(group.options()).amsgrad()) return false;
+    for (const auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      const at::Tensor& g = p.grad();
+      const at::ScalarType t = p.scalar_type();
+      if (!(t == at::kFloat || t == at::kDouble) || g.scalar_type() != t || !p.device().is_cpu() ||
+          !g.device().is_cpu() || g.is_sparse() || !p.is_contiguous() || !g.is_contiguous())
+        return false;
+    }
+  }
+  return true;
+}
+
+torch::Tensor FusedAdam::step(LossClosure closure) {
+  if (!fusable()) return torch::optim::Adam::step(std::move(closure));
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure != nullptr) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  size_t index = 0;
+  for (auto& group : param_groups()) {
+    const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
+    for (auto& p : group.params()) {
+      // LibTorch keys a parameter's state by its address; the string is built once.
+      if (index == keys_.size()) keys_.push_back(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      const std::string& key = keys_[index++];
+      if (!p.grad().defined()) continue;
+      auto it = state().find(key);
+      if (it == state().end()) {
+        auto fresh = std::make_unique<torch::optim::AdamParamState>();
+        fresh->step(0);
+        fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Preserve));
+        fresh->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Preserve));
+        it = state().emplace(key, std::move(fresh)).first;
+      }
+      auto& s = static_cast<torch::optim::AdamParamState&>(*it->second);
+      s.step(s.step() + 1);
+      at::Tensor& m = s.exp_avg();
+      at::Tensor& v = s.exp_avg_sq();
+      if (!m.is_contiguous() || !v.is_contiguous() || m.scalar_type() != p.scalar_type() ||
+          v.scalar_type() != p.scalar_type()) {
+        // A state loaded in another layout: make it this parameter's, once.
+        m = m.to(p.scalar_type()).contiguous();
+        v = v.to(p.scalar_type()).contiguous();
+      }
+      const at::Tensor& g = p.grad();
+      if (p.scalar_type() == at::kDouble)
+        adam_update<double>(p.numel(), p.data_ptr<double>(), g.data_ptr<double>(), m.data_ptr<double>(),
+                            v.data_ptr<double>(), options, s.step());
+      else
+        adam_update<float>(p.numel(), p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
+                           v.data_ptr<float>(), options, s.step());
+      // As an in-place op would: autograd then refuses a graph that saved the old values.
+      p.unsafeGetTensorImpl()->bump_version();
+    }
+  }
+  return loss;
+}
+
+}  // namespace vguide
