@@ -53,6 +53,13 @@ enum Exit { kOk = 0, kInput = 1, kUsage = 2, kPlugin = 3, kNumerical = 4, kDistr
 // "vguide-host", or "vguide-host[rank 2]" in a distributed fit: whose line it is.
 std::string g_who = "vguide-host";
 
+// One line on stderr in one write, so that the lines of ranks sharing a terminal
+// do not interleave.
+void say(const std::string& line) {
+  const std::string text = g_who + ": " + line + "\n";
+  if (::write(STDERR_FILENO, text.data(), text.size()) < 0) return;  // nowhere left to say it
+}
+
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -203,6 +210,7 @@ vguide::ElboEstimate write_outputs(const Outputs& o, const vguide::Model& model,
                                    const vguide::Fit& fit, double wall_time) {
   const vguide::PosteriorDraws draws = vguide::draw_posterior(model, guide, o.draws);
   const vguide::ElboEstimate elbo = vguide::estimate_elbo(model, guide, o.elbo_particles);
+  if (!o.write) return elbo;  // the collective parts are done; the rest is rank 0's
   double khat = std::nan("");
   std::string reading = "not computed (non-finite log ratios)";
   if (o.elbo_particles < vguide::kPsisMinDraws) {
@@ -274,7 +282,6 @@ vguide::ElboEstimate write_outputs(const Outputs& o, const vguide::Model& model,
     vguide::write_stan_csv(psis_text, resampled);
   }
 
-  if (!o.write) return elbo;
   std::ostringstream elbo_text;
   elbo_text << "step,elbo\n";
   char buf[64];
@@ -473,8 +480,10 @@ int run(int argc, char** argv) {
   for (size_t at = data_path.find("{rank}"); at != std::string::npos; at = data_path.find("{rank}"))
     data_path.replace(at, 6, std::to_string(rank));
   const std::string model_text = read_text(model_path, "--model"), data_text = read_text(data_path, "--data");
+  vguide::model::Data data = vguide::model::parse_data(data_text, data_path);
+  const std::vector<std::string> data_names = data.names();
   auto model_ptr = std::make_unique<vguide::model::ProgramModel>(vguide::model::parse_program(model_text, model_path),
-                                                                 vguide::model::parse_data(data_text, data_path));
+                                                                 std::move(data));
   if (distributed && !per_rank_data) {
     // Contiguous blocks of rows, as even as N allows.
     const int64_t N = model_ptr->num_rows();
@@ -494,7 +503,7 @@ int run(int argc, char** argv) {
   if (distributed) {
     if (per_rank_data) {
       try {  // the same refusals as for rows cut from one file
-        (void)model.data_rows(0, model.num_rows());
+        model.check_rows_can_split();
       } catch (const std::invalid_argument& e) {
         throw InputError("--model " + model_path + ": " + e.what());
       }
@@ -531,7 +540,7 @@ int run(int argc, char** argv) {
     std::string data_layout = data_fingerprint;
     if (per_rank_data) {
       data_layout = "per-rank files with";
-      for (const auto& name : vguide::model::parse_data(data_text, data_path).names()) data_layout += " " + name;
+      for (const auto& name : data_names) data_layout += " " + name;
     }
     comm = vguide::rendezvous(dist, {{"model", vguide::fingerprint(model_text)},
                                      {"data", data_layout},
@@ -622,7 +631,7 @@ int run(int argc, char** argv) {
     } catch (const std::exception& e) {
       spdlog::warn("outputs of the fit so far could not be written: {}", e.what());
     }
-    std::cerr << g_who << ": error: " << message << "\n";
+    say("error: " + message);
     return kNumerical;
   }
   const vguide::ElboEstimate elbo = write_outputs(o, scoring, *guide, fit, wall);
@@ -631,8 +640,8 @@ int run(int argc, char** argv) {
   const int interrupted_status = 128 + (g_signal != 0 ? static_cast<int>(g_signal) : SIGINT);
   if (rank != 0) return result.reason == vguide::StopReason::interrupted ? interrupted_status : kOk;
   if (result.reason == vguide::StopReason::interrupted) {
-    std::cerr << g_who << ": interrupted at step " << result.steps_done << "; wrote " << output.string()
-              << " (resume with --resume " << output.string() << ")\n";
+    say("interrupted at step " + std::to_string(result.steps_done) + "; wrote " + output.string() +
+        " (resume with --resume " + output.string() + ")");
     return interrupted_status;
   }
   if (!quiet) {
@@ -654,18 +663,18 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const UsageError& e) {
-    std::cerr << g_who << ": error: " << first_line(e.what()) << " (see --help)\n";
+    say("error: " + first_line(e.what()) + " (see --help)");
     return kUsage;
   } catch (const vguide::PluginError& e) {
-    std::cerr << g_who << ": error: " << first_line(e.what()) << "\n";
+    say("error: " + first_line(e.what()));
     return kPlugin;
   } catch (const vguide::DistributedError& e) {
-    std::cerr << g_who << ": error: " << first_line(e.what()) << "\n";
+    say("error: " + first_line(e.what()));
     return kDistributed;
   } catch (const std::exception& e) {
     // The model, the data, a file, a checkpoint; LibTorch appends a backtrace after
     // the first line, and the first line is the error.
-    std::cerr << g_who << ": error: " << first_line(e.what()) << "\n";
+    say("error: " + first_line(e.what()));
     return kInput;
   }
 }

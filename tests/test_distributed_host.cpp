@@ -244,6 +244,15 @@ TEST_F(DistributedHost, DistributedSettingsErrorsHaveTheirLineAndExitCode) {
     EXPECT_EQ(r.exit_code, c.code) << c.args << "\n" << r.output;
     EXPECT_NE(r.output.find(c.line), std::string::npos) << c.args << "\n" << r.output;
   }
+  // Per-rank files meet the same refusal as blocks of one file.
+  for (int r = 0; r < 2; ++r) fs::copy_file(kModels + "eight_schools.json", dir_ / ("schools" + std::to_string(r) + ".json"));
+  HostRun per_rank = run_host("--launch 2 --plugin normal --model " + kModels + "eight_schools.qvr --data " +
+                              (dir_ / "schools{rank}.json").string() + out);
+  EXPECT_EQ(per_rank.exit_code, 1) << per_rank.output;
+  EXPECT_NE(per_rank.output.find("vguide-host[rank 0]: error: --model " + kModels +
+                                 "eight_schools.qvr: latent 'theta_raw' has one value per data row"),
+            std::string::npos)
+      << per_rank.output;
   HostRun env = vguide::test::run_command("RANK=x " + std::string(VGUIDE_TEST_HOST) + " " + kLogistic);
   EXPECT_EQ(env.exit_code, 2);
   EXPECT_EQ(env.output, "vguide-host: error: environment variable RANK is 'x', not a whole number (see --help)\n");

@@ -701,6 +701,29 @@ std::vector<std::string> ProgramModel::let_names() const {
   return out;
 }
 
+namespace {
+
+// What keeps the rows from being taken apart (minibatches, ranks): a slice, whose
+// result over some rows is not those rows of the slice, and a latent with one value
+// per row, which the guide draws whole.
+const StepPlan* first_slicing_step(const ProgramModel::Plan& plan) {
+  for (const auto& sp : plan.steps) {
+    bool sliced = false;
+    for (const Expr& e : sp.step->args) sliced = sliced || has_slice(e);
+    if (sp.step->kind == Step::Kind::let) sliced = sliced || has_slice(sp.step->value);
+    if (sliced) return &sp;
+  }
+  return nullptr;
+}
+
+const StepPlan* first_per_row_latent(const ProgramModel::Plan& plan) {
+  for (const auto& sp : plan.steps)
+    if (sp.role == StepPlan::Role::latent && sp.per_row) return &sp;
+  return nullptr;
+}
+
+}  // namespace
+
 void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
   if (num_rows_ == 0)
     throw std::invalid_argument("set_minibatch: program '" + name() + "' has no data rows to subsample");
@@ -708,21 +731,15 @@ void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
     throw std::invalid_argument("set_minibatch: batch size is " + std::to_string(batch_size) + ", but must be in [1, " +
                                 std::to_string(num_rows_) + "] (N = " + std::to_string(num_rows_) + " rows)");
   if (batch_size < num_rows_) {
-    for (const auto& sp : plan_->steps) {
-      bool sliced = false;
-      for (const Expr& e : sp.step->args) sliced = sliced || has_slice(e);
-      if (sp.step->kind == Step::Kind::let) sliced = sliced || has_slice(sp.step->value);
-      if (sliced)
-        throw std::invalid_argument("set_minibatch: line " + std::to_string(sp.step->loc.line) +
-                                    " slices an array, and slices of subsampled rows would not be contiguous; "
-                                    "use the full batch");
-    }
-    for (const auto& sp : plan_->steps)
-      if (sp.role == StepPlan::Role::latent && sp.per_row)
-        throw std::invalid_argument("set_minibatch: latent '" + sp.step->name +
-                                    "' has one value per data row, so it cannot be subsampled (the guide draws all " +
-                                    std::to_string(num_rows_) +
-                                    " rows of it while the log joint would see only the batch); use the full batch");
+    if (const StepPlan* sp = first_slicing_step(*plan_))
+      throw std::invalid_argument("set_minibatch: line " + std::to_string(sp->step->loc.line) +
+                                  " slices an array, and slices of subsampled rows would not be contiguous; "
+                                  "use the full batch");
+    if (const StepPlan* sp = first_per_row_latent(*plan_))
+      throw std::invalid_argument("set_minibatch: latent '" + sp->step->name +
+                                  "' has one value per data row, so it cannot be subsampled (the guide draws all " +
+                                  std::to_string(num_rows_) +
+                                  " rows of it while the log joint would see only the batch); use the full batch");
   }
   if (generator.device().type() != at::kCPU)
     throw std::invalid_argument("set_minibatch: the rows' generator must be a CPU generator, got one on " +
@@ -888,24 +905,23 @@ void ProgramModel::set_row_weight(double weight) {
   row_weight_ = weight;
 }
 
+void ProgramModel::check_rows_can_split() const {
+  if (const StepPlan* sp = first_per_row_latent(*plan_))
+    throw std::invalid_argument("latent '" + sp->step->name + "' has one value per data row, so the " +
+                                std::to_string(num_rows_) + " rows cannot be split between ranks (every rank's " +
+                                "guide draws all of them)");
+  if (const StepPlan* sp = first_slicing_step(*plan_))
+    throw std::invalid_argument("line " + std::to_string(sp->step->loc.line) +
+                                " slices an array, and the rows cannot be split between ranks under a slice");
+}
+
 Data ProgramModel::data_rows(int64_t begin, int64_t end) const {
   if (num_rows_ == 0)
     throw std::invalid_argument("data_rows: program '" + name() + "' has no data rows to split");
   if (begin < 0 || end > num_rows_ || begin >= end)
     throw std::invalid_argument("data_rows: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
                                 ") are not a non-empty range of the " + std::to_string(num_rows_) + " rows");
-  for (const auto& sp : plan_->steps) {
-    if (sp.role == StepPlan::Role::latent && sp.per_row)
-      throw std::invalid_argument("latent '" + sp.step->name + "' has one value per data row, so the " +
-                                  std::to_string(num_rows_) + " rows cannot be split between ranks (every rank's " +
-                                  "guide draws all of them)");
-    bool sliced = false;
-    for (const Expr& e : sp.step->args) sliced = sliced || has_slice(e);
-    if (sp.step->kind == Step::Kind::let) sliced = sliced || has_slice(sp.step->value);
-    if (sliced)
-      throw std::invalid_argument("line " + std::to_string(sp.step->loc.line) +
-                                  " slices an array, and the rows cannot be split between ranks under a slice");
-  }
+  check_rows_can_split();
   Data out(data_.filename() + " rows " + std::to_string(begin + 1) + "-" + std::to_string(end));
   for (const auto& name : data_.names()) out.set(name, data_.get(name));
   for (const auto& sp : plan_->steps) {

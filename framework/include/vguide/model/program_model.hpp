@@ -99,6 +99,9 @@ class VGUIDE_API ProgramModel : public Model {
   /// @throw std::invalid_argument if the range is empty or outside [0, N], or the
   ///        rows cannot be split: a latent with one value per row, or a slice.
   Data data_rows(int64_t begin, int64_t end) const;
+  /// The refusals of data_rows alone, for a rank whose rows come from its own file.
+  /// @throw std::invalid_argument for a latent with one value per row, or a slice.
+  void check_rows_can_split() const;
 
   /// Multiplies every data-row term of the log joint by `weight` (on top of N/B under
   /// a minibatch). A data-parallel fit with W ranks sets W: the mean over the ranks
