@@ -9,6 +9,7 @@
 // 2 bad usage (a flag or its value, a guide option); 3 a plugin that fails to load or
 // to build its guide; 4 a numerical failure (outputs of the fit so far are written);
 // 5 a distributed fit that lost a rank or whose ranks disagree (docs/distributed.md);
+// 6 a fit with warnings under --strict (outputs written);
 // 128 + signal when interrupted by SIGINT / SIGTERM (outputs and a checkpoint written).
 #include <torch/torch.h>
 
@@ -48,7 +49,7 @@ using vguide::host::write_atomically;
 
 namespace {
 
-enum Exit { kOk = 0, kInput = 1, kUsage = 2, kPlugin = 3, kNumerical = 4, kDistributed = 5 };
+enum Exit { kOk = 0, kInput = 1, kUsage = 2, kPlugin = 3, kNumerical = 4, kDistributed = 5, kWarnings = 6 };
 
 // "vguide-host", or "vguide-host[rank 2]" in a distributed fit: whose line it is.
 std::string g_who = "vguide-host";
@@ -107,12 +108,18 @@ po::options_description make_options() {
       "guide", po::value<std::string>(), "family to fit with (default: the only one loaded)")(
       "guide-opt", po::value<std::vector<std::string>>()->composing(), "guide option name=value; repeatable");
   po::options_description fit("Fit");
-  fit.add_options()("steps", po::value<int64_t>()->default_value(2000), "optimiser steps (the most, with --convergence)")(
+  fit.add_options()("steps", po::value<int64_t>()->default_value(20000),
+                    "the most optimiser steps (the convergence rule stops sooner; --convergence none runs them all)")(
+      "dtype", po::value<std::string>()->default_value("float64"),
+      "float64 or float32: the guide's parameters, the model's evaluation and the data")(
       "particles", po::value<int64_t>()->default_value(1), "particles per step: S for the ELBO, K for IWAE")(
       "objective", po::value<std::string>()->default_value("elbo"), "elbo or iwae")(
       "stl", "sticking-the-landing gradient (ELBO only)")(
       "optimizer", po::value<std::string>()->default_value("adam"), "adam, adamw, sgd or rmsprop")(
-      "lr", po::value<double>()->default_value(0.01), "learning rate")(
+      "lr", po::value<double>()->default_value(0.01),
+      "learning rate (a location's step is in units of the guide's own scale, see --no-scale-steps)")(
+      "no-scale-steps", "take every parameter's step as the optimiser gives it (not in units of the guide's scale)")(
+      "no-average", "use the last iterate, not the average of the stationary iterates")(
       "momentum", po::value<double>()->default_value(0.9), "sgd / rmsprop momentum")(
       "weight-decay", po::value<double>()->default_value(-1.0), "weight decay (default: 0.01 for adamw, else 0)")(
       "schedule", po::value<std::string>()->default_value("constant"), "constant, exponential, step or cosine")(
@@ -120,20 +127,21 @@ po::options_description make_options() {
       "step-size", po::value<int64_t>()->default_value(1000), "steps between decays of the step schedule")(
       "min-lr", po::value<double>()->default_value(0.0), "floor of the cosine schedule")(
       "clip-norm", po::value<double>()->default_value(0.0), "clip the gradient's 2-norm to this (0: off)")(
-      "convergence", po::value<std::string>()->default_value("none"),
-      "Stan ADVI's rule: none, mean, median or either")(
+      "convergence", po::value<std::string>()->default_value("auto"),
+      "auto (the iterates' drift, then the MCSE of their average; docs/fitting.md), none, or Stan ADVI's rule: mean, median or either")(
       "tol-rel-obj", po::value<double>()->default_value(0.01), "relative ELBO change that counts as converged")(
       "eval-elbo", po::value<int64_t>()->default_value(100), "steps between convergence checks")(
-      "init", po::value<std::string>()->default_value("default"),
-      "default, median, mean, sample, uniform or value (with --init-file)")(
+      "init", po::value<std::string>()->default_value("pathfinder"),
+      "pathfinder, default, median, mean, sample, uniform or value (with --init-file)")(
       "init-file", po::value<std::string>(), "JSON of initial values per site, for --init value")(
-      "init-radius", po::value<double>()->default_value(2.0), "half-width of --init uniform")(
+      "init-radius", po::value<double>()->default_value(2.0), "half-width of the uniform start (uniform, pathfinder)")(
       "batch-size", po::value<int64_t>()->default_value(0), "data rows per step, scaled by N/B (0: all)")(
       "max-non-finite", po::value<int64_t>()->default_value(20), "stop after this many non-finite steps in a row")(
       "seed", po::value<uint64_t>()->default_value(0), "seed of every random stream");
   po::options_description out("Output");
   out.add_options()("output,o", po::value<std::string>()->default_value("vguide-output"), "output folder")(
       "overwrite", "replace a previous run's files in --output")(
+      "strict", "exit with 6 when the fit has warnings (bad PSIS k-hat, not converged, skipped steps)")(
       "draws", po::value<int64_t>()->default_value(1000), "posterior draws written to draws.csv")(
       "elbo-particles", po::value<int64_t>()->default_value(1000), "fresh draws for the final ELBO and PSIS k-hat")(
       "psis-resample", "also write draws_psis.csv: the draws resampled with their Pareto-smoothed importance weights")(
@@ -183,13 +191,14 @@ void list_plugins(const vguide::PluginManager& plugins) {
 std::string settings_text(const po::variables_map& vm) {
   // What changes the fit's trajectory; --steps may differ on resume (a longer fit).
   std::ostringstream s;
-  for (const char* key : {"objective", "optimizer", "schedule", "convergence", "init"})
+  for (const char* key : {"objective", "optimizer", "schedule", "convergence", "init", "dtype"})
     s << key << "=" << vm[key].as<std::string>() << ";";
   for (const char* key : {"lr", "momentum", "weight-decay", "gamma", "min-lr", "clip-norm", "tol-rel-obj", "init-radius"})
     s << key << "=" << vm[key].as<double>() << ";";
   for (const char* key : {"particles", "step-size", "eval-elbo", "batch-size", "max-non-finite"})
     s << key << "=" << vm[key].as<int64_t>() << ";";
-  s << "stl=" << vm.count("stl") << ";seed=" << vm["seed"].as<uint64_t>();
+  s << "stl=" << vm.count("stl") << ";seed=" << vm["seed"].as<uint64_t>() << ";average=" << !vm.count("no-average")
+    << ";scale-steps=" << !vm.count("no-scale-steps");
   return s.str();
 }
 
@@ -203,14 +212,43 @@ struct Outputs {
   std::vector<std::pair<std::string, std::string>> settings;
 };
 
-// Writes the output folder; returns the final ELBO estimate.
+// What the user should know about the answer: one line each, with what to try.
+std::vector<std::string> fit_warnings(const vguide::Fit& fit, const std::string& family, double khat) {
+  std::vector<std::string> out;
+  const vguide::FitResult& r = fit.result();
+  const vguide::ConvergenceRule rule = fit.options().convergence.rule;
+  if (r.reason == vguide::StopReason::steps && rule != vguide::ConvergenceRule::none)
+    out.push_back("the fit did not converge in " + std::to_string(r.steps_done) +
+                  " steps; try a larger --steps, or another family");
+  if (r.non_finite_steps > 0 && r.reason != vguide::StopReason::non_finite)  // that one is an error already
+    out.push_back(std::to_string(r.non_finite_steps) + " steps were skipped as not finite" +
+                  (r.last_non_finite.empty() ? std::string() : " (last: " + r.last_non_finite + ")") +
+                  "; check the model's numerics (jitter, bounds), or try --dtype float64");
+  if (std::isfinite(khat) && khat > 0.7) {
+    std::ostringstream line;
+    line.precision(2);
+    line << "PSIS k-hat " << khat << ": the " << family << " family does not fit this posterior well; try ";
+    line << (family == "normal" || family == "delta" || family == "laplace" ? "--plugin mvn or iaf"
+             : family == "mvn" || family == "lowrank_mvn"                   ? "--plugin iaf or spline"
+                                                                            : "a larger flow or --plugin mixture");
+    out.push_back(line.str());
+  }
+  return out;
+}
+
+struct Written {
+  vguide::ElboEstimate elbo;
+  size_t warnings = 0;
+};
+
+// Writes the output folder; returns the final ELBO estimate and the number of warnings.
 // Distributed, every rank computes them (`model` averages the log joint over the
 // ranks) and rank 0 writes.
-vguide::ElboEstimate write_outputs(const Outputs& o, const vguide::Model& model, vguide::Guide& guide,
-                                   const vguide::Fit& fit, double wall_time) {
+Written write_outputs(const Outputs& o, const vguide::Model& model, vguide::Guide& guide, const vguide::Fit& fit,
+                      double wall_time) {
   const vguide::PosteriorDraws draws = vguide::draw_posterior(model, guide, o.draws);
   const vguide::ElboEstimate elbo = vguide::estimate_elbo(model, guide, o.elbo_particles);
-  if (!o.write) return elbo;  // the collective parts are done; the rest is rank 0's
+  if (!o.write) return {elbo, 0};  // the collective parts are done; the rest is rank 0's
   double khat = std::nan("");
   std::string reading = "not computed (non-finite log ratios)";
   if (o.elbo_particles < vguide::kPsisMinDraws) {
@@ -247,6 +285,11 @@ vguide::ElboEstimate write_outputs(const Outputs& o, const vguide::Model& model,
   summary["stopped_because"] = vguide::to_string(fit.result().reason);
   if (!fit.result().detail.empty()) summary["stop_detail"] = fit.result().detail;
   summary["non_finite_steps"] = fit.result().non_finite_steps;
+  summary["init"] = fit.result().init;
+  summary["dtype"] = vguide::dtype_name(fit.options().dtype);
+  summary["averaged_steps"] = fit.result().averaged_steps;
+  if (fit.result().averaging_from >= 0) summary["averaging_from"] = fit.result().averaging_from;
+  summary["warnings"] = fit_warnings(fit, o.family, khat);
   summary["seed"] = o.seed;
   for (const auto& [key, value] : o.settings) summary["settings"][key] = value;
   for (const auto& [key, value] : guide.diagnostics()) summary["diagnostics"][key] = value;
@@ -295,7 +338,8 @@ vguide::ElboEstimate write_outputs(const Outputs& o, const vguide::Model& model,
   write_atomically(o.dir / "summary.json", summary.dump(2) + "\n");
   spdlog::info("ELBO {:.6g} ± {:.2g} ({} draws); PSIS k-hat {:.3g}: {}", elbo.elbo, elbo.se, o.elbo_particles, khat,
                reading);
-  return elbo;
+  for (const auto& w : summary["warnings"]) say("warning: " + w.get<std::string>());
+  return {elbo, summary["warnings"].size()};
 }
 
 int run(int argc, char** argv) {
@@ -397,6 +441,9 @@ int run(int argc, char** argv) {
   options.convergence.eval_elbo = vm["eval-elbo"].as<int64_t>();
   options.init.strategy = parse_choice(vguide::parse_init_strategy, "init", vm["init"].as<std::string>());
   options.init.radius = vm["init-radius"].as<double>();
+  options.dtype = parse_choice(vguide::parse_dtype, "dtype", vm["dtype"].as<std::string>());
+  options.averaging.enabled = vm.count("no-average") == 0;
+  options.scale_steps = vm.count("no-scale-steps") == 0;
   options.max_non_finite = vm["max-non-finite"].as<int64_t>();
   options.seed = seed;
   try {
@@ -496,6 +543,14 @@ int run(int argc, char** argv) {
     } catch (const std::invalid_argument& e) {
       throw InputError("--model " + model_path + ": " + e.what());
     }
+    // Every rank starts where one process would: Pathfinder on the whole data, with
+    // the fit's own init stream (then the whole data is let go).
+    if (options.init.strategy == vguide::InitStrategy::pathfinder) {
+      at::Generator init_stream = at::detail::createCPUGenerator(options.seed ^ vguide::kInitStreamSalt);
+      options.init.given = vguide::initial_point(
+          *model_ptr, vguide::LatentRegistry::from_model(*model_ptr, model_ptr->observed_names()), options.init,
+          init_stream, options.dtype);
+    }
     model_ptr = std::make_unique<vguide::model::ProgramModel>(vguide::model::parse_program(model_text, model_path),
                                                               std::move(shard));
   }
@@ -528,8 +583,15 @@ int run(int argc, char** argv) {
   std::shared_ptr<vguide::Guide> guide = plugins.create(family, model, model.observed_names(), guide_options);
   // The minibatch stream: each rank its own (rank 0's is the single process's).
   at::Generator rows = at::detail::createCPUGenerator(seed ^ 0x5eedba7cULL ^ (0x9e3779b97f4a7c15ULL * rank));
-  if (batch > 0) model.set_minibatch(batch, rows);
+  // The start (Pathfinder's L-BFGS) sees all the rows; the steps then see minibatches.
+  // A model that cannot be subsampled is refused before any work.
+  if (batch > 0) {
+    model.set_minibatch(batch, rows);
+    model.set_minibatch(model.num_rows(), rows);
+  }
   vguide::Fit fit(model, *guide, options);
+  if (!vm.count("resume")) spdlog::info("init: {}", fit.result().init);
+  if (batch > 0) model.set_minibatch(batch, rows);
   if (batch > 0) fit.track_generator("rows", rows);
 
   std::shared_ptr<vguide::Communicator> comm;
@@ -607,7 +669,9 @@ int run(int argc, char** argv) {
                 {"lr", std::to_string(options.optimizer.lr)},
                 {"schedule", vm["schedule"].as<std::string>()},
                 {"init", vm["init"].as<std::string>()},
-                {"convergence", vm["convergence"].as<std::string>()}};
+                {"convergence", vm["convergence"].as<std::string>()},
+                {"dtype", vm["dtype"].as<std::string>()},
+                {"average", vm.count("no-average") ? "0" : "1"}};
   // The checkpoint keeps the state to continue training from and, once after_fit has
   // run, the fitted guide to draw from (Fit::save_checkpoint).
   if (batch > 0) model.set_minibatch(model.num_rows(), rows);  // outputs score the full data
@@ -634,7 +698,7 @@ int run(int argc, char** argv) {
     say("error: " + message);
     return kNumerical;
   }
-  const vguide::ElboEstimate elbo = write_outputs(o, scoring, *guide, fit, wall);
+  const auto [elbo, warnings] = write_outputs(o, scoring, *guide, fit, wall);
   // A distributed fit stops everywhere when any rank is interrupted; a rank that got
   // no signal itself reports SIGINT's status.
   const int interrupted_status = 128 + (g_signal != 0 ? static_cast<int>(g_signal) : SIGINT);
@@ -649,6 +713,11 @@ int run(int argc, char** argv) {
     std::printf("fitted %s with %s in %lld steps%s; ELBO %.6g ± %.2g; wrote %s\n", model.name().c_str(),
                 family.c_str(), static_cast<long long>(result.steps_done), why.c_str(), elbo.elbo, elbo.se,
                 output.string().c_str());
+  }
+  if (warnings > 0 && vm.count("strict")) {
+    say("error: --strict: the fit has " + std::to_string(warnings) + (warnings == 1 ? " warning" : " warnings") +
+        " (in " + (output / "summary.json").string() + ")");
+    return kWarnings;
   }
   return kOk;
 }

@@ -109,6 +109,7 @@ TEST_F(DistributedFit, TwoAndFourRanksFitTheSameParametersAsOneProcess) {
     options.steps = 200;
     options.objective.particles = 2;
     options.seed = 3;
+    options.init.strategy = InitStrategy::guide_default;  // keep the copied start
     auto whole = logistic();
     auto single = make(family, *whole);
     auto start = make(family, *whole);  // the same initial parameters for every run

@@ -153,7 +153,7 @@ TEST_F(HostTest, ListPluginsReportsAPluginThatFailsToLoadAndListsTheRest) {
   ::unsetenv("VGUIDE_PLUGIN_PATH");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("vguide-host: skipped plugin " + bad.string() +
-                          ": ABI version 3.0 is incompatible with this host's 2.1 (major versions differ; rebuild "
+                          ": ABI version 4.0 is incompatible with this host's 3.0 (major versions differ; rebuild "
                           "the plugin against this SDK)\n"),
             std::string::npos)
       << r.output;
@@ -269,7 +269,7 @@ TEST_F(HostTest, ResumeAgainstOtherDataIsRefused) {
 
 TEST_F(HostTest, SigintMidFitLeavesValidFilesAndAResumableCheckpoint) {
   const std::string command = std::string(VGUIDE_TEST_HOST) + " --plugin normal " + kEightSchools +
-                              " --steps 100000000 --draws 20 --quiet --output " + dir_.string();
+                              " --steps 100000000 --convergence none --draws 20 --quiet --output " + dir_.string();
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -291,7 +291,7 @@ TEST_F(HostTest, SigintMidFitLeavesValidFilesAndAResumableCheckpoint) {
   EXPECT_EQ(csv_rows(dir_ / "elbo.csv").size(), static_cast<size_t>(done + 1));
   for (const auto& entry : fs::directory_iterator(dir_)) EXPECT_NE(entry.path().extension(), ".tmp");
   HostRun r = host("--plugin normal " + kEightSchools + " --steps " + std::to_string(done + 10) +
-                   " --draws 20 --quiet --resume " + dir_.string());
+                   " --convergence none --draws 20 --quiet --resume " + dir_.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(nlohmann::json::parse(read_file(dir_ / "summary.json"))["steps"], done + 10);
 }
@@ -303,7 +303,7 @@ TEST_F(HostTest, NonFiniteFitStopsWithExitFourAndWritesWhatItHas) {
                             "    return y\noutput blowup\n";
   std::ofstream(data) << R"({"y": [1.0]})";
   HostRun r = host("--plugin normal --model " + program.string() + " --data " + data.string() +
-                   " --draws 10 --quiet --output " + (dir_ / "out").string());
+                   " --draws 10 --quiet --init default --output " + (dir_ / "out").string());
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_EQ(r.output,
             "vguide-host: error: the fit stopped after 20 non-finite steps in a row at step 20: the log density of "
@@ -402,7 +402,7 @@ TEST_F(HostTest, EveryFamilyResumesBitForBitWithAnInitStrategy) {
     const auto summary = summary_without_wall_time(whole);
     EXPECT_EQ(summary["sites"]["theta"]["mean"].size(), 8u) << family;
     EXPECT_EQ(summary["settings"]["init"], extra.rfind("--init ", 0) == 0 ? extra.substr(7, extra.find(' ', 7) - 7)
-                                                                          : std::string("default"))
+                                                                          : std::string("pathfinder"))
         << family;
   }
   const auto laplace = summary_without_wall_time(dir_ / "laplace_parts");

@@ -73,7 +73,7 @@ TEST_F(PluginManagerTest, NoDescriptor) {
 TEST_F(PluginManagerTest, WrongAbiMajor) {
   EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("abi_major")); }),
             "plugin " + broken("abi_major") +
-                ": ABI version 3.0 is incompatible with this host's 2.1 (major versions differ; rebuild the plugin "
+                ": ABI version 4.0 is incompatible with this host's 3.0 (major versions differ; rebuild the plugin "
                 "against this SDK)");
   ExpectStillUsable();
 }
@@ -81,7 +81,7 @@ TEST_F(PluginManagerTest, WrongAbiMajor) {
 TEST_F(PluginManagerTest, NewerAbiMinor) {
   EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("abi_minor")); }),
             "plugin " + broken("abi_minor") +
-                ": ABI version 2.2 is newer than this host's 2.1 (the plugin needs features this host lacks; "
+                ": ABI version 3.1 is newer than this host's 3.0 (the plugin needs features this host lacks; "
                 "upgrade vguide)");
 }
 

@@ -71,17 +71,16 @@ int main(int argc, char** argv) try {
   plugins.load(family);  // lib<family>.so from VGUIDE_PLUGIN_PATH, then next to libvguide.so
   auto guide = plugins.create(family, model, model.observed_names(), /*options=*/{});
 
-  // The runtime's fit loop (the one vguide-host runs): Adam at 0.05, a tenth of that
-  // for the last quarter, where the noise around the optimum shrinks with the step.
+  // The runtime's fit loop (the one vguide-host runs) at its defaults (docs/fitting.md):
+  // a start from Pathfinder, steps in units of the guide's own scale, the stationary
+  // iterates averaged, and a stop once the averages are known to 2% of an sd.
   vguide::FitOptions options;
-  options.steps = 2000;
-  options.objective.particles = 8;
-  options.optimizer.lr = 0.05;
-  options.schedule = {vguide::Schedule::step, /*gamma=*/0.1, /*step_size=*/1500};
   vguide::Fit fit(model, *guide, options);
-  fit.run(/*interrupt=*/nullptr, [](const vguide::StepReport& r) {
+  const vguide::FitResult result = fit.run(/*interrupt=*/nullptr, [](const vguide::StepReport& r) {
     if (r.step % 500 == 1) std::printf("step %4lld  ELBO %10.3f\n", static_cast<long long>(r.step - 1), r.objective);
   });
+  std::printf("stopped after %lld steps (%s)\n", static_cast<long long>(result.steps_done),
+              vguide::to_string(result.reason).c_str());
   fit.finish();  // the guide's after_fit hook (the laplace family's Hessian)
 
   const auto exact_alpha = exact_posterior(torch::ones_like(x), y);

@@ -26,7 +26,7 @@ AdviConvergence::AdviConvergence(ConvergenceOptions options, int64_t max_steps)
 }
 
 bool AdviConvergence::due(int64_t steps_done) const noexcept {
-  return options_.rule != ConvergenceRule::none && steps_done > 0 && steps_done % options_.eval_elbo == 0;
+  return options_.rule != ConvergenceRule::none && options_.rule != ConvergenceRule::automatic && steps_done > 0 && steps_done % options_.eval_elbo == 0;
 }
 
 std::optional<std::string> AdviConvergence::update(double elbo) {
@@ -37,7 +37,8 @@ std::optional<std::string> AdviConvergence::update(double elbo) {
   const bool mean_ok = mean_relative_change() < options_.tol_rel_obj;
   const bool median_ok = median_relative_change() < options_.tol_rel_obj;
   switch (options_.rule) {
-    case ConvergenceRule::none: return std::nullopt;
+    case ConvergenceRule::none:
+    case ConvergenceRule::automatic: return std::nullopt;
     case ConvergenceRule::mean: return mean_ok ? std::optional<std::string>("mean") : std::nullopt;
     case ConvergenceRule::median: return median_ok ? std::optional<std::string>("median") : std::nullopt;
     case ConvergenceRule::either:
@@ -68,15 +69,17 @@ void AdviConvergence::restore(std::vector<double> buffer, double previous) {
 }
 
 ConvergenceRule parse_convergence_rule(const std::string& name) {
+  if (name == "auto") return ConvergenceRule::automatic;
   if (name == "none") return ConvergenceRule::none;
   if (name == "mean") return ConvergenceRule::mean;
   if (name == "median") return ConvergenceRule::median;
   if (name == "either") return ConvergenceRule::either;
-  throw std::invalid_argument("unknown convergence rule '" + name + "'; valid: none, mean, median, either");
+  throw std::invalid_argument("unknown convergence rule '" + name + "'; valid: auto, none, mean, median, either");
 }
 
 std::string to_string(ConvergenceRule rule) {
   switch (rule) {
+    case ConvergenceRule::automatic: return "auto";
     case ConvergenceRule::none: return "none";
     case ConvergenceRule::mean: return "mean";
     case ConvergenceRule::median: return "median";

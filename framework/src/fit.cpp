@@ -19,7 +19,7 @@ namespace vguide {
 
 namespace {
 
-constexpr int kCheckpointFormat = 1;
+constexpr int kCheckpointFormat = 2;  // 2: dtype, averaging state
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,
                                                         const OptimizerOptions& o) {
@@ -127,7 +127,7 @@ std::string first_non_finite_site(const SiteValues& values) {
 // density, or a gradient. Draws fresh particles, so the guide's stream moves; it
 // runs only when the fit is about to stop.
 std::string diagnose_non_finite(const Model& model, Guide& guide) {
-  const at::Tensor x = particles(64);
+  const at::Tensor x = particles(64, guide.dtype());
   SiteValues draws;
   {
     torch::NoGradGuard no_grad;
@@ -152,6 +152,19 @@ std::string diagnose_non_finite(const Model& model, Guide& guide) {
     if (p.value().grad().defined() && !at::isfinite(p.value().grad()).all().item<bool>())
       return "the gradient of guide parameter '" + p.key() + "' is not finite";
   return "the objective is not finite for some draws";
+}
+
+// Each guide's step scales (a mixture's components too), by the position of their
+// parameter in `params`; undefined where a parameter has none.
+std::vector<at::Tensor> step_units(const std::vector<Guide*>& guides, const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> units(params.size());
+  for (Guide* g : guides) {
+    for (const auto& [parameter, scale] : g->step_scales()) {
+      for (size_t i = 0; i < params.size(); ++i)
+        if (params[i].unsafeGetTensorImpl() == parameter.unsafeGetTensorImpl()) units[i] = scale;
+    }
+  }
+  return units;
 }
 
 }  // namespace
@@ -184,7 +197,29 @@ std::string to_string(StopReason reason) {
   return "steps";
 }
 
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "float64" || name == "double") return at::kDouble;
+  if (name == "float32" || name == "float") return at::kFloat;
+  throw std::invalid_argument("unknown dtype '" + name + "'; valid: float64, float32");
+}
+
+std::string dtype_name(at::ScalarType dtype) {
+  if (dtype == at::kDouble) return "float64";
+  if (dtype == at::kFloat) return "float32";
+  return c10::toString(dtype);
+}
+
+void convert_guide(Guide& guide, at::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : guide.parameters(/*recurse=*/true))
+    if (p.is_floating_point() && p.scalar_type() != dtype) p.set_data(p.to(dtype));
+  for (auto& b : guide.buffers(/*recurse=*/true))
+    if (b.is_floating_point() && b.scalar_type() != dtype) b.set_data(b.to(dtype));
+}
+
 void validate(const FitOptions& o) {
+  if (o.dtype != at::kDouble && o.dtype != at::kFloat)
+    throw std::invalid_argument("dtype is " + dtype_name(o.dtype) + ", but must be float64 or float32");
   if (o.steps < 0) throw std::invalid_argument("steps is " + std::to_string(o.steps) + ", but must be at least 0");
   if (o.objective.particles < 1)
     throw std::invalid_argument("particles is " + std::to_string(o.objective.particles) + ", but must be at least 1");
@@ -203,6 +238,7 @@ void validate(const FitOptions& o) {
                                 ", but must be at least 1");
   validate(o.schedule, o.optimizer.lr);
   validate(o.convergence);
+  validate(o.averaging);
 }
 
 std::string fingerprint(const std::string& text) {
@@ -223,6 +259,9 @@ struct Fit::Impl {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::vector<at::Tensor> params;
   AdviConvergence convergence;
+  std::unique_ptr<IterateAverager> averager;
+  std::vector<at::Tensor> units;  // each parameter's step scale, refreshed every step
+  std::vector<Guide*> all_guides;  // the guide and the guides inside it (a mixture's components)
   std::vector<double> trace;
   std::map<std::string, at::Generator> extra_generators;
   FitResult result;
@@ -282,7 +321,23 @@ struct Fit::Impl {
   bool apply_step(bool ok, double value) {
     if (ok) {
       if (options.clip_norm > 0.0) torch::nn::utils::clip_grad_norm_(params, options.clip_norm);
+      // A location's step in units of the guide's scale: p_before + scale ⊙ Δ.
+      std::vector<std::pair<size_t, at::Tensor>> before;
+      if (options.scale_steps) {
+        units = step_units(all_guides, params);
+        torch::NoGradGuard no_grad;
+        for (size_t i = 0; i < params.size(); ++i)
+          if (units[i].defined()) before.emplace_back(i, params[i].detach().clone());
+      }
       optimizer->step();
+      {
+        torch::NoGradGuard no_grad;
+        for (const auto& [i, old] : before) {
+          at::Tensor p = params[i].detach();
+          p.sub_(old).mul_(units[i]).add_(old);
+        }
+      }
+      if (averager) averager->record();
       non_finite_run = 0;
     } else {
       optimizer->zero_grad();
@@ -296,15 +351,32 @@ struct Fit::Impl {
 
   Impl(const Model& m, Guide& g, FitOptions o)
       : model(m), guide(g), options(std::move(o)), convergence(options.convergence, std::max<int64_t>(options.steps, 1)) {}
+
+  // Watched by the averaging rule: the parameters in latent units when the family
+  // declares some (its locations), else all of them.
+  void make_averager() {
+    const std::vector<at::Tensor> declared = step_units(all_guides, params);
+    std::vector<bool> watched(params.size(), false);
+    bool any = false;
+    for (size_t i = 0; i < params.size(); ++i) any = any || declared[i].defined();
+    for (size_t i = 0; i < params.size(); ++i) watched[i] = any ? declared[i].defined() : true;
+    averager = std::make_unique<IterateAverager>(params, watched, options.averaging);
+  }
 };
 
 Fit::Fit(const Model& model, Guide& guide, FitOptions options) {
   validate(options);
   impl_ = std::make_unique<Impl>(model, guide, std::move(options));
-  at::Generator init_stream = at::detail::createCPUGenerator(impl_->options.seed ^ 0x1417ba5eULL);
-  initialize(guide, model, impl_->options.init, init_stream);
+  convert_guide(guide, impl_->options.dtype);
+  at::Generator init_stream = at::detail::createCPUGenerator(impl_->options.seed ^ kInitStreamSalt);
+  const InitialPoint start = initialize(guide, model, impl_->options.init, init_stream, impl_->options.dtype);
+  impl_->result.init = to_string(impl_->options.init.strategy) + (start.detail.empty() ? "" : ": " + start.detail);
+  if (impl_->options.init.strategy == InitStrategy::pathfinder && !start.location.defined())
+    impl_->result.init = "default (the family has no location to start from)";
   impl_->params = guide.parameters();
+  for (const auto& [name, g] : guides_in(guide)) impl_->all_guides.push_back(g);
   impl_->optimizer = make_optimizer(impl_->params, impl_->options.optimizer);
+  if (impl_->options.averaging.enabled) impl_->make_averager();
 }
 
 Fit::~Fit() = default;
@@ -373,8 +445,20 @@ bool Fit::step() {
   const double lr = scheduled_lr(s.options.schedule, s.options.optimizer.lr, t, s.options.steps);
   for (auto& group : s.optimizer->param_groups()) group.options().set_lr(lr);
   s.optimizer->zero_grad();
-  at::Tensor value = objective(s.model, s.guide, s.options.objective);
-  (-value).backward();
+  at::Tensor value;
+  try {
+    value = objective(s.model, s.guide, s.options.objective);
+    (-value).backward();
+  } catch (const c10::LinAlgError& e) {
+    // A factorisation of a latent-dependent matrix failed for this draw (a kernel
+    // matrix that is not numerically positive definite): a non-finite step, skipped.
+    const std::string why = e.what_without_backtrace();
+    s.result.last_non_finite = why.substr(0, why.find('\n'));
+    s.optimizer->zero_grad();
+    value = at::full({}, std::numeric_limits<double>::quiet_NaN(), at::kDouble);
+    for (auto& p : s.params)
+      if (p.grad().defined()) p.mutable_grad().fill_(std::numeric_limits<double>::quiet_NaN());
+  }
   if (s.comm) {
     // Every rank holds the same mean gradients: the same check and update everywhere.
     const auto [v, finite] =
@@ -416,6 +500,16 @@ FitResult Fit::run(const std::atomic<bool>* interrupt, const std::function<void(
       s.result.detail = diagnose_non_finite(s.model, s.guide);
       break;
     }
+    // The averaging rule runs under every stopping rule (it decides when averaging
+    // starts); it stops the fit only under its own.
+    if (ok && s.averager) {
+      const auto why = s.averager->check(s.result.steps_done, step_units(s.all_guides, s.params));
+      if (why && s.options.convergence.rule == ConvergenceRule::automatic) {
+        s.result.reason = StopReason::converged;
+        s.result.detail = *why;
+        break;
+      }
+    }
     if (s.convergence.due(s.result.steps_done)) {
       double elbo_now;
       {
@@ -436,14 +530,19 @@ FitResult Fit::run(const std::atomic<bool>* interrupt, const std::function<void(
       }
     }
   }
+  if (s.averager) {
+    s.result.averaged_steps = s.averager->averaged_steps();
+    s.result.averaging_from = s.averager->averaging_from();
+  }
   return s.result;
 }
 
 void Fit::finish() {
   if (impl_->finished) return;
-  // The state a longer fit would continue from, before after_fit changes the guide
-  // (the Laplace guide leaves its MAP phase there).
+  // The state a longer fit would continue from, before the averages and after_fit
+  // change the guide (the Laplace guide leaves its MAP phase there).
   impl_->training_state = impl_->capture_state();
+  if (impl_->averager) impl_->averager->apply();
   impl_->guide.after_fit({impl_->model, impl_->result.steps_done});
   impl_->finished = true;
 }
@@ -474,6 +573,9 @@ void Fit::save_checkpoint(const std::string& path, const std::map<std::string, s
   meta["convergence_buffer"] = s.convergence.buffer();
   meta["convergence_previous"] = s.convergence.previous();
   meta["world_size"] = s.world_size();
+  meta["dtype"] = dtype_name(s.options.dtype);
+  meta["init"] = s.result.init;
+  meta["last_non_finite"] = s.result.last_non_finite;
 
   // Collective parts first (the gathered generator states), then only rank 0 writes.
   const std::string state = s.finished ? s.training_state : s.capture_state();
@@ -485,6 +587,11 @@ void Fit::save_checkpoint(const std::string& path, const std::map<std::string, s
   torch::serialize::OutputArchive optimizer_archive;
   save_optimizer(s.options.optimizer.kind, *s.optimizer, optimizer_archive);
   archive.write("optimizer", optimizer_archive);
+  if (s.averager) {
+    torch::serialize::OutputArchive averaging_archive;
+    s.averager->save(averaging_archive);
+    archive.write("averaging", averaging_archive);
+  }
   // A finished fit carries two guide states: the one to continue training from and
   // the fitted one to draw from.
   archive.write("state", from_bytes(state));
@@ -536,6 +643,10 @@ void Fit::load_checkpoint(const std::string& path, const std::map<std::string, s
     throw CheckpointError("checkpoint " + path + " was written by a fit on " + std::to_string(saved_world) +
                           (saved_world == 1 ? " rank" : " ranks") + ", this one has " + std::to_string(s.world_size()) +
                           " (resume with the same number of ranks)");
+  const std::string saved_dtype = meta.value("dtype", "float32");
+  if (saved_dtype != dtype_name(s.options.dtype))
+    throw CheckpointError("checkpoint " + path + ": the dtype differs (checkpoint: " + saved_dtype +
+                          ", now: " + dtype_name(s.options.dtype) + ")");
   const std::string saved_optimizer = meta.value("optimizer", "");
   if (saved_optimizer != to_string(s.options.optimizer.kind))
     throw CheckpointError("checkpoint " + path + ": the optimizer differs (checkpoint: " + saved_optimizer +
@@ -555,6 +666,11 @@ void Fit::load_checkpoint(const std::string& path, const std::map<std::string, s
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
     load_optimizer(s.options.optimizer.kind, *s.optimizer, optimizer_archive);
+    if (s.averager) {
+      torch::serialize::InputArchive averaging_archive;
+      archive.read("averaging", averaging_archive);
+      s.averager->load(averaging_archive);
+    }
     at::Tensor state;
     archive.read(use_fitted ? "fitted_state" : "state", state);
     state = state.contiguous();
@@ -570,6 +686,12 @@ void Fit::load_checkpoint(const std::string& path, const std::map<std::string, s
   s.result.steps_done = meta.at("steps_done").get<int64_t>();
   s.result.non_finite_steps = meta.at("non_finite_steps").get<int64_t>();
   s.non_finite_run = meta.at("non_finite_run").get<int64_t>();
+  s.result.init = meta.value("init", s.result.init);
+  s.result.last_non_finite = meta.value("last_non_finite", "");
+  if (s.averager) {
+    s.result.averaged_steps = s.averager->averaged_steps();
+    s.result.averaging_from = s.averager->averaging_from();
+  }
   s.finished = use_fitted;
   s.convergence.restore(meta.at("convergence_buffer").get<std::vector<double>>(),
                         meta.at("convergence_previous").get<double>());

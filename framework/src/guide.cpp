@@ -40,8 +40,8 @@ at::Tensor Guide::elbo(const Model& model, const at::Tensor& x) {
   return terms.numel() == 1 ? terms.sum() : terms.mean();
 }
 
-void Guide::initialize(const at::Tensor&) {
-  throw std::invalid_argument("guide family '" + family_ +
+void Guide::initialize(const at::Tensor&, const at::Tensor&) {
+  throw NoLocation("guide family '" + family_ +
                               "' has no location to initialise; use the family's own default (init strategy 'default')");
 }
 
@@ -56,7 +56,31 @@ void Guide::copy_location(at::Tensor& parameter, const at::Tensor& location) con
   parameter.copy_(location.reshape(parameter.sizes()));
 }
 
+void Guide::check_scale(const at::Tensor& scale, int64_t D) const {
+  if (!scale.defined()) return;
+  const bool vector = scale.dim() == 1 && scale.size(0) == D;
+  const bool factor = scale.dim() == 2 && scale.size(0) == D && scale.size(1) == D;
+  if (!vector && !factor)
+    throw std::invalid_argument(family_ + ": initial scale has shape " + shape_to_string(scale.sizes().vec()) +
+                                ", expected [" + std::to_string(D) + "] or [" + std::to_string(D) + ", " +
+                                std::to_string(D) + "]");
+  const at::Tensor sd = marginal_sd(scale);
+  if (!(at::isfinite(sd).all().item<bool>() && (sd > 0).all().item<bool>()))
+    throw std::invalid_argument(family_ + ": initial scale has a non-finite or non-positive standard deviation");
+}
+
+at::Tensor marginal_sd(const at::Tensor& scale) {
+  if (!scale.defined() || scale.dim() == 1) return scale;
+  return at::linalg_vector_norm(at::tril(scale), 2, {1});
+}
+
 SiteValues Model::prior_values(PriorInit, at::Generator&) const { return {}; }
+
+at::ScalarType Guide::dtype() const {
+  for (const auto& p : parameters(/*recurse=*/true))
+    if (p.is_floating_point()) return p.scalar_type();
+  return at::kFloat;
+}
 
 void Guide::set_seed(uint64_t seed) { generator_.set_current_seed(seed); }
 

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
 
 #include "vguide/log.hpp"
@@ -22,6 +23,7 @@ at::Tensor initial_location(const Model& model, const LatentRegistry& registry, 
   const int64_t D = registry.total_unconstrained_dim();
   switch (options.strategy) {
     case InitStrategy::guide_default: return at::Tensor();
+    case InitStrategy::pathfinder: return initial_point(model, registry, options, gen).location;
     case InitStrategy::uniform:
       if (!(options.radius > 0.0) || !std::isfinite(options.radius))
         throw std::invalid_argument("init: uniform radius must be a positive number");
@@ -85,23 +87,48 @@ at::Tensor initial_location(const Model& model, const LatentRegistry& registry, 
   return at::Tensor();
 }
 
-void initialize(Guide& guide, const Model& model, const InitOptions& options, at::Generator& generator) {
-  at::Tensor z = initial_location(model, guide.registry(), options, generator);
-  if (z.defined()) guide.initialize(z);
+InitialPoint initial_point(const Model& model, const LatentRegistry& registry, const InitOptions& options,
+                           at::Generator& generator, at::ScalarType dtype) {
+  if (options.given.location.defined()) return options.given;
+  if (options.strategy != InitStrategy::pathfinder) return {initial_location(model, registry, options, generator), {}, ""};
+  PathfinderOptions pf = options.pathfinder;
+  pf.radius = options.radius;
+  const PathfinderResult r = pathfinder(model, registry, pf, generator, dtype);
+  std::ostringstream detail;
+  detail << "L-BFGS " << r.iterations << " iterations (" << r.stopped << "), point " << r.point << ", ELBO " << r.elbo;
+  if (r.starts > 1) detail << ", start " << r.starts;
+  return {r.location, r.scale, detail.str()};
+}
+
+InitialPoint initialize(Guide& guide, const Model& model, const InitOptions& options, at::Generator& generator,
+                        at::ScalarType dtype) {
+  InitialPoint start = initial_point(model, guide.registry(), options, generator, dtype);
+  if (!start.location.defined()) return start;
+  try {
+    guide.initialize(start.location, start.scale);
+  } catch (const NoLocation& e) {
+    if (options.strategy != InitStrategy::pathfinder) throw;
+    log_info("init: " + std::string(e.what()) + "; it starts where the family puts it");
+    return {};
+  }
+  return start;
 }
 
 InitStrategy parse_init_strategy(const std::string& name) {
+  if (name == "pathfinder") return InitStrategy::pathfinder;
   if (name == "default") return InitStrategy::guide_default;
   if (name == "median") return InitStrategy::median;
   if (name == "mean") return InitStrategy::mean;
   if (name == "sample") return InitStrategy::sample;
   if (name == "uniform") return InitStrategy::uniform;
   if (name == "value") return InitStrategy::value;
-  throw std::invalid_argument("unknown init strategy '" + name + "'; valid: default, median, mean, sample, uniform, value");
+  throw std::invalid_argument("unknown init strategy '" + name +
+                              "'; valid: pathfinder, default, median, mean, sample, uniform, value");
 }
 
 std::string to_string(InitStrategy strategy) {
   switch (strategy) {
+    case InitStrategy::pathfinder: return "pathfinder";
     case InitStrategy::guide_default: return "default";
     case InitStrategy::median: return "median";
     case InitStrategy::mean: return "mean";

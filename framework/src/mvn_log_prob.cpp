@@ -37,4 +37,6 @@ at::Tensor lowrank_mvn_log_prob(const at::Tensor& z, const at::Tensor& loc, cons
 
 double softplus_inverse(double y) { return y + std::log(-std::expm1(-y)); }
 
+at::Tensor softplus_inverse(const at::Tensor& y) { return y + at::log(-at::expm1(-y)); }
+
 }  // namespace vguide::math

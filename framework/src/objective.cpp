@@ -19,7 +19,7 @@ void require_particles(const char* what, int64_t n) {
 
 at::Tensor stl_elbo(const Model& model, Guide& guide, int64_t num_particles) {
   require_particles("stl_elbo", num_particles);
-  const at::Tensor x = particles(num_particles);
+  const at::Tensor x = particles(num_particles, guide.dtype());
   SiteValues draws = guide.rsample(x);
   SiteValues detached;
   for (const auto& [name, value] : draws) detached[name] = value.detach();
@@ -31,7 +31,7 @@ at::Tensor stl_elbo(const Model& model, Guide& guide, int64_t num_particles) {
 
 at::Tensor iwae_bound(const Model& model, Guide& guide, int64_t num_particles) {
   require_particles("iwae_bound", num_particles);
-  const at::Tensor x = particles(num_particles);
+  const at::Tensor x = particles(num_particles, guide.dtype());
   SiteValues draws = guide.rsample(x);
   const at::Tensor log_w = model.log_joint(x, draws) - guide.log_prob(x, draws);
   return at::logsumexp(log_w, 0) - std::log(static_cast<double>(num_particles));

@@ -16,7 +16,7 @@ PosteriorDraws draw_posterior(const Model& model, Guide& guide, int64_t num_draw
   if (num_draws < 1)
     throw std::invalid_argument("draw_posterior: draws is " + std::to_string(num_draws) + ", but must be at least 1");
   torch::NoGradGuard no_grad;
-  const at::Tensor x = particles(num_draws);
+  const at::Tensor x = particles(num_draws, guide.dtype());
   const SiteValues values = guide.sample(x);
   PosteriorDraws out;
   out.log_p = model.log_joint(x, values).to(at::kDouble);
@@ -68,7 +68,7 @@ ElboEstimate estimate_elbo(const Model& model, Guide& guide, int64_t num_particl
     throw std::invalid_argument("estimate_elbo: particles is " + std::to_string(num_particles) +
                                 ", but must be at least 2 (the standard error needs two)");
   torch::NoGradGuard no_grad;
-  const at::Tensor x = particles(num_particles);
+  const at::Tensor x = particles(num_particles, guide.dtype());
   const SiteValues values = guide.sample(x);
   ElboEstimate e;
   e.log_ratios = (model.log_joint(x, values) - guide.log_prob(x, values)).to(at::kDouble);

@@ -22,6 +22,7 @@ class DeltaGuide final : public vguide::Guide {
     // Jitter so that no two coordinates start equal (symmetric models stay unstuck).
     at::Tensor init = at::randn({D}, generator(), at::kFloat) * options_.init_noise() + options_.init_value();
     loc_ = register_parameter("loc", init);
+    step_scale_ = register_buffer("step_scale", at::ones({D}));
   }
 
   vguide::SiteValues rsample(const at::Tensor& x) override {
@@ -37,7 +38,15 @@ class DeltaGuide final : public vguide::Guide {
     return at::zeros({S}, loc_.options());
   }
 
-  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+  /// A point mass holds only the location; a given scale sets the units of its
+  /// optimiser step (step_scales), not its spread.
+  void initialize(const at::Tensor& location, const at::Tensor& scale) override {
+    check_scale(scale, loc_.size(0));
+    copy_location(loc_, location);
+    if (scale.defined()) copy_location(step_scale_, vguide::marginal_sd(scale));
+  }
+
+  std::vector<StepScale> step_scales() const override { return {{loc_, step_scale_}}; }
 
   void pretty_print(std::ostream& out) const override {
     out << "vguide::DeltaGuide(latent_dim=" << loc_.size(0) << ", init_value=" << options_.init_value() << ")";
@@ -45,7 +54,7 @@ class DeltaGuide final : public vguide::Guide {
 
  private:
   vguide::DeltaOptions options_;
-  at::Tensor loc_;
+  at::Tensor loc_, step_scale_;
 };
 
 std::shared_ptr<vguide::Guide> make_delta(const vguide::FactoryArgs& args) {

@@ -36,6 +36,7 @@ class LaplaceGuide final : public vguide::FlatGuide {
     const int64_t D = registry().total_unconstrained_dim();
     at::Tensor init = at::randn({D}, generator(), at::kFloat) * options_.init_noise() + options_.init_value();
     loc_ = register_parameter("loc", init);
+    step_scale_ = register_buffer("step_scale", at::ones({D}));
     scale_tril_ = register_buffer("scale_tril", at::zeros({D, D}));
     fitted_ = register_buffer("fitted", at::zeros({}, at::kBool));
     num_clamped_ = register_buffer("num_clamped", at::zeros({}, at::kLong));
@@ -87,7 +88,15 @@ class LaplaceGuide final : public vguide::FlatGuide {
             {"laplace.min_eigenvalue", min_eigenvalue_.item<double>()}};
   }
 
-  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+  /// A point mass holds only the location; a given scale sets the units of its
+  /// optimiser step (step_scales), not its spread.
+  void initialize(const at::Tensor& location, const at::Tensor& scale) override {
+    check_scale(scale, loc_.size(0));
+    copy_location(loc_, location);
+    if (scale.defined()) copy_location(step_scale_, vguide::marginal_sd(scale));
+  }
+
+  std::vector<StepScale> step_scales() const override { return {{loc_, step_scale_}}; }
 
   void pretty_print(std::ostream& out) const override {
     out << "vguide::LaplaceGuide(latent_dim=" << loc_.size(0) << ", jitter=" << options_.jitter()
@@ -111,7 +120,7 @@ class LaplaceGuide final : public vguide::FlatGuide {
 
  private:
   vguide::LaplaceOptions options_;
-  at::Tensor loc_, scale_tril_, fitted_, num_clamped_, min_eigenvalue_;
+  at::Tensor loc_, step_scale_, scale_tril_, fitted_, num_clamped_, min_eigenvalue_;
 };
 
 std::shared_ptr<vguide::Guide> make_laplace(const vguide::FactoryArgs& args) {

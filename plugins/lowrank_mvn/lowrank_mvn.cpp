@@ -34,7 +34,34 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
                                     at::full({D}, vguide::math::softplus_inverse(options_.init_scale())));
   }
 
-  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+  /// A full factor gives W the covariance's leading `rank` eigendirections and σ² what
+  /// they leave of each variance (at least 1% of it); marginal sds give σ alone.
+  void initialize(const at::Tensor& location, const at::Tensor& scale) override {
+    const int64_t D = loc_.size(0);
+    check_scale(scale, D);
+    copy_location(loc_, location);
+    if (!scale.defined()) return;
+    const at::Tensor variance = vguide::marginal_sd(scale).square();
+    at::Tensor W = at::zeros({D, rank_}, scale.options());
+    if (scale.dim() == 2) {
+      const at::Tensor L = at::tril(scale);
+      auto [eigenvalues, eigenvectors] = at::linalg_eigh(at::matmul(L, L.t()));  // ascending
+      const at::Tensor top = eigenvalues.narrow(0, D - rank_, rank_).clamp_min(0);
+      W = eigenvectors.narrow(1, D - rank_, rank_) * top.sqrt();
+    }
+    const at::Tensor rest = (variance - W.square().sum(1)).clamp_min(0.01 * variance);
+    copy_location(cov_factor_, W.reshape({-1}));
+    copy_location(scale_raw_, vguide::math::softplus_inverse(rest.sqrt()));
+  }
+
+  /// The location and the rows of W step in units of each coordinate's sd; σ's
+  /// softplus parameter so that log σ moves by the step.
+  std::vector<StepScale> step_scales() const override {
+    const at::Tensor raw = scale_raw_.detach();
+    const at::Tensor sigma = at::softplus(raw);
+    const at::Tensor sd = (sigma.square() + cov_factor_.detach().square().sum(1)).sqrt();
+    return {{loc_, sd}, {cov_factor_, sd.unsqueeze(1)}, {scale_raw_, sigma / at::sigmoid(raw)}};
+  }
 
   void pretty_print(std::ostream& out) const override {
     out << "vguide::LowRankMvnGuide(latent_dim=" << loc_.size(0) << ", rank=" << rank_

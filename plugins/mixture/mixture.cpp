@@ -88,6 +88,19 @@ class MixtureGuide final : public vguide::Guide {
     for (auto& c : components_) c->after_fit(context);
   }
 
+  /// Each component at the location moved by half a marginal sd in a random
+  /// direction (without a scale: by 0.5), so that the components start apart and
+  /// can take different parts of the posterior; each with the given scale.
+  void initialize(const at::Tensor& location, const at::Tensor& scale) override {
+    const int64_t D = registry().total_unconstrained_dim();
+    check_scale(scale, D);
+    const at::Tensor sd = scale.defined() ? vguide::marginal_sd(scale) : at::ones({D}, location.options());
+    for (auto& c : components_) {
+      const at::Tensor offset = at::randn({D}, generator(), location.options()) * sd * 0.5;
+      c->initialize(location + offset, scale);
+    }
+  }
+
   vguide::SiteValues rsample(const at::Tensor& x) override {
     // Stratified: one component per draw, reparameterised within it (the gradient
     // for the weights comes from elbo(), not from this draw).

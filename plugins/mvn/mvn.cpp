@@ -30,7 +30,27 @@ class MvnGuide final : public vguide::FlatGuide {
   /// The current Cholesky factor of the covariance.
   at::Tensor scale_tril() const { return at::tril(offdiag_, -1) + at::diag_embed(at::softplus(diag_raw_)); }
 
-  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+  void initialize(const at::Tensor& location, const at::Tensor& scale) override {
+    const int64_t D = loc_.size(0);
+    check_scale(scale, D);
+    copy_location(loc_, location);
+    if (!scale.defined()) return;
+    const at::Tensor L = scale.dim() == 2 ? at::tril(scale) : at::diag_embed(scale);
+    // A factor's diagonal may carry signs; L diag(sign) is the same covariance.
+    const at::Tensor sign = at::where(L.diagonal() < 0, -1.0, 1.0).to(L.scalar_type());
+    const at::Tensor positive = L * sign;
+    copy_location(offdiag_, at::tril(positive, -1).reshape({-1}));
+    copy_location(diag_raw_, vguide::math::softplus_inverse(positive.diagonal().clamp_min(1e-300)));
+  }
+
+  /// Rows of L and the location step in units of each coordinate's sd; the diagonal's
+  /// softplus parameter so that log of the diagonal moves by the step.
+  std::vector<StepScale> step_scales() const override {
+    const at::Tensor L = scale_tril().detach();
+    const at::Tensor sd = at::linalg_vector_norm(L, 2, {1});
+    const at::Tensor raw = diag_raw_.detach();
+    return {{loc_, sd}, {offdiag_, sd.unsqueeze(1)}, {diag_raw_, at::softplus(raw) / at::sigmoid(raw)}};
+  }
 
   void pretty_print(std::ostream& out) const override {
     out << "vguide::MvnGuide(latent_dim=" << loc_.size(0) << ", init_scale=" << options_.init_scale() << ")";

@@ -26,7 +26,13 @@ class NormalGuide final : public vguide::FlatGuide {
     log_scale_ = register_parameter("log_scale", at::full({D}, std::log(options_.init_scale())));
   }
 
-  void initialize(const at::Tensor& location) override { copy_location(loc_, location); }
+  void initialize(const at::Tensor& location, const at::Tensor& scale) override {
+    check_scale(scale, loc_.size(0));
+    copy_location(loc_, location);
+    if (scale.defined()) copy_location(log_scale_, at::log(vguide::marginal_sd(scale)));
+  }
+
+  std::vector<StepScale> step_scales() const override { return {{loc_, at::exp(log_scale_.detach())}}; }
 
   void pretty_print(std::ostream& out) const override {
     out << "vguide::NormalGuide(latent_dim=" << loc_.size(0) << ", init_scale=" << options_.init_scale() << ")";

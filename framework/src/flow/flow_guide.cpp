@@ -42,11 +42,24 @@ void FlowGuide::set_transforms(std::vector<std::shared_ptr<Transform>> transform
   }
 }
 
-void FlowGuide::initialize(const at::Tensor& location) {
+void FlowGuide::initialize(const at::Tensor& location, const at::Tensor& scale) {
   auto* affine = transforms_.empty() ? nullptr : dynamic_cast<ElementwiseAffine*>(transforms_.back().get());
-  if (affine == nullptr) return Guide::initialize(location);
-  at::Tensor shift = affine->named_parameters(/*recurse=*/false)["loc"];
+  if (affine == nullptr) return Guide::initialize(location, scale);
+  check_scale(scale, registry().total_unconstrained_dim());
+  auto params = affine->named_parameters(/*recurse=*/false);
+  at::Tensor shift = params["loc"];
   copy_location(shift, location);
+  if (scale.defined()) {
+    at::Tensor log_scale = params["log_scale"];
+    copy_location(log_scale, at::log(marginal_sd(scale)));
+  }
+}
+
+std::vector<Guide::StepScale> FlowGuide::step_scales() const {
+  auto* affine = transforms_.empty() ? nullptr : dynamic_cast<ElementwiseAffine*>(transforms_.back().get());
+  if (affine == nullptr) return {};
+  auto params = affine->named_parameters(/*recurse=*/false);
+  return {{params["loc"], at::exp(params["log_scale"].detach())}};
 }
 
 void FlowGuide::require_stack() const {

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,12 @@ struct StepInfo {
 struct FitContext {
   const Model& model;
   int64_t steps_done = 0;
+};
+
+/// Guide::initialize's refusal by a family that has no location to start from.
+class VGUIDE_API NoLocation : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
 };
 
 class VGUIDE_API Guide : public torch::nn::Module {
@@ -60,10 +67,28 @@ class VGUIDE_API Guide : public torch::nn::Module {
   virtual at::Tensor elbo(const Model& model, const at::Tensor& x);
 
   /// Start the guide at `location`, a point of the registry's flat unconstrained
-  /// space, shape (D,): the mean / mode of the guide before fitting (the host's init
-  /// strategies). Default: std::invalid_argument saying the family has no location.
-  /// A family with a location parameter overrides it with `copy_location`.
-  virtual void initialize(const at::Tensor& location);
+  /// space, shape (D,), with spread `scale`: either the (D,) marginal standard
+  /// deviations or a (D, D) lower-triangular factor L of the covariance L Lᵀ, or
+  /// undefined (the family keeps its own scale). The host's init strategies call it
+  /// (the default, Pathfinder, passes a full factor when D is small enough, else the
+  /// diagonal). A family uses what it can hold: mean-field the marginal sds, full
+  /// rank the factor, low rank its leading directions, flows their elementwise
+  /// affine layer, point masses only the location. Default: NoLocation (an
+  /// std::invalid_argument) saying the family has no location. `marginal_sd(scale)` and `scale_factor(...)`
+  /// convert between the two forms.
+  virtual void initialize(const at::Tensor& location, const at::Tensor& scale);
+
+  /// Parameters measured in the units of the latent space, with the per-element
+  /// multiplier of the optimiser's step for each: the runtime takes a location's
+  /// step in units of the guide's current scale (so a posterior sd of 1e-3 and one of
+  /// 30 are fitted alike), i.e. `p += scale ⊙ Δ` where Δ is the optimiser's step.
+  /// Each `scale` is detached, positive and broadcastable to its parameter.
+  /// Default: none (every step as the optimiser takes it).
+  struct StepScale {
+    at::Tensor parameter;
+    at::Tensor scale;
+  };
+  virtual std::vector<StepScale> step_scales() const { return {}; }
 
   virtual void before_step(const StepInfo& /*info*/) {}
   virtual void after_fit(const FitContext& /*context*/) {}
@@ -71,6 +96,10 @@ class VGUIDE_API Guide : public torch::nn::Module {
   /// Named numbers a family wants reported with the fit (the host logs them and
   /// writes them to the summary), e.g. {"laplace.num_clamped", 2}.
   virtual std::map<std::string, double> diagnostics() const { return {}; }
+
+  /// The floating-point type of the guide's parameters (float32 before a fit
+  /// converts them; the runtime draws particles of this type).
+  at::ScalarType dtype() const;
 
   /// The generator all of this guide's noise is drawn from.
   at::Generator& generator() noexcept { return generator_; }
@@ -82,12 +111,20 @@ class VGUIDE_API Guide : public torch::nn::Module {
   /// Copies `location` (D,) into `parameter` without recording it for autograd.
   /// @throw std::invalid_argument if the sizes differ or a value is not finite.
   void copy_location(at::Tensor& parameter, const at::Tensor& location) const;
+  /// Checks an initial `scale` for a latent dimension D (undefined is fine).
+  /// @throw std::invalid_argument if it is neither (D,) nor (D, D), or has a
+  ///        non-finite or non-positive standard deviation.
+  void check_scale(const at::Tensor& scale, int64_t D) const;
 
  private:
   std::string family_;
   LatentRegistry registry_;
   at::Generator generator_;
 };
+
+/// The marginal standard deviations (D,) of an initial scale: itself if (D,), the
+/// row norms of a factor L if (D, D).
+VGUIDE_API at::Tensor marginal_sd(const at::Tensor& scale);
 
 /// A particle template for S draws: shape (S, 0), float32 on the CPU unless told.
 VGUIDE_API at::Tensor particles(int64_t S, at::ScalarType dtype = at::kFloat);

@@ -6,12 +6,12 @@
 /// older host cannot serve. A host loads a plugin with the same MAJOR and a MINOR no
 /// greater than its own.
 ///
-/// Example: static_assert(VGUIDE_ABI_VERSION == VGUIDE_MAKE_ABI_VERSION(2, 1));
+/// Example: static_assert(VGUIDE_ABI_VERSION == VGUIDE_MAKE_ABI_VERSION(3, 0));
 #include <cstdint>
 
-#define VGUIDE_SDK_VERSION "0.2.0"
-#define VGUIDE_ABI_MAJOR 2u
-#define VGUIDE_ABI_MINOR 1u
+#define VGUIDE_SDK_VERSION "0.3.0"
+#define VGUIDE_ABI_MAJOR 3u
+#define VGUIDE_ABI_MINOR 0u
 #define VGUIDE_MAKE_ABI_VERSION(major, minor) ((static_cast<uint32_t>(major) << 16) | static_cast<uint32_t>(minor))
 #define VGUIDE_ABI_VERSION VGUIDE_MAKE_ABI_VERSION(VGUIDE_ABI_MAJOR, VGUIDE_ABI_MINOR)
 

@@ -19,10 +19,12 @@
 
 namespace vguide {
 
-enum class ConvergenceRule { none, mean, median, either };
+/// `automatic` ("auto", the default) is the averaging rule of averaging.hpp; the
+/// others are Stan ADVI's rule on the ELBO (`none`: run every step).
+enum class ConvergenceRule { none, mean, median, either, automatic };
 
 struct ConvergenceOptions {
-  ConvergenceRule rule = ConvergenceRule::none;
+  ConvergenceRule rule = ConvergenceRule::automatic;
   double tol_rel_obj = 0.01;    ///< Stan's default
   int64_t eval_elbo = 100;      ///< steps between evaluations (Stan's default)
   int64_t elbo_particles = 100;  ///< draws per evaluation (Stan's elbo_samples)
@@ -56,7 +58,7 @@ class VGUIDE_API AdviConvergence {
   double previous_;
 };
 
-/// "none" | "mean" | "median" | "either". @throw std::invalid_argument.
+/// "auto" | "none" | "mean" | "median" | "either". @throw std::invalid_argument.
 VGUIDE_API ConvergenceRule parse_convergence_rule(const std::string& name);
 VGUIDE_API std::string to_string(ConvergenceRule rule);
 

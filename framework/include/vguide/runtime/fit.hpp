@@ -26,6 +26,7 @@
 #include "vguide/export.hpp"
 #include "vguide/guide.hpp"
 #include "vguide/model.hpp"
+#include "vguide/runtime/averaging.hpp"
 #include "vguide/runtime/convergence.hpp"
 #include "vguide/runtime/init.hpp"
 #include "vguide/runtime/objective.hpp"
@@ -48,13 +49,23 @@ struct OptimizerOptions {
 VGUIDE_API Optimizer parse_optimizer(const std::string& name);
 VGUIDE_API std::string to_string(Optimizer kind);
 
+/// The defaults are answers, not settings (docs/fitting.md): float64, a start from
+/// Pathfinder with a scale, Adam whose location steps are in units of the guide's
+/// own scale, the iterates averaged once stationary, and the fit stopped when the
+/// averages are known to 2% of a posterior sd, at most 20 000 steps.
 struct FitOptions {
-  int64_t steps = 2000;
+  int64_t steps = 20000;  ///< the most steps (the convergence rule usually stops sooner)
+  /// The guide's parameters, the model's evaluation and the data; float64 or float32.
+  at::ScalarType dtype = at::kDouble;
   ObjectiveOptions objective;
   OptimizerOptions optimizer;
   ScheduleOptions schedule;
   double clip_norm = 0.0;  ///< > 0: clip the gradient's global 2-norm to this
   ConvergenceOptions convergence;
+  AveragingOptions averaging;
+  /// Take the steps of location-type parameters in units of the guide's scale
+  /// (Guide::step_scales); false: every step as the optimiser takes it.
+  bool scale_steps = true;
   InitOptions init;
   int64_t max_non_finite = 20;  ///< stop after this many non-finite steps in a row
   uint64_t seed = 0;            ///< the init strategies' stream
@@ -81,6 +92,10 @@ struct FitResult {
   /// non-finite, naming the site; else empty.
   std::string detail;
   int64_t non_finite_steps = 0;  ///< skipped steps over the whole fit
+  std::string last_non_finite;   ///< why the latest skipped step was skipped
+  std::string init;              ///< how the guide was started (the init strategy's detail)
+  int64_t averaged_steps = 0;    ///< steps whose iterates the outputs average
+  int64_t averaging_from = -1;   ///< the first of them (-1: no averaging)
 };
 
 /// A checkpoint that does not fit this fit, or cannot be read.
@@ -122,7 +137,8 @@ class VGUIDE_API Fit {
   FitResult run(const std::atomic<bool>* interrupt = nullptr,
                 const std::function<void(const StepReport&)>& on_step = {});
 
-  /// The guide's after_fit hook, once.
+  /// Writes the averaged iterates into the guide (when averaging ran), then the
+  /// guide's after_fit hook; once.
   void finish();
   bool finished() const noexcept;
 
@@ -154,6 +170,17 @@ class VGUIDE_API Fit {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// The init strategies' stream is seeded with FitOptions::seed ^ kInitStreamSalt.
+inline constexpr uint64_t kInitStreamSalt = 0x1417ba5eULL;
+
+/// "float64" | "float32" (also "double", "float"). @throw std::invalid_argument.
+VGUIDE_API at::ScalarType parse_dtype(const std::string& name);
+VGUIDE_API std::string dtype_name(at::ScalarType dtype);
+
+/// Converts a guide's floating-point parameters and buffers to `dtype` in place (its
+/// integer and boolean buffers stay), as the fit does before it starts.
+VGUIDE_API void convert_guide(Guide& guide, at::ScalarType dtype);
 
 /// A short stable fingerprint of a text (64-bit FNV-1a, 16 hex digits).
 VGUIDE_API std::string fingerprint(const std::string& text);

@@ -44,10 +44,14 @@ class VGUIDE_API FlowGuide : public FlatGuide {
   ///        least 2 (use the normal guide for 1-D models)" when D < 2.
   void require_dim_at_least_two() const;
 
-  /// Sets the shift of the stack's last map when drawing, if it is an
-  /// ElementwiseAffine (the flows' default), so the flow starts near `location`;
+  /// Sets the shift (and, given a scale, the log scale to the marginal sds) of the
+  /// stack's last map when drawing, if it is an ElementwiseAffine (the flows'
+  /// default), so the flow starts near `location` with about the given spread;
   /// otherwise the family has no location (Guide::initialize's error).
-  void initialize(const at::Tensor& location) override;
+  void initialize(const at::Tensor& location, const at::Tensor& scale) override;
+
+  /// The last affine map's shift steps in units of its scale.
+  std::vector<StepScale> step_scales() const override;
 
   /// "vguide::FlowGuide(family=iaf, latent_dim=3, transforms=8)".
   void pretty_print(std::ostream& out) const override;

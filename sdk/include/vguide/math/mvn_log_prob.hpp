@@ -20,5 +20,7 @@ VGUIDE_API at::Tensor lowrank_mvn_log_prob(const at::Tensor& z, const at::Tensor
 
 /// The x with softplus(x) = y, for y > 0 (to initialise softplus-positive parameters).
 VGUIDE_API double softplus_inverse(double y);
+/// The same elementwise, for a tensor of positive values.
+VGUIDE_API at::Tensor softplus_inverse(const at::Tensor& y);
 
 }  // namespace vguide::math
