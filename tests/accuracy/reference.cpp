@@ -188,29 +188,35 @@ RegressionPosterior regression_posterior(const RegressionProblem& p, int nodes) 
     conditional[k] = beta_given_sigma(p, sigma);
     log_w[k] = -0.5 * sigma * sigma / (p.sigma_scale * p.sigma_scale) + u + conditional[k].log_marginal;
   }
-  const double log_max = *std::max_element(log_w.begin(), log_w.end());
+  const int top_node = static_cast<int>(std::max_element(log_w.begin(), log_w.end()) - log_w.begin());
+  const double log_max = log_w[top_node];
+  // Moments about the conditional mean at the top node and about its sigma, so that
+  // sds far below the means (1e-3 against 2) lose no digits to cancellation.
+  const Vector& centre = conditional[top_node].mean;
+  const double sigma_centre = std::exp(u_lo + h * top_node);
   double total = 0.0, s1 = 0.0, s2 = 0.0;
   Vector m1(d, 0.0);
   Matrix m2(d, Vector(d, 0.0));
   for (int k = 0; k < nodes; ++k) {
     const double w = ((k == 0 || k == nodes - 1) ? 0.5 : 1.0) * std::exp(log_w[k] - log_max);
-    const double sigma = std::exp(u_lo + h * k);
+    const double sigma = std::exp(u_lo + h * k) - sigma_centre;
     total += w;
     s1 += w * sigma;
     s2 += w * sigma * sigma;
     for (size_t a = 0; a < d; ++a) {
-      m1[a] += w * conditional[k].mean[a];
+      const double da = conditional[k].mean[a] - centre[a];
+      m1[a] += w * da;
       for (size_t b = 0; b < d; ++b)
-        m2[a][b] += w * (conditional[k].cov[a][b] + conditional[k].mean[a] * conditional[k].mean[b]);
+        m2[a][b] += w * (conditional[k].cov[a][b] + da * (conditional[k].mean[b] - centre[b]));
     }
   }
   RegressionPosterior post;
   post.beta_cov.assign(d, Vector(d, 0.0));
   for (size_t a = 0; a < d; ++a)
     for (size_t b = 0; b < d; ++b) post.beta_cov[a][b] = m2[a][b] / total - (m1[a] / total) * (m1[b] / total);
-  for (size_t a = 0; a < d; ++a) post.beta.push_back({m1[a] / total, std::sqrt(post.beta_cov[a][a])});
-  const double sigma_mean = s1 / total;
-  post.sigma = {sigma_mean, std::sqrt(std::max(0.0, s2 / total - sigma_mean * sigma_mean))};
+  for (size_t a = 0; a < d; ++a) post.beta.push_back({centre[a] + m1[a] / total, std::sqrt(post.beta_cov[a][a])});
+  const double sigma_shift = s1 / total;
+  post.sigma = {sigma_centre + sigma_shift, std::sqrt(std::max(0.0, s2 / total - sigma_shift * sigma_shift))};
   return post;
 }
 

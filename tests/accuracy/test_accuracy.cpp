@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct Case {
   std::string family;
   uint64_t seed;
 };
+
+// Stable CTest names ("kidiq, mvn, seed 1") instead of the struct's bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.posterior << ", " << c.family << ", seed " << c.seed; }
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   return info.param.posterior + "_" + info.param.family + "_seed" + std::to_string(info.param.seed);
