@@ -6,6 +6,8 @@
 #   bench/results/<name>-distributed.jsonl   data-parallel steps against ranks
 #   bench/results/<name>.md         machine, commit, and the tables
 #   bench/results/<name>/*.png      one plot per scaling curve (data in <name>/data/)
+#   bench/results/<name>-accuracy.md time to accuracy against Stan's ADVI (bench/accuracy/;
+#                                   only with Rscript and rstan; links BH/include once)
 # Usage: scripts/bench.sh [name]                 name defaults to today's date
 #        VGUIDE_BENCH_ARGS="--smoke" scripts/bench.sh smoke    a quick run of every path
 #        VGUIDE_BUILD_JOBS=1 scripts/bench.sh      build on one core (default: all)
@@ -60,6 +62,13 @@ rm -rf "$plot_dir"
 } >"$results/$name.md"
 gnuplot -e "dir='$plot_dir'" "$root/bench/plot.gp"
 gnuplot -e "dir='$plot_dir'; cpu=1" "$root/bench/plot.gp"
+
+# Time to accuracy against Stan's ADVI (bench/accuracy/), when R and rstan are here.
+if command -v Rscript >/dev/null && Rscript -e 'quit(status = !requireNamespace("rstan", quietly = TRUE))' >/dev/null 2>&1; then
+  "$root/bench/accuracy/run.sh" "$build_dir" "$results/$name-accuracy.md" || status=$?
+else
+  echo "bench.sh: Rscript or rstan not found; skipping the time-to-accuracy table (scripts/setup.sh installs r-cran-rstan)" >&2
+fi
 
 echo "bench.sh: ${elapsed} s; wrote $out, $results/$name.md and $plot_dir/*.png" >&2
 if ((status != 0)); then
