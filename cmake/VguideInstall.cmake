@@ -2,7 +2,7 @@
 #   P/bin/vguide-host
 #   P/lib/libvguide.so.0.1.0 (+ libvguide.so.0.1, libvguide.so)
 #   P/lib/vguide/plugins/lib<family>.so   (PluginManager looks there, next to libvguide.so)
-#   P/include/vguide/...                  (SDK and runtime headers)
+#   P/include/vguide/...                  (SDK and runtime headers, the families' options headers)
 #   P/lib/cmake/vguide/                   (the CMake package: find_package(vguide))
 #   P/share/doc/vguide/                   (docs, README, example sources)
 include(CMakePackageConfigHelpers)
@@ -25,6 +25,12 @@ install(TARGETS vguide vguide_sdk vguide_runtime EXPORT vguideTargets
   LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}")
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/sdk/include/vguide" "${PROJECT_SOURCE_DIR}/framework/include/vguide"
   DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" FILES_MATCHING PATTERN "*.hpp")
+# Each shipped family's options header (vguide/plugins/<family>/options.hpp) and its
+# deprecated forwarder (vguide/options/<family>.hpp, until 0.3), for applications.
+foreach(family IN LISTS VGUIDE_SHIPPED_PLUGINS)
+  install(DIRECTORY "${PROJECT_SOURCE_DIR}/plugins/${family}/include/vguide"
+    DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" FILES_MATCHING PATTERN "*.hpp")
+endforeach()
 
 vguide_origin_rpath(host_rpath "${CMAKE_INSTALL_BINDIR}")
 set_target_properties(vguide-host PROPERTIES INSTALL_RPATH "${host_rpath}")

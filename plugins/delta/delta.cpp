@@ -6,7 +6,7 @@
 #include <ostream>
 
 #include "vguide/guide.hpp"
-#include "vguide/options/delta.hpp"
+#include "vguide/plugins/delta/options.hpp"
 #include "vguide/plugin.hpp"
 
 namespace {

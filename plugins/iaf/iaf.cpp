@@ -2,7 +2,7 @@
 // flow kit: num_flows affine MADE layers with a reverse permutation between them,
 // then (our extension) a learnable elementwise affine layer.
 #include "vguide/flow.hpp"
-#include "vguide/options/iaf.hpp"
+#include "vguide/plugins/iaf/options.hpp"
 #include "vguide/plugin.hpp"
 
 namespace {

@@ -21,7 +21,7 @@
 #include "vguide/log.hpp"
 #include "vguide/math/mvn_log_prob.hpp"
 #include "vguide/math/normal_log_prob.hpp"
-#include "vguide/options/laplace.hpp"
+#include "vguide/plugins/laplace/options.hpp"
 #include "vguide/plugin.hpp"
 
 namespace {

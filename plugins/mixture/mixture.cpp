@@ -16,7 +16,7 @@
 #include <sstream>
 
 #include "vguide/guide.hpp"
-#include "vguide/options/mixture.hpp"
+#include "vguide/plugins/mixture/options.hpp"
 #include "vguide/plugin.hpp"
 
 namespace {

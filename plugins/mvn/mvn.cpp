@@ -8,7 +8,7 @@
 #include "vguide/flat_guide.hpp"
 #include "vguide/math/mvn_log_prob.hpp"
 #include "vguide/math/normal_log_prob.hpp"
-#include "vguide/options/mvn.hpp"
+#include "vguide/plugins/mvn/options.hpp"
 #include "vguide/plugin.hpp"
 
 namespace {

@@ -9,7 +9,7 @@
 #include "vguide/flat_guide.hpp"
 #include "vguide/math/diag_normal_rsample.hpp"
 #include "vguide/math/normal_log_prob.hpp"
-#include "vguide/options/normal.hpp"
+#include "vguide/plugins/normal/options.hpp"
 #include "vguide/plugin.hpp"
 
 namespace {

@@ -2,7 +2,7 @@
 // AutoNeuralSplineGuide), built from the SDK flow kit: num_flows coupling layers
 // with alternating half masks, then (our extension) a learnable elementwise affine.
 #include "vguide/flow.hpp"
-#include "vguide/options/spline.hpp"
+#include "vguide/plugins/spline/options.hpp"
 #include "vguide/plugin.hpp"
 
 namespace {

@@ -97,6 +97,7 @@ elseif(STEP STREQUAL "layout")
       "${LIBDIR}/libvguide.so"
       "include/vguide/plugin.hpp" "include/vguide/flow.hpp" "include/vguide/flow/made.hpp"
       "include/vguide/runtime/plugin_manager.hpp" "include/vguide/model/program_model.hpp"
+      "include/vguide/plugins/normal/options.hpp" "include/vguide/options/normal.hpp"
       "${LIBDIR}/cmake/vguide/vguideConfig.cmake" "${LIBDIR}/cmake/vguide/vguideConfigVersion.cmake"
       "${LIBDIR}/cmake/vguide/vguideTargets.cmake" "${LIBDIR}/cmake/vguide/vguidePlugin.cmake"
       "${LIBDIR}/cmake/vguide/plugin_exports.map"

@@ -1,0 +1,134 @@
+// A ProgramModel's data rows: minibatches (set_minibatch, sample_rows), the rows
+// of one rank of a data-parallel fit (data_rows, check_rows_can_split) and the
+// weight of row terms (set_row_weight).
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <unordered_set>
+
+#include "program_plan.hpp"
+
+namespace vguide::model {
+
+using namespace detail;
+
+namespace {
+
+// What keeps the rows from being taken apart (minibatches, ranks): a slice, whose
+// result over some rows is not those rows of the slice, and a latent with one value
+// per row, which the guide draws whole.
+const StepPlan* first_slicing_step(const ProgramModel::Plan& plan) {
+  for (const auto& sp : plan.steps) {
+    bool sliced = false;
+    for (const Expr& e : sp.step->args) sliced = sliced || has_slice(e);
+    if (sp.step->kind == Step::Kind::let) sliced = sliced || has_slice(sp.step->value);
+    if (sliced) return &sp;
+  }
+  return nullptr;
+}
+
+const StepPlan* first_per_row_latent(const ProgramModel::Plan& plan) {
+  for (const auto& sp : plan.steps)
+    if (sp.role == StepPlan::Role::latent && sp.per_row) return &sp;
+  return nullptr;
+}
+
+}  // namespace
+
+void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
+  if (num_rows_ == 0)
+    throw std::invalid_argument("set_minibatch: program '" + name() + "' has no data rows to subsample");
+  if (batch_size < 1 || batch_size > num_rows_)
+    throw std::invalid_argument("set_minibatch: batch size is " + std::to_string(batch_size) + ", but must be in [1, " +
+                                std::to_string(num_rows_) + "] (N = " + std::to_string(num_rows_) + " rows)");
+  if (batch_size < num_rows_) {
+    if (const StepPlan* sp = first_slicing_step(*plan_))
+      throw std::invalid_argument("set_minibatch: line " + std::to_string(sp->step->loc.line) +
+                                  " slices an array, and slices of subsampled rows would not be contiguous; "
+                                  "use the full batch");
+    if (const StepPlan* sp = first_per_row_latent(*plan_))
+      throw std::invalid_argument("set_minibatch: latent '" + sp->step->name +
+                                  "' has one value per data row, so it cannot be subsampled (the guide draws all " +
+                                  std::to_string(num_rows_) +
+                                  " rows of it while the log joint would see only the batch); use the full batch");
+  }
+  if (generator.device().type() != at::kCPU)
+    throw std::invalid_argument("set_minibatch: the rows' generator must be a CPU generator, got one on " +
+                                generator.device().str());
+  batch_size_ = batch_size;
+  generator_ = std::move(generator);
+}
+
+at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator) {
+  if (B < 0 || B > N)
+    throw std::invalid_argument("sample_rows: B is " + std::to_string(B) + ", but must be in [0, " + std::to_string(N) + "]");
+  // Floyd's algorithm: for j = N-B, ..., N-1 take t uniform in [0, j], or j itself if
+  // t is taken already. Every B-subset comes out with the same probability, in B
+  // draws, so a batch costs O(B) whatever N is (a randperm of N would cost O(N)).
+  std::vector<int64_t> rows;
+  rows.reserve(static_cast<size_t>(B));
+  std::unordered_set<int64_t> taken;
+  taken.reserve(static_cast<size_t>(2 * B));
+  {
+    auto* gen = at::check_generator<at::CPUGeneratorImpl>(generator);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    for (int64_t j = N - B; j < N; ++j) {
+      // Uniform in [0, j]: reject the 2^64 mod (j + 1) lowest words, so that no
+      // value is favoured.
+      const uint64_t n = static_cast<uint64_t>(j) + 1;
+      const uint64_t threshold = (0 - n) % n;
+      uint64_t r;
+      do r = gen->random64();
+      while (r < threshold);
+      const auto t = static_cast<int64_t>(r % n);
+      const int64_t row = taken.insert(t).second ? t : j;
+      if (row == j) taken.insert(j);
+      rows.push_back(row);
+    }
+  }
+  // Ascending rows make the gather walk the data forwards.
+  std::sort(rows.begin(), rows.end());
+  return at::tensor(rows, at::TensorOptions().dtype(at::kLong));
+}
+
+void ProgramModel::set_row_weight(double weight) {
+  if (!(weight > 0.0) || !std::isfinite(weight))
+    throw std::invalid_argument("set_row_weight: weight is " + std::to_string(weight) + ", but must be a positive number");
+  row_weight_ = weight;
+}
+
+void ProgramModel::check_rows_can_split() const {
+  if (const StepPlan* sp = first_per_row_latent(*plan_))
+    throw std::invalid_argument("latent '" + sp->step->name + "' has one value per data row, so the " +
+                                std::to_string(num_rows_) + " rows cannot be split between ranks (every rank's " +
+                                "guide draws all of them)");
+  if (const StepPlan* sp = first_slicing_step(*plan_))
+    throw std::invalid_argument("line " + std::to_string(sp->step->loc.line) +
+                                " slices an array, and the rows cannot be split between ranks under a slice");
+}
+
+Data ProgramModel::data_rows(int64_t begin, int64_t end) const {
+  if (num_rows_ == 0)
+    throw std::invalid_argument("data_rows: program '" + name() + "' has no data rows to split");
+  if (begin < 0 || end > num_rows_ || begin >= end)
+    throw std::invalid_argument("data_rows: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                ") are not a non-empty range of the " + std::to_string(num_rows_) + " rows");
+  check_rows_can_split();
+  Data out(data_.filename() + " rows " + std::to_string(begin + 1) + "-" + std::to_string(end));
+  for (const auto& name : data_.names()) out.set(name, data_.get(name));
+  for (const auto& sp : plan_->steps) {
+    const bool row_array = (sp.role == StepPlan::Role::data || (sp.role == StepPlan::Role::observed && !sp.from_value)) &&
+                           sp.row_data && sp.data.dim() >= 1 && sp.data.size(0) == num_rows_;
+    if (!row_array) continue;
+    out.set(sp.step->name, data_.get(sp.step->name).slice(0, begin, end).clone());
+    // A size variable that declares the leading dim ("X[N, P]") counts the rows.
+    if (!sp.step->shape.empty() && !sp.step->shape[0].name.empty() && data_.contains(sp.step->shape[0].name))
+      out.set(sp.step->shape[0].name, at::scalar_tensor(end - begin, at::kLong));
+  }
+  return out;
+}
+
+}  // namespace vguide::model

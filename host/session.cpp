@@ -1,0 +1,172 @@
+#include "session.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "vguide/model/data.hpp"
+#include "vguide/model/program.hpp"
+#include "vguide/version.hpp"
+
+namespace vguide::host {
+
+namespace {
+
+std::string read_text(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(std::string(flag) + " " + path + ": cannot be read");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+ModelInputs load_model(const Settings& settings) {
+  const RendezvousOptions& dist = settings.dist;
+  const bool distributed = dist.world_size > 1;
+  const int64_t rank = dist.rank, world = dist.world_size;
+  ModelInputs in;
+  // "{rank}" in --data names each rank's own file of rows.
+  const std::string& model_path = settings.model_path;
+  std::string& data_path = in.data_path;
+  data_path = settings.data_path;
+  in.per_rank_data = data_path.find("{rank}") != std::string::npos;
+  for (size_t at = data_path.find("{rank}"); at != std::string::npos; at = data_path.find("{rank}"))
+    data_path.replace(at, 6, std::to_string(rank));
+  in.model_text = read_text(model_path, "--model");
+  in.data_text = read_text(data_path, "--data");
+  model::Data data = model::parse_data(in.data_text, data_path);
+  in.data_names = data.names();
+  in.model = std::make_unique<model::ProgramModel>(model::parse_program(in.model_text, model_path), std::move(data));
+  if (distributed && !in.per_rank_data) {
+    // Contiguous blocks of rows, as even as N allows.
+    const int64_t N = in.model->num_rows();
+    if (N < world)
+      throw InputError("--data " + data_path + ": " + std::to_string(N) + " data rows cannot be split between " +
+                       std::to_string(world) + " ranks");
+    model::Data shard;
+    try {
+      shard = in.model->data_rows(N * rank / world, N * (rank + 1) / world);
+    } catch (const std::invalid_argument& e) {
+      throw InputError("--model " + model_path + ": " + e.what());
+    }
+    // Pathfinder on the whole data, with the fit's own init stream (then the whole
+    // data is let go).
+    const FitOptions& options = settings.fit;
+    if (options.init.strategy == InitStrategy::pathfinder) {
+      at::Generator init_stream = at::detail::createCPUGenerator(options.seed ^ kInitStreamSalt);
+      in.whole_data_start = initial_point(
+          *in.model, LatentRegistry::from_model(*in.model, in.model->observed_names()), options.init, init_stream,
+          options.dtype);
+    }
+    in.model = std::make_unique<model::ProgramModel>(model::parse_program(in.model_text, model_path), std::move(shard));
+  }
+  if (distributed) {
+    if (in.per_rank_data) {
+      try {  // the same refusals as for rows cut from one file
+        in.model->check_rows_can_split();
+      } catch (const std::invalid_argument& e) {
+        throw InputError("--model " + model_path + ": " + e.what());
+      }
+    }
+    in.model->set_row_weight(static_cast<double>(world));
+  }
+  return in;
+}
+
+void read_init_values(Settings& settings) {
+  if (!settings.init_file) return;
+  const std::string& init_path = *settings.init_file;
+  const model::Data init = model::parse_data(read_text(init_path, "--init-file"), init_path);
+  for (const auto& name : init.names()) settings.fit.init.values[name] = init.get(name);
+}
+
+void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plugins, FitSession& session) {
+  const RendezvousOptions& dist = settings.dist;
+  const bool distributed = dist.world_size > 1;
+  const int64_t rank = dist.rank, world = dist.world_size;
+  const std::string& family = settings.family;
+  model::ProgramModel& model = *inputs.model;
+
+  session.guide = plugins.create(family, model, model.observed_names(), settings.guide_options);
+  // The minibatch stream: each rank its own (rank 0's is the single process's).
+  session.rows = at::detail::createCPUGenerator(settings.seed ^ 0x5eedba7cULL ^ (0x9e3779b97f4a7c15ULL * rank));
+  const int64_t batch = settings.batch_size;
+  // The start (Pathfinder's L-BFGS) sees all the rows; the steps then see minibatches.
+  // A model that cannot be subsampled is refused before any work.
+  if (batch > 0) {
+    model.set_minibatch(batch, session.rows);
+    model.set_minibatch(model.num_rows(), session.rows);
+  }
+  FitOptions options = settings.fit;
+  if (inputs.whole_data_start) options.init.given = *inputs.whole_data_start;
+  Fit& fit = session.fit.emplace(model, *session.guide, options);
+  if (!settings.resume) spdlog::info("init: {}", fit.result().init);
+  if (batch > 0) model.set_minibatch(batch, session.rows);
+  if (batch > 0) fit.track_generator("rows", session.rows);
+
+  std::string data_fingerprint = fingerprint(inputs.data_text);
+  if (distributed) {
+    // What every rank must agree on. Per-rank files differ by design: their
+    // variables must match, and the checkpoint records all of them.
+    std::string data_layout = data_fingerprint;
+    if (inputs.per_rank_data) {
+      data_layout = "per-rank files with";
+      for (const auto& name : inputs.data_names) data_layout += " " + name;
+    }
+    session.comm = rendezvous(dist, {{"model", fingerprint(inputs.model_text)},
+                                     {"data", data_layout},
+                                     {"guide family", family},
+                                     {"guide options", settings.guide_options_text},
+                                     {"settings", fingerprint(settings.trajectory)},
+                                     {"world size", std::to_string(world)},
+                                     {"vguide version", VGUIDE_SDK_VERSION}});
+    spdlog::info("rank {} of {} joined at {}:{}; rows {} of this rank", rank, world, dist.master_addr,
+                 dist.master_port, model.num_rows());
+    if (inputs.per_rank_data) {
+      std::string all;
+      for (const auto& f : all_gather(*session.comm, data_fingerprint, "the data fingerprints")) all += f;
+      data_fingerprint = fingerprint(all);
+    }
+    try {
+      fit.distribute(session.comm);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+  }
+
+  session.fingerprints = {{"model", fingerprint(inputs.model_text)},
+                          {"data", data_fingerprint},
+                          {"guide family", family},
+                          {"guide options", settings.guide_options_text},
+                          {"settings", fingerprint(settings.trajectory)}};
+  if (settings.resume) {
+    try {
+      fit.load_checkpoint((*settings.resume / "checkpoint.pt").string(), session.fingerprints);
+    } catch (const CheckpointError& e) {
+      throw InputError(std::string("--resume: ") + e.what());
+    }
+    if (fit.steps_done() > settings.fit.steps)
+      throw UsageError("--resume: the checkpoint has " + std::to_string(fit.steps_done()) +
+                       " steps done, more than --steps " + std::to_string(settings.fit.steps));
+    spdlog::info("resuming {} at step {}", settings.resume->string(), fit.steps_done());
+  }
+}
+
+void finish_fit(const Settings& settings, model::ProgramModel& model, FitSession& session, const FitResult& result) {
+  Fit& fit = *session.fit;
+  // The checkpoint keeps the state to continue training from and, once after_fit has
+  // run, the fitted guide to draw from (Fit::save_checkpoint).
+  if (settings.batch_size > 0) model.set_minibatch(model.num_rows(), session.rows);  // outputs score the full data
+  if (result.reason != StopReason::non_finite) fit.finish();
+  fit.save_checkpoint(checkpoint_path(settings), session.fingerprints);
+  for (const auto& [key, value] : session.guide->diagnostics()) spdlog::info("{} = {}", key, value);
+}
+
+std::string checkpoint_path(const Settings& settings) { return (settings.output / "checkpoint.pt").string(); }
+
+}  // namespace vguide::host
