@@ -9,6 +9,7 @@
 // 2 bad usage (a flag or its value, a guide option); 3 a plugin that fails to load or
 // to build its guide; 4 a numerical failure (outputs of the fit so far are written);
 // 5 a distributed fit that lost a rank or whose ranks disagree (docs/distributed.md);
+// 6 a plugin that killed the --check-plugin child (host/check_plugin.hpp);
 // 128 + signal when interrupted by SIGINT / SIGTERM (outputs and a checkpoint written).
 #include <torch/torch.h>
 
@@ -27,6 +28,8 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "check_plugin.hpp"
+#include "cli.hpp"
 #include "launch.hpp"
 #include "output_folder.hpp"
 #include "progress.hpp"
@@ -98,6 +101,7 @@ po::options_description make_options() {
       "guide plugin: a path (./libiaf.so), a file name (libiaf.so) or a family name (iaf); repeatable")(
       "list-plugins", "list the loaded families (without --plugin: every plugin found) and the folders searched, then exit")(
       "describe", po::value<std::string>(), "print a family's description and option table, then exit")(
+      "check-plugin", po::value<std::string>(), "load this plugin file in a child process and report it, then exit")(
       "quiet,q", "no progress output (warnings and errors only)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error or off")(
       "threads", po::value<int>()->default_value(1), "LibTorch intra-op threads");
@@ -330,6 +334,7 @@ int run(int argc, char** argv) {
   if (threads < 1) throw UsageError("--threads is " + std::to_string(threads) + ", but must be at least 1");
   at::set_num_threads(threads);
 
+  if (vm.count("check-plugin")) return vguide::host::check_plugin(vm["check-plugin"].as<std::string>());
   const uint64_t seed = vm["seed"].as<uint64_t>();
   vguide::PluginManager plugins(seed);
   if (vm.count("plugin"))
@@ -657,6 +662,8 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 
 }  // namespace
 
+namespace vguide::host {
+
 int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("vguide-host"));
   spdlog::set_pattern("vguide-host: %l: %v");
@@ -678,3 +685,5 @@ int main(int argc, char** argv) {
     return kInput;
   }
 }
+
+}  // namespace vguide::host
