@@ -9,7 +9,8 @@
 // 2 bad usage (a flag or its value, a guide option); 3 a plugin that fails to load or
 // to build its guide; 4 a numerical failure (outputs of the fit so far are written);
 // 5 a distributed fit that lost a rank or whose ranks disagree (docs/distributed.md);
-// 6 a fit with warnings under --strict (outputs written);
+// 6 a fit with warnings under --strict (outputs written); 7 a plugin that killed the
+// --check-plugin child (check_plugin.hpp);
 // 128 + signal when interrupted by SIGINT / SIGTERM (outputs and a checkpoint written).
 //
 // `run` is the script: settings (settings.cpp), plugins, the model and the fit
@@ -33,6 +34,7 @@
 #include <optional>
 #include <unistd.h>
 
+#include "check_plugin.hpp"
 #include "launch.hpp"
 #include "output_folder.hpp"
 #include "outputs.hpp"
@@ -235,6 +237,7 @@ int run(int argc, char** argv) {
   Settings settings = read_general_settings(command_line);
   configure_process(settings);
 
+  if (settings.check_plugin) return check_plugin(*settings.check_plugin);
   PluginManager plugins(settings.seed);
   for (const auto& p : settings.plugins) plugins.load(p);
   if (settings.list_plugins) return list_plugins(plugins, settings);

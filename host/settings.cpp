@@ -21,6 +21,7 @@ po::options_description make_options() {
       "guide plugin: a path (./libiaf.so), a file name (libiaf.so) or a family name (iaf); repeatable")(
       "list-plugins", "list the loaded families (without --plugin: every plugin found) and the folders searched, then exit")(
       "describe", po::value<std::string>(), "print a family's description and option table, then exit")(
+      "check-plugin", po::value<std::string>(), "load this plugin file in a child process and report it, then exit")(
       "quiet,q", "no progress output (warnings and errors only)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error or off")(
       "threads", po::value<int>()->default_value(1), "LibTorch intra-op threads");
@@ -260,6 +261,7 @@ Settings read_general_settings(const CommandLine& command_line) {
   if (vm.count("plugin")) s.plugins = vm["plugin"].as<std::vector<std::string>>();
   s.list_plugins = vm.count("list-plugins") != 0;
   if (vm.count("describe")) s.describe = vm["describe"].as<std::string>();
+  if (vm.count("check-plugin")) s.check_plugin = vm["check-plugin"].as<std::string>();
   return s;
 }
 

@@ -4,8 +4,8 @@
 // It is read in two stages, in the order the host checks its flags, so that a command
 // line gets the same error whatever else is wrong with it: read_general_settings
 // takes what every invocation needs (logging, threads, the seed, the plugins to load,
-// --list-plugins, --describe); read_fit_settings, once the plugins are loaded, takes
-// what a fit needs (model, data, guide and its options, fit options, outputs, ranks).
+// --list-plugins, --describe, --check-plugin); read_fit_settings, once the plugins
+// are loaded, takes what a fit needs (model, data, guide and its options, fit options, outputs, ranks).
 #include <boost/program_options.hpp>
 #include <spdlog/common.h>
 
@@ -56,6 +56,7 @@ struct Settings {
   std::vector<std::string> plugins;  ///< --plugin, in order
   bool list_plugins = false;
   std::optional<std::string> describe;  ///< --describe FAMILY
+  std::optional<std::string> check_plugin;  ///< --check-plugin FILE
 
   // read_fit_settings
   std::string model_path;
@@ -87,7 +88,8 @@ struct Settings {
 /// of the wrong type.
 CommandLine parse_command_line(int argc, char** argv);
 
-/// --log-level, --quiet, --threads, --seed, --plugin, --list-plugins, --describe.
+/// --log-level, --quiet, --threads, --seed, --plugin, --list-plugins, --describe,
+/// --check-plugin.
 /// @throw UsageError for a bad value.
 Settings read_general_settings(const CommandLine& command_line);
 

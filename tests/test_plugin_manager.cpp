@@ -50,13 +50,12 @@ TEST_F(PluginManagerTest, NotASharedLibrary) {
   std::ofstream(text) << "this is text, not ELF\n";
   EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(text.string()); }),
             "plugin " + text.string() + ": not a shared library (no ELF header)");
-  // ELF magic but garbage after it: the dynamic loader's reason, without errno noise.
+  // ELF magic but garbage after it: the ELF check names the first bad field (the
+  // class byte is the ' ' after "ELF"), before dlopen sees the file.
   const fs::path fake = fs::temp_directory_path() / "vguide_test_fake_elf.so";
   std::ofstream(fake, std::ios::binary) << "\x7f" << "ELF garbage garbage garbage garbage garbage garbage garbage";
-  const std::string msg = test::message_of<PluginError>([&] { manager_.load(fake.string()); });
-  EXPECT_EQ(msg.rfind("plugin " + fake.string() + ": cannot be loaded: ", 0), 0u) << msg;
-  EXPECT_EQ(msg.find("Bad file descriptor"), std::string::npos) << msg;
-  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(fake.string()); }),
+            "plugin " + fake.string() + ": corrupt ELF header: class 32 is neither 32- nor 64-bit");
   fs::remove(text);
   fs::remove(fake);
   ExpectStillUsable();

@@ -1,5 +1,6 @@
 // Deliberately broken plugins for the loader tests: one source, compiled once per
 // BROKEN_<KIND> macro, each breaking exactly one rule of the descriptor contract.
+#include <cstdlib>
 #include <stdexcept>
 
 #include "vguide/plugin.hpp"
@@ -12,6 +13,8 @@ struct NoOptions {
 [[maybe_unused]] std::shared_ptr<vguide::Guide> throwing_factory(const vguide::FactoryArgs&) {
   throw std::runtime_error("deliberate failure in test plugin");
 }
+// A plugin whose code faults: only a separate process survives it (--check-plugin).
+[[maybe_unused]] std::shared_ptr<vguide::Guide> aborting_factory(const vguide::FactoryArgs&) { std::abort(); }
 [[maybe_unused]] std::shared_ptr<vguide::Guide> null_factory(const vguide::FactoryArgs&) { return nullptr; }
 
 // A factory that breaks the "never throw" rule of vguide_factory_fn on purpose.
@@ -31,6 +34,8 @@ struct NoOptions {
 extern "C" __attribute__((visibility("default"))) int vguide_not_a_descriptor() { return 42; }
 #elif defined(BROKEN_FACTORY_THROWS)
 VGUIDE_DECLARE_PLUGIN("throws", "factory always throws", NoOptions, throwing_factory)
+#elif defined(BROKEN_FACTORY_ABORTS)
+VGUIDE_DECLARE_PLUGIN("aborts", "factory calls abort()", NoOptions, aborting_factory)
 #elif defined(BROKEN_FACTORY_RETURNS_NULL)
 VGUIDE_DECLARE_PLUGIN("returns_null", "factory returns nullptr", NoOptions, null_factory)
 #else

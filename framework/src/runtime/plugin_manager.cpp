@@ -1,6 +1,7 @@
 #include "vguide/runtime/plugin_manager.hpp"
 
 #include <dlfcn.h>
+#include <link.h>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
@@ -10,12 +11,12 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <sstream>
 
 #include "vguide/guide.hpp"
 #include "vguide/options.hpp"
+#include "vguide/runtime/elf_check.hpp"
 #include "vguide_paths.hpp"
 
 namespace vguide {
@@ -69,16 +70,82 @@ bool is_version(const char* text) {
   return digit;
 }
 
-bool has_elf_magic(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  in.read(magic, 4);
-  return in.gcount() == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F';
+// The address ranges a loaded library occupies (its PT_LOAD segments), to check the
+// descriptor's pointers before following them: a corrupt file's descriptor may point
+// anywhere, and a bad pointer would fault in the host.
+class Image {
+ public:
+  explicit Image(void* handle) {
+    link_map* map = nullptr;
+    if (::dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || map == nullptr) return;
+    map_ = map;
+    ::dl_iterate_phdr(&Image::collect, this);
+  }
+  bool contains(const void* p, std::size_t n) const {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    for (const auto& r : ranges_)
+      if (a >= r.begin && a <= r.end && n <= r.end - a) return true;
+    return false;
+  }
+  bool executable(const void* p) const {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    for (const auto& r : ranges_)
+      if (r.exec && a >= r.begin && a < r.end) return true;
+    return false;
+  }
+  // A NUL-terminated string inside one segment.
+  bool string(const char* s) const {
+    const auto a = reinterpret_cast<uintptr_t>(s);
+    for (const auto& r : ranges_)
+      if (a >= r.begin && a < r.end) return std::memchr(s, '\0', r.end - a) != nullptr;
+    return false;
+  }
+
+ private:
+  struct Range {
+    uintptr_t begin, end;
+    bool exec;
+  };
+  static int collect(dl_phdr_info* info, std::size_t, void* self) {
+    auto* image = static_cast<Image*>(self);
+    if (info->dlpi_addr != image->map_->l_addr || std::strcmp(info->dlpi_name, image->map_->l_name) != 0) return 0;
+    for (int i = 0; i < info->dlpi_phnum; ++i) {
+      const auto& p = info->dlpi_phdr[i];
+      if (p.p_type == PT_LOAD && (p.p_flags & PF_R))
+        image->ranges_.push_back({info->dlpi_addr + p.p_vaddr, info->dlpi_addr + p.p_vaddr + p.p_memsz, (p.p_flags & PF_X) != 0});
+    }
+    return 1;
+  }
+  const link_map* map_ = nullptr;
+  std::vector<Range> ranges_;
+};
+
+// The descriptor and everything it points to lie in the library (check 7a of
+// docs/plugins.md): a flipped byte in the file must not send the host to a wild address.
+void check_descriptor_pointers(const vguide_plugin_descriptor* d, const Image& image, const std::string& origin) {
+  if (!image.contains(d, sizeof(*d))) fail(origin, "descriptor symbol '" VGUIDE_PLUGIN_SYMBOL "' points outside the library");
+  const std::pair<const char*, const char*> strings[] = {
+      {"sdk_version", d->sdk_version}, {"torch_version", d->torch_version}, {"family", d->family},
+      {"description", d->description}};
+  for (const auto& [field, text] : strings)
+    if (text != nullptr && !image.string(text))
+      fail(origin, std::string("descriptor field '") + field + "' points outside the library");
+  if (d->factory != nullptr && !image.executable(reinterpret_cast<const void*>(d->factory)))
+    fail(origin, "descriptor field 'factory' points outside the library's code");
+  if (d->options == nullptr || d->num_options == 0) return;
+  if (!image.contains(d->options, std::size_t{d->num_options} * sizeof(vguide_option_spec)))
+    fail(origin, "descriptor's option table (" + std::to_string(d->num_options) + " entries) lies outside the library");
+  for (uint32_t i = 0; i < d->num_options; ++i) {
+    const auto& o = d->options[i];
+    for (const char* text : {o.name, o.type, o.default_value, o.help, o.constraint})
+      if (text != nullptr && !image.string(text))
+        fail(origin, "option " + std::to_string(i) + " of the descriptor points outside the library");
+  }
 }
 
 // dlopen's own reason, without Boost's appended errno text.
 std::string dlopen_reason(const fs::path& path) {
-  void* handle = ::dlopen(path.c_str(), RTLD_LAZY | RTLD_LOCAL);
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle != nullptr) {
     ::dlclose(handle);
     return "the dynamic loader refused it";
@@ -214,11 +281,14 @@ std::string PluginManager::load(const std::string& path_or_name) {
   if (!fs::is_regular_file(path, ec)) fail(origin, "not a regular file");
   const std::string canonical = fs::canonical(path, ec).string();
   if (auto it = loaded_files_.find(canonical); it != loaded_files_.end()) return it->second;
-  if (!has_elf_magic(path)) fail(origin, "not a shared library (no ELF header)");
+  // dlopen maps and relocates whatever the headers say: check them first.
+  if (const std::string why = elf_problem(path); !why.empty()) fail(origin, why);
 
+  // RTLD_NOW: a symbol that cannot be bound is a load error here, not an exit(127)
+  // from the dynamic loader when the plugin first calls it.
   auto library = std::make_shared<boost::dll::shared_library>();
   try {
-    library->load(boost::dll::fs::path(path.string()), boost::dll::load_mode::rtld_lazy);
+    library->load(boost::dll::fs::path(path.string()), boost::dll::load_mode::rtld_now);
   } catch (const std::exception&) {
     fail(origin, "cannot be loaded: " + dlopen_reason(path));
   }
@@ -228,6 +298,7 @@ std::string PluginManager::load(const std::string& path_or_name) {
   // The alias is a pointer variable that points at the descriptor.
   const vguide_plugin_descriptor* d = library->get<const vguide_plugin_descriptor*>(VGUIDE_PLUGIN_SYMBOL);
   if (d == nullptr) fail(origin, "descriptor symbol '" VGUIDE_PLUGIN_SYMBOL "' is null");
+  check_descriptor_pointers(d, Image(library->native()), origin);
   const std::string family = add(*d, library, origin);
   loaded_files_[canonical] = family;
   spdlog::debug("loaded guide family '{}' from {}", family, origin);
