@@ -1,6 +1,6 @@
 # cmake --install <build> --prefix P lays vguide out as:
 #   P/bin/vguide-host
-#   P/lib/libvguide.so.0.1.0 (+ libvguide.so.0.1, libvguide.so)
+#   P/lib/libvguide.so.0.3.0 (+ libvguide.so.0.3, libvguide.so)
 #   P/lib/vguide/plugins/lib<family>.so   (PluginManager looks there, next to libvguide.so)
 #   P/include/vguide/...                  (SDK and runtime headers, the families' options headers)
 #   P/lib/cmake/vguide/                   (the CMake package: find_package(vguide))
@@ -26,7 +26,7 @@ install(TARGETS vguide vguide_sdk vguide_runtime EXPORT vguideTargets
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/sdk/include/vguide" "${PROJECT_SOURCE_DIR}/framework/include/vguide"
   DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" FILES_MATCHING PATTERN "*.hpp")
 # Each shipped family's options header (vguide/plugins/<family>/options.hpp) and its
-# deprecated forwarder (vguide/options/<family>.hpp, until 0.3), for applications.
+# deprecated forwarder (vguide/options/<family>.hpp, until 0.4), for applications.
 foreach(family IN LISTS VGUIDE_SHIPPED_PLUGINS)
   install(DIRECTORY "${PROJECT_SOURCE_DIR}/plugins/${family}/include/vguide"
     DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" FILES_MATCHING PATTERN "*.hpp")

@@ -10,7 +10,7 @@
 # get it from find_package(vguide).
 #
 # Example:
-#   find_package(vguide 0.1 REQUIRED)
+#   find_package(vguide 0.3 REQUIRED)
 #   vguide_add_plugin(myflow SOURCES myflow.cpp)   # -> ./libmyflow.so
 
 # Captured now: inside the function CMAKE_CURRENT_LIST_DIR is the caller's folder.

@@ -1,5 +1,5 @@
 #pragma once
 /// Deprecated: the options of the `mvn` family moved to its plugin, and this
 /// header only forwards there. Include "vguide/plugins/mvn/options.hpp" instead;
-/// this path goes in vguide 0.3 (docs/plugins.md, "Version and ABI policy").
+/// this path goes in vguide 0.4 (docs/plugins.md, "Version and ABI policy").
 #include "vguide/plugins/mvn/options.hpp"
