@@ -126,6 +126,62 @@ TEST_F(DefaultsTest, PathfinderAboveTheDenseLimitGivesMarginalSds) {
   EXPECT_LT(((r.scale - sd) / sd).abs().max().item<double>(), 0.1) << r.scale;
 }
 
+// A ridge as a regression on years near 2000 makes it: sds 14 and 0.007 with
+// correlation -0.99999, so the conditional sds are 200 times smaller than the marginal.
+std::string ridge_data() {
+  const double sd0 = 14.0, sd1 = 0.007, rho = -0.99999;
+  nlohmann::json data;
+  data["mu"] = {-46.8, 0.0233};
+  data["cov"] = {{sd0 * sd0, rho * sd0 * sd1}, {rho * sd0 * sd1, sd1 * sd1}};
+  return data.dump();
+}
+
+// The L-BFGS memory sees few directions and stops short on a ridge; the Laplace
+// candidate at the end of the path (Newton steps, the exact Hessian) is exact there.
+TEST_F(DefaultsTest, PathfinderTakesTheLaplaceCandidateOnARidge) {
+  ProgramModel model = program(kGaussian, ridge_data());
+  const LatentRegistry registry = LatentRegistry::from_model(model, model.observed_names());
+  at::Generator gen = at::detail::createCPUGenerator(4);
+  const PathfinderResult r = pathfinder(model, registry, {}, gen);
+  EXPECT_TRUE(r.laplace) << r.stopped;
+  const at::Tensor mean = at::tensor({-46.8, 0.0233}, at::kDouble);
+  const at::Tensor sd = at::tensor({14.0, 0.007}, at::kDouble);
+  EXPECT_LT(((r.location - mean) / sd).abs().max().item<double>(), 1e-6) << r.location;
+  const at::Tensor fitted = at::matmul(r.scale, r.scale.t());
+  EXPECT_LT(((fitted.diagonal().sqrt() - sd) / sd).abs().max().item<double>(), 1e-6) << fitted;
+  EXPECT_NEAR((fitted[0][1] / (fitted[0][0] * fitted[1][1]).sqrt()).item<double>(), -0.99999, 1e-9);
+  EXPECT_NEAR(r.elbo, 0.0, 1e-6);  // exact: every draw has log p = log q
+
+  // Without the candidate the path's own Gaussians are far too narrow on this ridge.
+  PathfinderOptions no_laplace;
+  no_laplace.laplace_limit = 0;
+  at::Generator again = at::detail::createCPUGenerator(4);
+  const PathfinderResult path_only = pathfinder(model, registry, no_laplace, again);
+  EXPECT_FALSE(path_only.laplace);
+  EXPECT_LT(path_only.elbo, r.elbo - 0.5) << path_only.elbo;
+}
+
+// The full-rank location steps in its factor's coordinates: a default fit stays on the
+// ridge, means within 0.1 sd and sds within 10%.
+TEST_F(DefaultsTest, TheDefaultMvnFitHoldsARidge) {
+  ProgramModel model = program(kGaussian, ridge_data());
+  auto guide = make("mvn", model);
+  const auto scales = guide->step_scales();
+  ASSERT_FALSE(scales.empty());
+  EXPECT_EQ(scales[0].scale.sizes(), (std::vector<int64_t>{2, 2}));  // the location's factor
+  Fit fit(model, *guide, FitOptions{});
+  fit.run();
+  fit.finish();
+  const at::Tensor z = draw_posterior(model, *guide, 20000).quantities.front().draws;
+  const at::Tensor mean = at::tensor({-46.8, 0.0233}, at::kDouble);
+  const at::Tensor sd = at::tensor({14.0, 0.007}, at::kDouble);
+  EXPECT_LT(((z.mean(0) - mean) / sd).abs().max().item<double>(), 0.1) << z.mean(0);
+  EXPECT_LT(((z.std(0) - sd) / sd).abs().max().item<double>(), 0.1) << z.std(0);
+  // The spread across the ridge: the residual of z1 given z0 has sd 0.007 * sqrt(1 - rho^2).
+  const at::Tensor across = z.select(1, 1) - (mean[1] + (-0.99999 * 0.007 / 14.0) * (z.select(1, 0) - mean[0]));
+  EXPECT_NEAR(across.std().item<double>() / (0.007 * std::sqrt(1.0 - 0.99999 * 0.99999)), 1.0, 0.1);
+}
+
 TEST_F(DefaultsTest, PathfinderNamesWhyNoStartWorks) {
   // y = 2 lies in [p + 10, p + 11] for no start p in (-2, 2): the likelihood is 0.
   ProgramModel model = program(R"(object One : 1
@@ -276,9 +332,11 @@ TEST(IterateAveragerTest, AveragesWhatItRecordedOnceStationary) {
   EXPECT_EQ(averager.averaging_from(), 400);
   EXPECT_LT(averager.last_drift(), 0.1);
   EXPECT_EQ(averager.averaged_steps(), averaged);
-  // MCSE of iid noise with sd 0.2 is 0.2/sqrt(n): below 0.02 from n = 100; 16 batch
-  // means of 10 steps make it 160, so the first check after that (200 steps) stops.
-  EXPECT_EQ(averaged, 200);
+  // MCSE of iid noise with sd 0.2 is 0.2/sqrt(n): below 0.02 from n = 100, but a
+  // batch must hold at least 128 steps. Batches start at 10 steps and double when 32
+  // are full (at 320, 640, 1280 and 2560 steps): 16 batches of 160 at 2560 steps, so
+  // the first check after that (2600 steps) stops.
+  EXPECT_EQ(averaged, 2600);
   EXPECT_LE(averager.last_mcse(), 0.02);
   averager.apply();
   EXPECT_NEAR(p[0].item<double>(), sum0 / static_cast<double>(averaged), 1e-12);

@@ -43,13 +43,15 @@ class MvnGuide final : public vguide::FlatGuide {
     copy_location(diag_raw_, vguide::math::softplus_inverse(positive.diagonal().clamp_min(1e-300)));
   }
 
-  /// Rows of L and the location step in units of each coordinate's sd; the diagonal's
+  /// The location in L's coordinates, row i of L in units of L_ii; the diagonal's
   /// softplus parameter so that log of the diagonal moves by the step.
   std::vector<StepScale> step_scales() const override {
     const at::Tensor L = scale_tril().detach();
-    const at::Tensor sd = at::linalg_vector_norm(L, 2, {1});
     const at::Tensor raw = diag_raw_.detach();
-    return {{loc_, sd}, {offdiag_, sd.unsqueeze(1)}, {diag_raw_, at::softplus(raw) / at::sigmoid(raw)}};
+    // The location steps in the factor's own coordinates, and row i of the factor in
+    // units of its diagonal (z_i's conditional sd): across a ridge (correlation
+    // -0.99999) marginal units would step off it and inflate the noise scale.
+    return {{loc_, L}, {offdiag_, L.diagonal().unsqueeze(1)}, {diag_raw_, at::softplus(raw) / at::sigmoid(raw)}};
   }
 
   void pretty_print(std::ostream& out) const override {

@@ -87,28 +87,25 @@ std::map<std::string, std::pair<double, double>> summaries(Fitted& f) {
 }
 
 // Cases the defaults do not yet get right (issue 16 stays open for them), measured on
-// this machine kind at commit 428d39c. They are skipped with the reason, so that the
+// this machine kind (after the Laplace start and full-factor steps). They are skipped with the reason, so that the
 // output lists them and the rest of the suite guards what already works; remove an
 // entry once its case passes.
 const std::map<std::string, std::string>& known_misses() {
   static const std::map<std::string, std::string> misses{
-      {"years/mvn", "Pathfinder stops with a scale ~200x too small on the -0.99999 correlation; 3.4 sd off"},
-      {"years/normal", "Pathfinder stops with a scale ~200x too small on the -0.99999 correlation; 3.4 sd off"},
-      {"eight_schools/mvn/1", "theta sds 12-16% low and means up to 0.12 sd off (tolerances 10% and 0.1 sd)"},
-      {"eight_schools/mvn/2", "theta sds 12-16% low and means up to 0.12 sd off (tolerances 10% and 0.1 sd)"},
-      {"ar5/mvn/1", "means up to ~0.15 sd off (tolerance 0.1 sd)"},
-      {"ar5/mvn/2", "means up to ~0.15 sd off (tolerance 0.1 sd)"},
-      {"gp_poisson/mvn/3", "misses the 0.1 sd / 10% tolerance"},
-      {"banana/iaf", "KL ratio to mean-field above 0.5 at the defaults"},
-      {"banana/spline", "KL ratio to mean-field above 0.5 at the defaults"},
-      {"funnel/spline/1", "KL ratio to mean-field above 0.5"},
-      {"funnel/spline/3", "KL ratio to mean-field above 0.5"},
+      {"years/mvn", "sigma 0.15-0.27 sd high with one gradient draw a step (right with --particles 4: 0.01-0.1 sd)"},
+      {"eight_schools/mvn", "the family's own optimum (S = 16, lr 0.002, 20000 steps) has theta[1] 0.10 and theta[7] "
+                            "0.12 sd off: a full-rank Gaussian shrinks the extreme schools"},
+      {"gp_poisson/mvn/3", "means up to 0.12 sd off (tolerance 0.1 sd)"},
+      {"banana/iaf", "KL ratio to mean-field 0.37-1.8 over the seeds (tolerance 0.5)"},
+      {"banana/spline", "KL ratio to mean-field 0.39-0.72 over the seeds (tolerance 0.5)"},
+      {"funnel/spline", "KL ratio to mean-field 0.52 on seed 2, above 0.5 on seeds 1 and 3"},
   };
   return misses;
 }
 
-// The reason a case is a known miss, or empty.
+// The reason a case is a known miss, or empty. VGUIDE_ACCURACY_ALL=1 runs them too.
 std::string known_miss(const Case& c) {
+  if (const char* all = std::getenv("VGUIDE_ACCURACY_ALL"); all && std::string(all) == "1") return "";
   for (const std::string& key : {c.posterior + "/" + c.family, c.posterior + "/" + c.family + "/" + std::to_string(c.seed)}) {
     const auto it = known_misses().find(key);
     if (it != known_misses().end()) return it->second;

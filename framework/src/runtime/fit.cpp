@@ -167,6 +167,16 @@ std::vector<at::Tensor> step_units(const std::vector<Guide*>& guides, const std:
   return units;
 }
 
+// The per-element units the averaging rule measures in: a factor's marginal sds.
+std::vector<at::Tensor> elementwise(std::vector<at::Tensor> units, const std::vector<at::Tensor>& params) {
+  for (size_t i = 0; i < units.size(); ++i)
+    if (units[i].defined() && units[i].dim() == 2 && params[i].dim() == 1) units[i] = marginal_sd(units[i]);
+  return units;
+}
+
+// A full factor for a (D,) parameter (Guide::StepScale): the step in its coordinates.
+bool is_factor(const at::Tensor& unit, const at::Tensor& param) { return unit.dim() == 2 && param.dim() == 1; }
+
 }  // namespace
 
 Optimizer parse_optimizer(const std::string& name) {
@@ -321,20 +331,26 @@ struct Fit::Impl {
   bool apply_step(bool ok, double value) {
     if (ok) {
       if (options.clip_norm > 0.0) torch::nn::utils::clip_grad_norm_(params, options.clip_norm);
-      // A location's step in units of the guide's scale: p_before + scale ⊙ Δ.
+      // A location's step in units of the guide's scale: p_before + scale ⊙ Δ, or with
+      // a factor L, p_before + L Δ for the step Δ the optimiser takes on Lᵀ ∇.
       std::vector<std::pair<size_t, at::Tensor>> before;
       if (options.scale_steps) {
         units = step_units(all_guides, params);
         torch::NoGradGuard no_grad;
-        for (size_t i = 0; i < params.size(); ++i)
-          if (units[i].defined()) before.emplace_back(i, params[i].detach().clone());
+        for (size_t i = 0; i < params.size(); ++i) {
+          if (!units[i].defined()) continue;
+          before.emplace_back(i, params[i].detach().clone());
+          at::Tensor grad = params[i].mutable_grad();
+          if (is_factor(units[i], params[i]) && grad.defined()) grad.copy_(at::mv(units[i].t(), grad));
+        }
       }
       optimizer->step();
       {
         torch::NoGradGuard no_grad;
         for (const auto& [i, old] : before) {
           at::Tensor p = params[i].detach();
-          p.sub_(old).mul_(units[i]).add_(old);
+          if (is_factor(units[i], params[i])) p.copy_(old + at::mv(units[i], p - old));
+          else p.sub_(old).mul_(units[i]).add_(old);
         }
       }
       if (averager) averager->record();
@@ -503,7 +519,7 @@ FitResult Fit::run(const std::atomic<bool>* interrupt, const std::function<void(
     // The averaging rule runs under every stopping rule (it decides when averaging
     // starts); it stops the fit only under its own.
     if (ok && s.averager) {
-      const auto why = s.averager->check(s.result.steps_done, step_units(s.all_guides, s.params));
+      const auto why = s.averager->check(s.result.steps_done, elementwise(step_units(s.all_guides, s.params), s.params));
       if (why && s.options.convergence.rule == ConvergenceRule::automatic) {
         s.result.reason = StopReason::converged;
         s.result.detail = *why;

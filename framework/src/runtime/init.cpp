@@ -95,7 +95,8 @@ InitialPoint initial_point(const Model& model, const LatentRegistry& registry, c
   pf.radius = options.radius;
   const PathfinderResult r = pathfinder(model, registry, pf, generator, dtype);
   std::ostringstream detail;
-  detail << "L-BFGS " << r.iterations << " iterations (" << r.stopped << "), point " << r.point << ", ELBO " << r.elbo;
+  detail << "L-BFGS " << r.iterations << " iterations (" << r.stopped << "), " << (r.laplace ? "Laplace at point " : "point ")
+         << r.point << ", ELBO " << r.elbo;
   if (r.starts > 1) detail << ", start " << r.starts;
   return {r.location, r.scale, detail.str()};
 }

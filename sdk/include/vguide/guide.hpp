@@ -82,7 +82,10 @@ class VGUIDE_API Guide : public torch::nn::Module {
   /// multiplier of the optimiser's step for each: the runtime takes a location's
   /// step in units of the guide's current scale (so a posterior sd of 1e-3 and one of
   /// 30 are fitted alike), i.e. `p += scale ⊙ Δ` where Δ is the optimiser's step.
-  /// Each `scale` is detached, positive and broadcastable to its parameter.
+  /// Each `scale` is detached, positive and broadcastable to its parameter; or, for
+  /// a (D,) parameter, a (D, D) lower-triangular factor L: the step is then taken in
+  /// L's coordinates, the gradient mapped by Lᵀ before the optimiser and its step
+  /// by L after it (a full-rank location on a ridge: marginal units step across it).
   /// Default: none (every step as the optimiser takes it).
   struct StepScale {
     at::Tensor parameter;

@@ -11,6 +11,10 @@
 /// path: a hierarchical model's mode can be degenerate (a funnel's neck), while the
 /// ELBO prefers the approximation that holds the mass.
 ///
+/// Up to `laplace_limit` dimensions the end of the path also gets the Laplace
+/// approximation (the exact Hessian, D backward passes), which competes on the same ELBO: the L-BFGS memory sees a few
+/// directions only, and on a ridge its H can be far too narrow.
+///
 /// Above `dense_limit` latent dimensions no D × D matrix is formed: each point's
 /// Gaussian has the diagonal of H (from its compact form, O(history² D)) as variances.
 ///
@@ -35,6 +39,7 @@ struct PathfinderOptions {
   int64_t starts = 10;            ///< uniform starts tried before giving up
   double radius = 2.0;            ///< the uniform start's half-width
   int64_t dense_limit = 1000;     ///< largest D with a full-rank scale
+  int64_t laplace_limit = 200;    ///< largest D whose end point also gets a Laplace candidate
 };
 
 struct PathfinderResult {
@@ -45,6 +50,7 @@ struct PathfinderResult {
   int64_t point = 0;       ///< the chosen point of the path (0: the start)
   int64_t starts = 0;      ///< starts tried
   std::string stopped;     ///< why L-BFGS stopped
+  bool laplace = false;    ///< the chosen approximation is the Laplace one at the path's end
 };
 
 /// @throw std::invalid_argument if options are out of range; std::runtime_error
