@@ -182,6 +182,28 @@ TEST_F(DefaultsTest, TheDefaultMvnFitHoldsARidge) {
   EXPECT_NEAR(across.std().item<double>() / (0.007 * std::sqrt(1.0 - 0.99999 * 0.99999)), 1.0, 0.1);
 }
 
+TEST_F(DefaultsTest, BadPathfinderAndAveragingOptionsAreNamed) {
+  ProgramModel model = program(kGaussian, gaussian_data());
+  const LatentRegistry registry = LatentRegistry::from_model(model, model.observed_names());
+  at::Generator gen = at::detail::createCPUGenerator(1);
+  PathfinderOptions history;
+  history.history = 0;
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { pathfinder(model, registry, history, gen); }),
+            "pathfinder: history is 0, but must be at least 1");
+  PathfinderOptions radius;
+  radius.radius = std::nan("");
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { pathfinder(model, registry, radius, gen); }),
+            "pathfinder: radius must be a positive number");
+  AveragingOptions window;
+  window.window = 10;
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { validate(window); }),
+            "averaging: window is 10, but must be at least 200");
+  AveragingOptions mcse;
+  mcse.mcse = -1.0;
+  EXPECT_EQ(test::message_of<std::invalid_argument>([&] { validate(mcse); }),
+            "averaging: mcse must be a positive number");
+}
+
 TEST_F(DefaultsTest, PathfinderNamesWhyNoStartWorks) {
   // y = 2 lies in [p + 10, p + 11] for no start p in (-2, 2): the likelihood is 0.
   ProgramModel model = program(R"(object One : 1

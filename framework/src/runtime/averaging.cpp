@@ -7,6 +7,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "option_checks.hpp"
+
 namespace vguide {
 
 namespace {
@@ -38,18 +40,12 @@ double max_drift(const at::Tensor& X, const at::Tensor& units) {
 }  // namespace
 
 void validate(const AveragingOptions& o) {
-  auto at_least = [](const char* name, int64_t v, int64_t least) {
-    if (v < least)
-      throw std::invalid_argument(std::string("averaging: ") + name + " is " + std::to_string(v) +
-                                  ", but must be at least " + std::to_string(least));
-  };
-  at_least("check_every", o.check_every, 1);
-  at_least("min_steps", o.min_steps, 1);
-  at_least("window", o.window, kMinWindow);
-  at_least("monitor", o.monitor, 1);
-  if (!(o.drift > 0.0) || !std::isfinite(o.drift))
-    throw std::invalid_argument("averaging: drift must be a positive number");
-  if (!(o.mcse > 0.0) || !std::isfinite(o.mcse)) throw std::invalid_argument("averaging: mcse must be a positive number");
+  detail::check_at_least("averaging", "check_every", o.check_every, 1);
+  detail::check_at_least("averaging", "min_steps", o.min_steps, 1);
+  detail::check_at_least("averaging", "window", o.window, kMinWindow);
+  detail::check_at_least("averaging", "monitor", o.monitor, 1);
+  detail::check_positive_number("averaging", "drift", o.drift);
+  detail::check_positive_number("averaging", "mcse", o.mcse);
 }
 
 IterateAverager::IterateAverager(std::vector<at::Tensor> params, const std::vector<bool>& watched,

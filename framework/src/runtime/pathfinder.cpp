@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "option_checks.hpp"
 #include "vguide/guide.hpp"
 
 namespace vguide {
@@ -241,19 +242,13 @@ Approximation laplace(UnconstrainedDensity& density, at::Tensor x, at::Tensor gr
 }
 
 void check(const PathfinderOptions& o) {
-  auto at_least = [](const char* name, int64_t value, int64_t least) {
-    if (value < least)
-      throw std::invalid_argument(std::string("pathfinder: ") + name + " is " + std::to_string(value) +
-                                  ", but must be at least " + std::to_string(least));
-  };
-  at_least("max_iterations", o.max_iterations, 1);
-  at_least("history", o.history, 1);
-  at_least("elbo_draws", o.elbo_draws, 1);
-  at_least("starts", o.starts, 1);
-  at_least("dense_limit", o.dense_limit, 0);
-  at_least("laplace_limit", o.laplace_limit, 0);
-  if (!(o.radius > 0.0) || !std::isfinite(o.radius))
-    throw std::invalid_argument("pathfinder: radius must be a positive number");
+  detail::check_at_least("pathfinder", "max_iterations", o.max_iterations, 1);
+  detail::check_at_least("pathfinder", "history", o.history, 1);
+  detail::check_at_least("pathfinder", "elbo_draws", o.elbo_draws, 1);
+  detail::check_at_least("pathfinder", "starts", o.starts, 1);
+  detail::check_at_least("pathfinder", "dense_limit", o.dense_limit, 0);
+  detail::check_at_least("pathfinder", "laplace_limit", o.laplace_limit, 0);
+  detail::check_positive_number("pathfinder", "radius", o.radius);
 }
 
 }  // namespace
