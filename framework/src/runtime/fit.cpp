@@ -518,7 +518,8 @@ FitResult Fit::run(const std::atomic<bool>* interrupt, const std::function<void(
     }
     // The averaging rule runs under every stopping rule (it decides when averaging
     // starts); it stops the fit only under its own.
-    if (ok && s.averager) {
+    // The units (every guide's step_scales) are formed only when a check is due.
+    if (ok && s.averager && s.result.steps_done % s.options.averaging.check_every == 0) {
       const auto why = s.averager->check(s.result.steps_done, elementwise(step_units(s.all_guides, s.params), s.params));
       if (why && s.options.convergence.rule == ConvergenceRule::automatic) {
         s.result.reason = StopReason::converged;
