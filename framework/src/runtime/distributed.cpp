@@ -27,6 +27,7 @@ namespace {
 constexpr const char* kFailedKey = "vguide/failed/";
 constexpr const char* kFingerprintKey = "vguide/fingerprints/";
 constexpr const char* kCheckedKey = "vguide/checked/";
+constexpr const char* kRefusedKey = "vguide/refused/";
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
@@ -219,7 +220,23 @@ std::shared_ptr<Communicator> rendezvous(const RendezvousOptions& o,
   } catch (const std::exception& e) {
     throw missing(kCheckedKey, "finish the check", e.what());
   }
-  if (!mismatch.empty()) throw DistributedError(mismatch);
+  if (!mismatch.empty()) {
+    // Rank 0 hosts the store: were it to leave as soon as its own wait returned, the
+    // others' waits could still be in flight and end in "connection reset" instead of
+    // the shared message. So the others say they have read it, and rank 0 waits for
+    // that (bounded by the timeout; a rank that died meanwhile changes nothing).
+    try {
+      if (o.rank != 0) {
+        store->set(key(kRefusedKey, o.rank), bytes_of("1"));
+      } else {
+        std::vector<std::string> refused;
+        for (int64_t k = 1; k < o.world_size; ++k) refused.push_back(key(kRefusedKey, k));
+        store->wait(refused);
+      }
+    } catch (const std::exception&) {
+    }
+    throw DistributedError(mismatch);
+  }
 
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   try {
