@@ -1,0 +1,83 @@
+#pragma once
+/// Stan programs as a second model front-end (docs/stan.md).
+///
+/// `parse_stan` reads and type-checks a program; `StanModel` binds it to CmdStan
+/// JSON data and is the vguide::Model that guides fit. The parameters block gives
+/// the latent sites (each declared constraint through the SDK's bijectors, as Stan
+/// transforms it); the log joint is the model block's `target` with every `~`
+/// statement's full log density (constants kept), evaluated for S particles at
+/// once (a leading particle dim). Transformed data run once, when the data are bound.
+///
+/// Example: vguide::model::StanModel model(vguide::model::load_stan("m.stan"),
+///                                         vguide::model::load_data("d.json"));
+///          auto guide = plugins.create("normal", model, {}, {});
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vguide/export.hpp"
+#include "vguide/model.hpp"
+#include "vguide/model/data.hpp"
+#include "vguide/model/program.hpp"
+
+namespace vguide::model {
+
+/// A parsed and type-checked Stan program; immutable, shareable between models.
+struct StanProgram;
+
+/// Parses and type-checks Stan text. Every syntax error, construct outside the
+/// supported language, type error, undeclared name and wrong argument count throws
+/// ProgramError ("file:line:col: message", the source line and a caret line); no
+/// other exception escapes.
+VGUIDE_API std::shared_ptr<const StanProgram> parse_stan(const std::string& text,
+                                                         const std::string& filename = "<stan>");
+/// Reads and parses a file. @throw ProgramError (also if the file cannot be read).
+VGUIDE_API std::shared_ptr<const StanProgram> load_stan(const std::string& path);
+
+/// One output quantity of a draw, named and shaped as Stan writes it.
+struct StanQuantity {
+  std::string name;
+  std::vector<int64_t> shape;  ///< one draw's shape (array dims, then vector/matrix dims)
+  at::Tensor values;           ///< (S, *shape), float64
+  enum class Block { parameters, transformed_parameters, generated_quantities } block = Block::parameters;
+};
+
+class VGUIDE_API StanModel : public Model {
+ public:
+  /// Reads the data block's variables from `data` (sizes, integer-ness and declared
+  /// constraints checked, naming the variable and element) and runs transformed data.
+  /// @throw DataError for missing or malformed data; ProgramError (located) for a
+  ///        size that is not a non-negative integer, a `reject` or an error while
+  ///        running transformed data, a bound that depends on parameters.
+  StanModel(std::shared_ptr<const StanProgram> program, Data data);
+  ~StanModel() override;
+
+  /// One latent site per parameters-block variable, in declaration order.
+  const std::vector<SiteInfo>& sites() const override { return sites_; }
+  /// `target` after transformed parameters and the model block, shape (S,), dtype and
+  /// device of `x`. A particle for which `reject` runs or a transformed parameter
+  /// breaks its declared constraint gets -inf (a non-finite step, as in Stan).
+  at::Tensor log_joint(const at::Tensor& x, const SiteValues& values) const override;
+  /// The file name without folder and extension.
+  std::string name() const override;
+  /// Parameters, transformed parameters and generated quantities of S draws, in
+  /// Stan's order; generated quantities' `_rng` calls draw from `generator`.
+  std::vector<StanQuantity> quantities(const SiteValues& values, at::Generator& generator) const;
+
+  /// The program's source file name, as given to parse_stan.
+  const std::string& filename() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::vector<SiteInfo> sites_;
+};
+
+/// True if `path` names a Stan program by its extension (".stan").
+VGUIDE_API bool is_stan_path(const std::string& path);
+
+}  // namespace vguide::model

@@ -1,0 +1,656 @@
+#include "interpreter.hpp"
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+
+#include <climits>
+#include <cmath>
+#include <sstream>
+
+namespace vguide::model::stan {
+
+namespace {
+
+constexpr int kMaxCallDepth = 200;
+constexpr int64_t kMaxWhileIterations = 10'000'000;
+
+// The particle count of a set of tensors (1 if all are shared).
+int64_t particles_of(std::initializer_list<const at::Tensor*> ts) {
+  int64_t P = 1;
+  for (const at::Tensor* t : ts) P = std::max(P, t->size(0));
+  return P;
+}
+
+at::Tensor expand_particles(const at::Tensor& t, int64_t P) {
+  if (t.size(0) == P) return t;
+  std::vector<int64_t> shape = t.sizes().vec();
+  shape[0] = P;
+  return t.expand(shape);
+}
+
+std::string shape_text(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 1; i < s.size(); ++i) out += (i > 1 ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::string value_text(const at::Tensor& t) {
+  std::ostringstream s;
+  const at::Tensor c = t.detach().to(at::kDouble).contiguous();
+  if (c.numel() == 1) {
+    s << c.item<double>();
+    return s.str();
+  }
+  s << "[";
+  const int64_t n = std::min<int64_t>(c.numel(), 20);
+  const double* p = c.data_ptr<double>();
+  for (int64_t i = 0; i < n; ++i) s << (i ? ", " : "") << p[i];
+  if (c.numel() > n) s << ", ...";
+  s << "]";
+  return s.str();
+}
+
+}  // namespace
+
+Interpreter::Interpreter(const StanProgram& program, RunContext& context, std::vector<Scope> globals)
+    : program_(program), context_(context), scopes_(std::move(globals)) {
+  if (scopes_.empty()) scopes_.emplace_back();
+  for (const auto& f : program_.ast.functions)
+    if (f.defined) functions_[f.name] = &f;
+  target_ = at::zeros({1}, at::TensorOptions().dtype(context_.dtype));
+}
+
+void Interpreter::fail(const SourceLoc& loc, const std::string& message) const {
+  throw ProgramError(program_.file, loc, message);
+}
+
+void Interpreter::run_block(const std::vector<StmtP>& statements) {
+  for (const auto& s : statements) {
+    const Flow f = exec(*s);
+    (void)f;  // the checker allows break/continue/return only where they belong
+  }
+}
+
+Interpreter::Flow Interpreter::exec_list(const std::vector<StmtP>& list, bool new_scope) {
+  if (new_scope) scopes_.emplace_back();
+  Flow flow = Flow::normal;
+  try {
+    for (const auto& s : list) {
+      flow = exec(*s);
+      if (flow != Flow::normal) break;
+    }
+  } catch (...) {
+    if (new_scope) scopes_.pop_back();
+    throw;
+  }
+  if (new_scope) scopes_.pop_back();
+  return flow;
+}
+
+Variable& Interpreter::lookup(const std::string& name, const SourceLoc& loc) {
+  for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
+    const auto found = it->find(name);
+    if (found != it->end()) return found->second;
+  }
+  fail(loc, "'" + name + "' has no value here");
+}
+
+std::vector<int64_t> Interpreter::declared_shape(const DeclType& d) {
+  std::vector<int64_t> shape;
+  auto size = [&](const ExprP& e) {
+    const int64_t n = data_int(evaluate(*e), e->loc, "a size");
+    if (n < 0) fail(e->loc, "a size must not be negative, but this is " + std::to_string(n));
+    shape.push_back(n);
+  };
+  for (const auto& e : d.array_sizes) size(e);
+  if (!d.special.empty()) {
+    size(d.sizes[0]);
+    const bool square = d.base == Base::matrix;
+    if (square) {
+      if (d.sizes.size() == 2) {
+        size(d.sizes[1]);
+        if (shape[shape.size() - 2] != shape.back())
+          fail(d.loc, d.special + " with " + std::to_string(shape[shape.size() - 2]) + " rows and " +
+                          std::to_string(shape.back()) + " columns is not supported (only square factors)");
+      } else {
+        shape.push_back(shape.back());
+      }
+    }
+    return shape;
+  }
+  for (const auto& e : d.sizes) size(e);
+  return shape;
+}
+
+Val Interpreter::declared_value(const DeclType& d) {
+  std::vector<int64_t> shape{1};
+  for (int64_t n : declared_shape(d)) shape.push_back(n);
+  if (d.base == Base::int_) return {at::full(shape, static_cast<int64_t>(INT_MIN), at::kLong), d.type(), true};
+  return {at::full(shape, NAN, at::TensorOptions().dtype(context_.dtype)), d.type(), true};
+}
+
+int64_t Interpreter::data_int(const Val& v, const SourceLoc& loc, const char* what) const {
+  if (!v.data_only) fail(loc, std::string(what) + " that depends on parameters is not supported");
+  return v.t.reshape({-1})[0].item<int64_t>();
+}
+
+Val Interpreter::convert(Val v, const Type& to) const {
+  if (to.base != Base::int_ && v.t.scalar_type() != context_.dtype) v.t = v.t.to(context_.dtype);
+  v.type = to;
+  return v;
+}
+
+void Interpreter::declare(const Stmt& s) {
+  Val v = declared_value(s.decl_type);
+  if (s.value) {
+    Val init = convert(evaluate(*s.value), s.decl_type.type());
+    if (init.t.sizes().slice(1) != v.t.sizes().slice(1))
+      fail(s.value->loc, "'" + s.name + "' is declared with size " + shape_text(v.t.sizes()) + ", but its value has size " +
+                             shape_text(init.t.sizes()));
+    scopes_.back()[s.name] = {init, true};
+    return;
+  }
+  scopes_.back()[s.name] = {v, false};
+}
+
+void Interpreter::add_target(const at::Tensor& lp, const SourceLoc& loc) {
+  at::Tensor term = lp;
+  if (term.dim() > 1) term = term.flatten(1).sum(1);
+  if (term.scalar_type() != context_.dtype) term = term.to(context_.dtype);
+  if (term.dim() == 0) term = term.reshape({1});
+  (void)loc;
+  target_ = target_ + term;
+}
+
+bool Interpreter::data_condition(const Expr& e) {
+  const Val c = evaluate(e);
+  if (!c.data_only)
+    fail(e.loc, "a condition that depends on parameters is not supported (write the choice with ?: or fmin/fmax)");
+  return c.t.reshape({-1})[0].item<double>() != 0.0;
+}
+
+Interpreter::Flow Interpreter::exec(const Stmt& s) {
+  switch (s.kind) {
+    case Stmt::Kind::empty: return Flow::normal;
+    case Stmt::Kind::decl: declare(s); return Flow::normal;
+    case Stmt::Kind::block: return exec_list(s.body, true);
+    case Stmt::Kind::assign: assign(s); return Flow::normal;
+    case Stmt::Kind::target: {
+      const Val v = evaluate(*s.value);
+      add_target(as_real(v, context_.dtype), s.loc);
+      return Flow::normal;
+    }
+    case Stmt::Kind::tilde: {
+      std::vector<Val> args{evaluate(*s.value)};
+      for (const auto& a : s.args) args.push_back(evaluate(*a));
+      add_target(density(s.dist, s.dist_loc, std::move(args)), s.loc);
+      return Flow::normal;
+    }
+    case Stmt::Kind::for_range: {
+      const int64_t lo = data_int(evaluate(*s.value), s.value->loc, "a loop bound");
+      const int64_t hi = data_int(evaluate(*s.hi), s.hi->loc, "a loop bound");
+      for (int64_t i = lo; i <= hi; ++i) {
+        scopes_.emplace_back();
+        scopes_.back()[s.name] = {Val{at::full({1}, i, at::kLong), Type{Base::int_, 0}, true}, true};
+        Flow f;
+        try {
+          f = exec_list(s.body, false);
+        } catch (...) {
+          scopes_.pop_back();
+          throw;
+        }
+        scopes_.pop_back();
+        if (f == Flow::break_) break;
+        if (f == Flow::return_) return f;
+      }
+      return Flow::normal;
+    }
+    case Stmt::Kind::foreach: {
+      const Val over = evaluate(*s.value);
+      const Type& t = over.type;
+      at::Tensor items = over.t;
+      Type element{t.base, t.array_dims - 1};
+      if (t.array_dims == 0) {
+        element = Type{Base::real, 0};
+        // A matrix's elements in column-major order, as Stan iterates them.
+        items = t.base == Base::matrix ? over.t.transpose(-1, -2).reshape({over.t.size(0), -1}) : over.t;
+      }
+      const int64_t n = items.size(1);
+      for (int64_t i = 0; i < n; ++i) {
+        scopes_.emplace_back();
+        scopes_.back()[s.name] = {Val{items.select(1, i), element, over.data_only}, true};
+        Flow f;
+        try {
+          f = exec_list(s.body, false);
+        } catch (...) {
+          scopes_.pop_back();
+          throw;
+        }
+        scopes_.pop_back();
+        if (f == Flow::break_) break;
+        if (f == Flow::return_) return f;
+      }
+      return Flow::normal;
+    }
+    case Stmt::Kind::while_: {
+      for (int64_t i = 0;; ++i) {
+        if (!data_condition(*s.cond)) return Flow::normal;
+        if (i >= kMaxWhileIterations)
+          fail(s.loc, "this while loop ran " + std::to_string(kMaxWhileIterations) + " times without ending");
+        const Flow f = exec_list(s.body, true);
+        if (f == Flow::break_) return Flow::normal;
+        if (f == Flow::return_) return f;
+      }
+    }
+    case Stmt::Kind::if_:
+      if (data_condition(*s.cond)) return exec_list(s.body, true);
+      if (s.has_else) return exec_list(s.else_body, true);
+      return Flow::normal;
+    case Stmt::Kind::break_: return Flow::break_;
+    case Stmt::Kind::continue_: return Flow::continue_;
+    case Stmt::Kind::return_:
+      return_value_ = s.value ? evaluate(*s.value) : Val{};
+      return Flow::return_;
+    case Stmt::Kind::print:
+    case Stmt::Kind::reject: {
+      std::string text;
+      for (const auto& a : s.args) {
+        if (a->kind == Expr::Kind::string_lit) text += a->text;
+        else text += value_text(evaluate(*a).t);
+      }
+      if (s.kind == Stmt::Kind::reject) throw Rejected(s.loc, text);
+      if (print_budget_ && *print_budget_ > 0) {
+        --*print_budget_;
+        spdlog::info("{}:{}: print: {}{}", program_.file.filename, s.loc.line, text,
+                     *print_budget_ == 0 ? " (further prints are not shown)" : "");
+      }
+      return Flow::normal;
+    }
+    case Stmt::Kind::call: {
+      evaluate(*s.value);
+      return Flow::normal;
+    }
+  }
+  return Flow::normal;
+}
+
+void Interpreter::assign(const Stmt& s) {
+  Variable& var = lookup(s.name, s.name_loc);
+  Val rhs = evaluate(*s.value);
+  if (s.op != "=") {
+    // x op= y is x = x op y, on the indexed part.
+    Expr target;
+    target.loc = s.name_loc;
+    Expr name_expr;
+    name_expr.kind = Expr::Kind::name;
+    name_expr.text = s.name;
+    name_expr.type = var.value.type;
+    name_expr.loc = s.name_loc;
+    Val current;
+    if (s.indices.empty()) {
+      current = var.value;
+    } else {
+      Expr ix;
+      ix.kind = Expr::Kind::index;
+      ix.args = {std::make_shared<Expr>(name_expr)};
+      ix.indices = s.indices;
+      ix.loc = s.name_loc;
+      // The checker typed the indexed target when it checked this statement.
+      Type t = var.value.type;
+      {
+        // Recompute the indexed type from the value's own indexing.
+        ix.type = t;
+      }
+      current = index(ix);
+    }
+    Expr bin;
+    bin.kind = Expr::Kind::binary;
+    bin.text = s.op.substr(0, s.op.size() - 1);
+    bin.loc = s.value->loc;
+    auto left = std::make_shared<Expr>();
+    left->kind = Expr::Kind::name;
+    left->text = "\x01lhs";
+    left->type = current.type;
+    auto right = std::make_shared<Expr>();
+    right->kind = Expr::Kind::name;
+    right->text = "\x01rhs";
+    right->type = rhs.type;
+    bin.args = {left, right};
+    bin.type = current.type;
+    scopes_.emplace_back();
+    scopes_.back()["\x01lhs"] = {current, true};
+    scopes_.back()["\x01rhs"] = {rhs, true};
+    try {
+      rhs = binary(bin);
+    } catch (...) {
+      scopes_.pop_back();
+      throw;
+    }
+    scopes_.pop_back();
+  }
+  Variable& v = lookup(s.name, s.name_loc);
+  if (s.indices.empty()) {
+    Val value = convert(rhs, v.value.type);
+    if (value.t.sizes().slice(1) != v.value.t.sizes().slice(1))
+      fail(s.value->loc, "'" + s.name + "' has size " + shape_text(v.value.t.sizes()) + ", but the value has size " +
+                             shape_text(value.t.sizes()));
+    v.value = value;
+    v.shared = true;
+    return;
+  }
+  // An indexed write: into this variable's own copy, over every particle.
+  at::Tensor value = rhs.t;
+  if (v.value.type.base != Base::int_ && value.scalar_type() != context_.dtype) value = value.to(context_.dtype);
+  if (v.value.type.base == Base::int_ && value.scalar_type() != at::kLong)
+    fail(s.value->loc, "cannot assign a real to an element of the int '" + s.name + "'");
+  const int64_t P = particles_of({&v.value.t, &value});
+  if (v.shared || v.value.t.size(0) != P) {
+    v.value.t = expand_particles(v.value.t, P).clone();
+    v.shared = false;
+  }
+  v.value.data_only = v.value.data_only && rhs.data_only;
+  at::Tensor view = v.value.t;
+  int64_t dim = 1;
+  for (const auto& ix : s.indices) {
+    const int64_t size = view.size(dim);
+    switch (ix.kind) {
+      case Index::Kind::single: {
+        const int64_t i = data_int(evaluate(*ix.lo), ix.lo->loc, "an index");
+        if (i < 1 || i > size)
+          fail(ix.lo->loc, "index " + std::to_string(i) + " is out of range for '" + s.name + "' (1 to " +
+                               std::to_string(size) + ")");
+        view = view.select(dim, i - 1);
+        break;
+      }
+      case Index::Kind::all: ++dim; break;
+      case Index::Kind::lower:
+      case Index::Kind::upper:
+      case Index::Kind::range: {
+        const int64_t lo = ix.lo ? data_int(evaluate(*ix.lo), ix.lo->loc, "an index") : 1;
+        const int64_t hi = ix.hi ? data_int(evaluate(*ix.hi), ix.hi->loc, "an index") : size;
+        if (hi >= lo && (lo < 1 || hi > size))
+          fail(s.name_loc, "range " + std::to_string(lo) + ":" + std::to_string(hi) + " is out of range for '" +
+                               s.name + "' (1 to " + std::to_string(size) + ")");
+        view = view.narrow(dim, lo - 1, std::max<int64_t>(hi - lo + 1, 0));
+        ++dim;
+        break;
+      }
+      case Index::Kind::multi: {
+        const Val idx = evaluate(*ix.lo);
+        if (!idx.data_only) fail(ix.lo->loc, "an index that depends on parameters is not supported");
+        const at::Tensor flat = idx.t.reshape({-1});
+        if (flat.numel() > 0 && (flat.min().item<int64_t>() < 1 || flat.max().item<int64_t>() > size))
+          fail(ix.lo->loc, "a multi-index is out of range for '" + s.name + "' (1 to " + std::to_string(size) + ")");
+        // Each listed position in turn (a multi-index on the left writes element by element).
+        const at::Tensor src = lift(value, view.dim());
+        for (int64_t k = 0; k < flat.numel(); ++k) {
+          at::Tensor piece = src.dim() > dim ? src.select(dim, std::min<int64_t>(k, src.size(dim) - 1)) : src;
+          at::Tensor slot = view.select(dim, flat[k].item<int64_t>() - 1);
+          slot.copy_(piece.dim() < slot.dim() ? lift(piece, slot.dim()).expand_as(slot) : piece.expand_as(slot));
+        }
+        return;
+      }
+    }
+  }
+  const at::Tensor src = value.dim() < view.dim() ? lift(value, view.dim()) : value;
+  try {
+    view.copy_(src.expand_as(view));
+  } catch (const std::exception&) {
+    fail(s.value->loc, "the value's size " + shape_text(value.sizes()) + " does not fit '" + s.name + "[...]' of size " +
+                           shape_text(view.sizes()));
+  }
+}
+
+Val Interpreter::evaluate(const Expr& e) {
+  switch (e.kind) {
+    case Expr::Kind::int_lit: return {at::full({1}, static_cast<int64_t>(e.int_value), at::kLong), e.type, true};
+    case Expr::Kind::real_lit:
+      return {at::full({1}, e.real_value, at::TensorOptions().dtype(context_.dtype)), e.type, true};
+    case Expr::Kind::string_lit: fail(e.loc, "a string is only allowed in print and reject");
+    case Expr::Kind::name: {
+      Variable& v = lookup(e.text, e.loc);
+      v.shared = true;
+      return v.value;
+    }
+    case Expr::Kind::unary: {
+      const Val a = evaluate(*e.args[0]);
+      if (e.text == "!") return {(a.t == 0).to(at::kLong), e.type, a.data_only};
+      return {-a.t, e.type, a.data_only};
+    }
+    case Expr::Kind::binary: return binary(e);
+    case Expr::Kind::ternary: {
+      const Val c = evaluate(*e.args[0]);
+      if (c.data_only) {
+        const bool yes = c.t.reshape({-1})[0].item<double>() != 0.0;
+        return convert(evaluate(*e.args[yes ? 1 : 2]), e.type);
+      }
+      const Val a = convert(evaluate(*e.args[1]), e.type), b = convert(evaluate(*e.args[2]), e.type);
+      const int64_t dims = std::max(a.t.dim(), b.t.dim());
+      return {at::where(lift(c.t != 0, dims), lift(a.t, dims), lift(b.t, dims)), e.type, false};
+    }
+    case Expr::Kind::transpose: {
+      const Val a = evaluate(*e.args[0]);
+      return {a.type.base == Base::matrix ? a.t.transpose(-1, -2) : a.t, e.type, a.data_only};
+    }
+    case Expr::Kind::index: return index(e);
+    case Expr::Kind::array_lit:
+    case Expr::Kind::row_vector_lit: {
+      std::vector<at::Tensor> parts;
+      bool data_only = true;
+      const Type element = e.kind == Expr::Kind::array_lit ? Type{e.type.base, e.type.array_dims - 1}
+                                                           : Type{e.type.base == Base::matrix ? Base::row_vector : Base::real, 0};
+      std::vector<Val> vals;
+      for (const auto& a : e.args) vals.push_back(convert(evaluate(*a), element));
+      int64_t P = 1;
+      for (const auto& v : vals) {
+        P = std::max(P, v.t.size(0));
+        data_only = data_only && v.data_only;
+      }
+      for (auto& v : vals) parts.push_back(expand_particles(v.t, P));
+      try {
+        return {at::stack(parts, 1), e.type, data_only};
+      } catch (const std::exception&) {
+        fail(e.loc, "the elements of this literal differ in size");
+      }
+    }
+    case Expr::Kind::call: return call(e);
+  }
+  fail(e.loc, "cannot evaluate this expression");
+}
+
+Val Interpreter::binary(const Expr& e) {
+  const std::string& op = e.text;
+  const Val a = evaluate(*e.args[0]);
+  if ((op == "&&" || op == "||") && a.data_only) {
+    const bool left = a.t.reshape({-1})[0].item<double>() != 0.0;
+    if (op == "&&" && !left) return {at::zeros({1}, at::kLong), e.type, true};
+    if (op == "||" && left) return {at::ones({1}, at::kLong), e.type, true};
+  }
+  const Val b = evaluate(*e.args[1]);
+  const bool data_only = a.data_only && b.data_only;
+  const Type &ta = a.type, &tb = b.type;
+  const bool ints = e.type.base == Base::int_;
+  at::Tensor x = ints ? a.t : as_real(a, context_.dtype), y = ints ? b.t : as_real(b, context_.dtype);
+  if (op == "&&" || op == "||" || op == "==" || op == "!=" || op == "<" || op == "<=" || op == ">" || op == ">=") {
+    if (ta.base != tb.base) {
+      x = as_real(a, context_.dtype);
+      y = as_real(b, context_.dtype);
+    }
+    at::Tensor r;
+    if (op == "&&") r = (x != 0) & (y != 0);
+    else if (op == "||") r = (x != 0) | (y != 0);
+    else if (op == "==") r = x == y;
+    else if (op == "!=") r = x != y;
+    else if (op == "<") r = x < y;
+    else if (op == "<=") r = x <= y;
+    else if (op == ">") r = x > y;
+    else r = x >= y;
+    return {r.to(at::kLong), e.type, data_only};
+  }
+  const bool sa = ta.is_scalar(), sb = tb.is_scalar();
+  auto lifted = [&]() {
+    if (x.dim() < y.dim()) x = lift(x, y.dim());
+    if (y.dim() < x.dim()) y = lift(y, x.dim());
+  };
+  try {
+    if (op == "+" || op == "-" || op == ".*" || op == "./" || op == ".^" || (op == "*" && (sa || sb)) ||
+        (op == "/" && (sa || sb))) {
+      lifted();
+      if (op == "+") return {x + y, e.type, data_only};
+      if (op == "-") return {x - y, e.type, data_only};
+      if (op == ".*" || op == "*") return {x * y, e.type, data_only};
+      if (op == ".^") return {at::pow(x, y), e.type, data_only};
+      if (ints) {
+        if ((y == 0).any().item<bool>()) fail(e.loc, "integer division by zero");
+        return {at::div(x, y, "trunc"), e.type, data_only};
+      }
+      return {x / y, e.type, data_only};
+    }
+    if (op == "%" || op == "%/%") {
+      if ((y == 0).any().item<bool>()) fail(e.loc, "integer division by zero");
+      return {op == "%" ? at::fmod(x, y) : at::div(x, y, "trunc"), e.type, data_only};
+    }
+    if (op == "^") return {at::pow(x, y), e.type, data_only};
+    if (op == "*") {
+      if (ta.base == Base::row_vector && tb.base == Base::vector) return {(x * y).sum(-1), e.type, data_only};
+      if (ta.base == Base::vector && tb.base == Base::row_vector)
+        return {x.unsqueeze(-1) * y.unsqueeze(-2), e.type, data_only};
+      if (ta.base == Base::matrix && tb.base == Base::vector)
+        return {at::matmul(x, y.unsqueeze(-1)).squeeze(-1), e.type, data_only};
+      if (ta.base == Base::row_vector && tb.base == Base::matrix)
+        return {at::matmul(x.unsqueeze(-2), y).squeeze(-2), e.type, data_only};
+      return {at::matmul(x, y), e.type, data_only};
+    }
+    if (op == "\\") {
+      if (tb.base == Base::vector) return {at::linalg_solve(x, y.unsqueeze(-1)).squeeze(-1), e.type, data_only};
+      return {at::linalg_solve(x, y), e.type, data_only};
+    }
+  } catch (const ProgramError&) {
+    throw;
+  } catch (const std::exception& ex) {
+    fail(e.loc, "'" + op + "' cannot combine sizes " + shape_text(a.t.sizes()) + " and " + shape_text(b.t.sizes()));
+  }
+  fail(e.loc, "the operator '" + op + "' is not supported here");
+}
+
+Val Interpreter::index(const Expr& e) {
+  const Expr& base = *e.args[0];
+  Val v = base.kind == Expr::Kind::name ? lookup(base.text, base.loc).value : evaluate(base);
+  at::Tensor t = v.t;
+  int64_t dim = 1;
+  for (const auto& ix : e.indices) {
+    if (dim >= t.dim()) fail(e.loc, "too many indexes");
+    const int64_t size = t.size(dim);
+    switch (ix.kind) {
+      case Index::Kind::single: {
+        const int64_t i = data_int(evaluate(*ix.lo), ix.lo->loc, "an index");
+        if (i < 1 || i > size)
+          fail(ix.lo->loc, "index " + std::to_string(i) + " is out of range (1 to " + std::to_string(size) + ")");
+        t = t.select(dim, i - 1);
+        break;
+      }
+      case Index::Kind::all: ++dim; break;
+      case Index::Kind::lower:
+      case Index::Kind::upper:
+      case Index::Kind::range: {
+        const int64_t lo = ix.lo ? data_int(evaluate(*ix.lo), ix.lo->loc, "an index") : 1;
+        const int64_t hi = ix.hi ? data_int(evaluate(*ix.hi), ix.hi->loc, "an index") : size;
+        if (hi >= lo && (lo < 1 || hi > size))
+          fail(e.loc, "range " + std::to_string(lo) + ":" + std::to_string(hi) + " is out of range (1 to " +
+                          std::to_string(size) + ")");
+        t = t.narrow(dim, lo - 1, std::max<int64_t>(hi - lo + 1, 0));
+        ++dim;
+        break;
+      }
+      case Index::Kind::multi: {
+        const Val idx = evaluate(*ix.lo);
+        if (!idx.data_only) fail(ix.lo->loc, "an index that depends on parameters is not supported");
+        const at::Tensor flat = idx.t.reshape({-1});
+        if (flat.numel() > 0 && (flat.min().item<int64_t>() < 1 || flat.max().item<int64_t>() > size))
+          fail(ix.lo->loc, "a multi-index is out of range (1 to " + std::to_string(size) + ")");
+        t = t.index_select(dim, flat - 1);
+        ++dim;
+        break;
+      }
+    }
+  }
+  // A copy, so that later writes into the variable leave this value alone.
+  if (base.kind == Expr::Kind::name) t = t.clone();
+  return {t, e.type, v.data_only};
+}
+
+Val Interpreter::call(const Expr& e) {
+  const std::string& name = e.text;
+  std::vector<Val> args;
+  for (const auto& a : e.args) args.push_back(evaluate(*a));
+  if (const auto it = functions_.find(name); it != functions_.end()) return call_user(*it->second, std::move(args), e.loc);
+  for (const char* sfx : {"_lpdf", "_lupdf", "_lpmf", "_lupmf"}) {
+    const size_t n = std::char_traits<char>::length(sfx);
+    if (name.size() > n && name.compare(name.size() - n, n, sfx) == 0) {
+      const bool data_only = [&] {
+        for (const auto& a : args)
+          if (!a.data_only) return false;
+        return true;
+      }();
+      return {density(name.substr(0, name.size() - n), e.loc, std::move(args)), e.type, data_only};
+    }
+  }
+  const Builtin* b = find_builtin(name);
+  if (!b) fail(e.loc, "unknown function '" + name + "'");
+  try {
+    Val out = b->run(args, context_);
+    out.type = e.type;
+    return out;
+  } catch (const ProgramError&) {
+    throw;
+  } catch (const std::exception& ex) {
+    std::string what = ex.what();
+    what = what.substr(0, what.find('\n'));
+    fail(e.loc, name + ": " + what);
+  }
+}
+
+Val Interpreter::call_user(const Function& f, std::vector<Val> args, const SourceLoc& loc) {
+  if (call_depth_ >= kMaxCallDepth)
+    fail(loc, "calls nested deeper than " + std::to_string(kMaxCallDepth) + " (unbounded recursion?)");
+  std::vector<Scope> saved;
+  saved.swap(scopes_);
+  scopes_.emplace_back();
+  for (size_t i = 0; i < f.params.size(); ++i) scopes_.back()[f.params[i].name] = {convert(args[i], f.params[i].type), true};
+  ++call_depth_;
+  const at::Tensor saved_target = target_;
+  Flow flow;
+  try {
+    flow = exec_list(f.body, false);
+  } catch (...) {
+    --call_depth_;
+    scopes_.swap(saved);
+    throw;
+  }
+  --call_depth_;
+  scopes_.swap(saved);
+  target_ = saved_target;
+  if (f.ret.base == Base::void_) return {at::zeros({1}), f.ret, true};
+  if (flow != Flow::return_) fail(f.loc, "'" + f.name + "' ended without returning a value");
+  Val out = convert(return_value_, f.ret);
+  return out;
+}
+
+at::Tensor Interpreter::density(const std::string& dist, const SourceLoc& loc, std::vector<Val> args) {
+  for (const char* sfx : {"_lpdf", "_lpmf"}) {
+    const auto it = functions_.find(dist + sfx);
+    if (it != functions_.end()) return as_real(call_user(*it->second, std::move(args), loc), context_.dtype);
+  }
+  const DistributionDef* d = find_distribution(dist);
+  if (!d) fail(loc, "unknown distribution '" + dist + "'");
+  try {
+    return d->log_density(args, context_);
+  } catch (const ProgramError&) {
+    throw;
+  } catch (const std::exception& ex) {
+    std::string what = ex.what();
+    fail(loc, dist + ": " + what.substr(0, what.find('\n')));
+  }
+}
+
+}  // namespace vguide::model::stan

@@ -1,0 +1,82 @@
+#pragma once
+// Runs a checked Stan program's statements over particle-batched values
+// (library.hpp's Val). Control flow must not depend on the parameters (data-bounded
+// loops and data conditions are the common case and run as written); `?:` on a
+// parameter condition selects per particle.
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ast.hpp"
+#include "library.hpp"
+
+namespace vguide::model::stan {
+
+/// A `reject` ran: the draw (every particle of this evaluation) is rejected.
+class Rejected : public std::runtime_error {
+ public:
+  Rejected(const SourceLoc& loc, const std::string& text) : std::runtime_error(text), loc(loc) {}
+  SourceLoc loc;
+};
+
+struct Variable {
+  Val value;
+  /// The tensor may be aliased elsewhere: an indexed write copies it first.
+  bool shared = false;
+};
+
+/// The variables visible to a block: one map per nested scope.
+using Scope = std::map<std::string, Variable>;
+
+class Interpreter {
+ public:
+  Interpreter(const StanProgram& program, RunContext& context, std::vector<Scope> globals);
+
+  /// Runs top-level statements of a block; declarations land in the outermost scope.
+  void run_block(const std::vector<StmtP>& statements);
+  /// `target` so far: (P,).
+  const at::Tensor& target() const { return target_; }
+  Val evaluate(const Expr& e);
+  /// The values of the outermost scope (the block's own variables and the globals).
+  const std::vector<Scope>& scopes() const { return scopes_; }
+  std::vector<Scope>& scopes() { return scopes_; }
+  /// Declares a variable with NaN (reals) or the smallest int, sized by its
+  /// declaration.
+  Val declared_value(const DeclType& d);
+  /// The sizes of a declaration: array sizes, then own sizes.
+  std::vector<int64_t> declared_shape(const DeclType& d);
+  /// Print statements left before they are suppressed.
+  void set_print_budget(int* budget) { print_budget_ = budget; }
+
+  [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const;
+
+ private:
+  enum class Flow { normal, break_, continue_, return_ };
+  Flow exec(const Stmt& s);
+  Flow exec_list(const std::vector<StmtP>& list, bool new_scope);
+  void declare(const Stmt& s);
+  void assign(const Stmt& s);
+  void add_target(const at::Tensor& lp, const SourceLoc& loc);
+  Variable& lookup(const std::string& name, const SourceLoc& loc);
+  Val binary(const Expr& e);
+  Val index(const Expr& e);
+  Val call(const Expr& e);
+  Val call_user(const Function& f, std::vector<Val> args, const SourceLoc& loc);
+  at::Tensor density(const std::string& dist, const SourceLoc& loc, std::vector<Val> args);
+  Val convert(Val v, const Type& to) const;
+  int64_t data_int(const Val& v, const SourceLoc& loc, const char* what) const;
+  bool data_condition(const Expr& e);
+
+  const StanProgram& program_;
+  RunContext& context_;
+  std::vector<Scope> scopes_;
+  std::map<std::string, const Function*> functions_;
+  at::Tensor target_;
+  Val return_value_;
+  int call_depth_ = 0;
+  int* print_budget_ = nullptr;
+};
+
+}  // namespace vguide::model::stan

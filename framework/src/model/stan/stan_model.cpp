@@ -1,0 +1,407 @@
+// StanModel: a checked Stan program bound to its data (stan_model.hpp). The data
+// block is read and checked once, transformed data run once; every log_joint call
+// runs transformed parameters and the model block over S particles.
+#include "vguide/model/stan_model.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include "interpreter.hpp"
+#include "parser.hpp"
+#include "vguide/bijector.hpp"
+#include "vguide/constraint.hpp"
+
+namespace vguide::model {
+
+using stan::Base;
+using stan::DeclType;
+using stan::Interpreter;
+using stan::RunContext;
+using stan::Scope;
+using stan::Stmt;
+using stan::StmtP;
+using stan::Type;
+using stan::Val;
+
+std::shared_ptr<const StanProgram> parse_stan(const std::string& text, const std::string& filename) {
+  auto program = std::make_shared<StanProgram>();
+  program->file.filename = filename;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    program->file.lines.push_back(line);
+  }
+  try {
+    program->ast = stan::parse_syntax(program->file, text);
+    stan::check(program->file, program->ast);
+  } catch (const ProgramError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ProgramError(program->file, {1, 1}, std::string("the program could not be read: ") + e.what());
+  }
+  return program;
+}
+
+std::shared_ptr<const StanProgram> load_stan(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ProgramFile empty;
+    empty.filename = path;
+    throw ProgramError(empty, {1, 1}, "cannot read the program file");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_stan(text.str(), path);
+}
+
+bool is_stan_path(const std::string& path) {
+  return path.size() > 5 && path.compare(path.size() - 5, 5, ".stan") == 0;
+}
+
+namespace {
+
+// Names an expression mentions, to refuse bounds that depend on parameters.
+bool mentions(const stan::Expr& e, const std::set<std::string>& names) {
+  if (e.kind == stan::Expr::Kind::name && names.count(e.text)) return true;
+  for (const auto& a : e.args)
+    if (mentions(*a, names)) return true;
+  for (const auto& ix : e.indices)
+    for (const auto* p : {&ix.lo, &ix.hi})
+      if (*p && mentions(**p, names)) return true;
+  return false;
+}
+
+std::string number_text(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// A declaration's constraint as a value, its bounds evaluated now.
+struct Declared {
+  Constraint support;
+  std::string text;  ///< as declared, e.g. "lower=0" or "simplex"
+};
+
+}  // namespace
+
+struct StanModel::Impl {
+  std::shared_ptr<const StanProgram> program;
+  std::string filename;
+  Scope data;  ///< data and transformed data; reals float64, particle dim 1
+  mutable std::mutex mutex;
+  mutable std::map<at::ScalarType, Scope> data_by_dtype;
+  mutable int print_budget = 100;
+  struct Parameter {
+    const Stmt* decl;
+    std::vector<int64_t> shape;
+    Constraint support;
+  };
+  std::vector<Parameter> parameters;
+  /// Transformed parameters with a declared constraint, checked per particle.
+  std::vector<std::pair<const Stmt*, Declared>> checked_transformed;
+
+  [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const {
+    throw ProgramError(program->file, loc, message);
+  }
+
+  Declared declared(const DeclType& d, Interpreter& in, const std::set<std::string>& parameters_so_far) {
+    if (!d.special.empty()) {
+      static const std::map<std::string, Constraint (*)()> kSpecial = {
+          {"simplex", constraints::simplex},
+          {"ordered", constraints::ordered},
+          {"positive_ordered", constraints::positive_ordered},
+          {"cholesky_factor_corr", constraints::corr_cholesky},
+          {"cholesky_factor_cov", constraints::lower_cholesky},
+          {"cov_matrix", constraints::positive_definite}};
+      const auto it = kSpecial.find(d.special);
+      if (it == kSpecial.end()) fail(d.loc, d.special + " is not supported");
+      return {it->second(), d.special};
+    }
+    auto bound = [&](const stan::ExprP& e, const char* what) -> double {
+      if (!e) return NAN;
+      if (mentions(*e, parameters_so_far)) fail(e->loc, std::string("a ") + what + " bound that depends on parameters is not supported");
+      const Val v = in.evaluate(*e);
+      return v.t.to(at::kDouble).reshape({-1})[0].item<double>();
+    };
+    for (const auto* e : {&d.offset, &d.multiplier})
+      if (*e && mentions(**e, parameters_so_far))
+        fail((*e)->loc, "an offset or multiplier that depends on parameters is not supported");
+    const double lo = bound(d.lower, "lower"), hi = bound(d.upper, "upper");
+    const bool has_lo = std::isfinite(lo), has_hi = std::isfinite(hi);
+    std::string text;
+    if (d.lower) text += "lower=" + number_text(lo);
+    if (d.upper) text += std::string(text.empty() ? "" : ", ") + "upper=" + number_text(hi);
+    if (d.lower && std::isnan(lo)) fail(d.lower->loc, "the lower bound is NaN");
+    if (d.upper && std::isnan(hi)) fail(d.upper->loc, "the upper bound is NaN");
+    if (has_lo && has_hi) {
+      if (!(lo < hi)) fail(d.loc, "the lower bound " + number_text(lo) + " is not below the upper bound " + number_text(hi));
+      return {constraints::interval(lo, hi), text};
+    }
+    if (has_lo) return {lo == 0.0 ? constraints::positive() : constraints::greater_than(lo), text};
+    if (has_hi) return {constraints::less_than(hi), text};
+    return {constraints::real(), text};
+  }
+
+  // The elements of `value` (no particle dim) that break `c`, or -1.
+  static int64_t first_violation(const Declared& c, const at::Tensor& value, const DeclType& d) {
+    if (c.support.kind() == ConstraintKind::real) return -1;
+    const at::Tensor v = value.to(at::kDouble);
+    at::Tensor ok;
+    const double lo = c.support.lower(), hi = c.support.upper();
+    if (d.special.empty()) {
+      ok = at::ones(v.sizes(), at::kBool);
+      // Bounds are inclusive for data, as Stan checks them.
+      if (!std::isnan(lo)) ok = ok & (v >= lo);
+      if (!std::isnan(hi)) ok = ok & (v <= hi);
+    } else {
+      ok = c.support.check(v, 1e-8);
+    }
+    const at::Tensor bad = (~ok).reshape({-1}).nonzero();
+    return bad.numel() == 0 ? -1 : bad[0][0].item<int64_t>();
+  }
+
+  Scope data_for(at::ScalarType dtype) const {
+    if (dtype == at::kDouble) return data;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = data_by_dtype.find(dtype);
+    if (it == data_by_dtype.end()) {
+      Scope s = data;
+      for (auto& [name, var] : s)
+        if (var.value.type.base != Base::int_) var.value.t = var.value.t.to(dtype);
+      it = data_by_dtype.emplace(dtype, std::move(s)).first;
+    }
+    return it->second;
+  }
+
+  void read_data(const Data& source) {
+    RunContext ctx;
+    std::vector<Scope> scopes{Scope{}};
+    for (const StmtP& s : program->ast.data) {
+      Interpreter in(*program, ctx, scopes);
+      const std::vector<int64_t> shape = in.declared_shape(s->decl_type);
+      const std::string& name = s->name;
+      const at::Tensor raw = source.get(name, "declared in the data block of " + filename);
+      const bool is_int = s->decl_type.base == Base::int_;
+      if (is_int && !source.is_integer(name)) source.fail(name, " must hold integers (it is declared int)");
+      int64_t want = 1;
+      for (int64_t n : shape) want *= n;
+      at::Tensor t = raw;
+      if (t.sizes().vec() != shape) {
+        if (!(t.numel() == 0 && want == 0))
+          source.fail(name, " has size " + shape_to_string(t.sizes().vec()) + ", but is declared with size " +
+                                shape_to_string(shape));
+        t = t.reshape(shape);
+      }
+      t = is_int ? t.to(at::kLong) : t.to(at::kDouble);
+      const Declared c = declared(s->decl_type, in, {});
+      const int64_t bad = first_violation(c, t, s->decl_type);
+      if (bad >= 0) {
+        const at::Tensor flat = t.reshape({-1});
+        if (s->decl_type.special.empty())
+          throw DataError(source.filename() + ": variable '" + element_name(name, t.sizes(), bad) + "' is " +
+                          number_text(flat[bad].item<double>()) + ", but is declared <" + c.text + ">");
+        throw DataError(source.filename() + ": variable '" + name + "' is not a " + s->decl_type.special +
+                        " (element " + std::to_string(bad + 1) + " of its " + s->decl_type.special + "s fails)");
+      }
+      scopes[0][name] = {Val{t.unsqueeze(0), s->decl_type.type(), true}, true};
+    }
+    data = scopes[0];
+  }
+
+  void run_transformed_data() {
+    RunContext ctx;
+    at::Generator gen = at::detail::createCPUGenerator(0);
+    ctx.generator = &gen;
+    Interpreter in(*program, ctx, {data});
+    in.set_print_budget(&print_budget);
+    try {
+      in.run_block(program->ast.transformed_data);
+    } catch (const stan::Rejected& r) {
+      fail(r.loc, std::string("reject in transformed data: ") + r.what());
+    }
+    data = in.scopes()[0];
+    for (const StmtP& s : program->ast.transformed_data) {
+      if (s->kind != Stmt::Kind::decl) continue;
+      const Declared c = declared(s->decl_type, in, {});
+      const at::Tensor v = data.at(s->name).value.t[0];
+      const int64_t bad = first_violation(c, v, s->decl_type);
+      if (bad >= 0)
+        fail(s->name_loc, "transformed data '" + s->name + "' breaks its declared constraint <" +
+                              (c.text.empty() ? s->decl_type.special : c.text) + "> at element " +
+                              std::to_string(bad + 1));
+    }
+  }
+
+  void declare_parameters(std::vector<SiteInfo>& sites) {
+    RunContext ctx;
+    Interpreter in(*program, ctx, {data});
+    std::set<std::string> names;
+    for (const StmtP& s : program->ast.parameters) names.insert(s->name);
+    for (const StmtP& s : program->ast.parameters) {
+      const DeclType& d = s->decl_type;
+      if (d.special == "unit_vector" || d.special == "corr_matrix")
+        fail(d.loc, d.special + " parameters are not supported" +
+                        (d.special == "corr_matrix" ? std::string(" (declare a cholesky_factor_corr L and use "
+                                                                  "multiply_lower_tri_self_transpose(L))")
+                                                    : std::string()));
+      for (const auto& e : d.array_sizes)
+        if (mentions(*e, names)) fail(e->loc, "a size that depends on parameters is not supported");
+      for (const auto& e : d.sizes)
+        if (mentions(*e, names)) fail(e->loc, "a size that depends on parameters is not supported");
+      const std::vector<int64_t> shape = in.declared_shape(d);
+      const Declared c = declared(d, in, names);
+      parameters.push_back({s.get(), shape, c.support});
+      SiteInfo site;
+      site.name = s->name;
+      site.shape = shape;
+      site.support = c.support;
+      sites.push_back(site);
+    }
+    std::set<std::string> transformed;
+    for (const StmtP& s : program->ast.transformed_parameters) {
+      if (s->kind != Stmt::Kind::decl) continue;
+      const DeclType& d = s->decl_type;
+      if (!(d.lower || d.upper || !d.special.empty())) continue;
+      if (d.special == "unit_vector" || d.special == "corr_matrix") fail(d.loc, d.special + " is not supported");
+      std::set<std::string> later = names;
+      for (const StmtP& t : program->ast.transformed_parameters)
+        if (t->kind == Stmt::Kind::decl) later.insert(t->name);
+      checked_transformed.emplace_back(s.get(), declared(d, in, later));
+    }
+  }
+
+  // Runs transformed parameters (and then `then`) over the particles of `values`.
+  Interpreter start(RunContext& ctx, const SiteValues& values) const {
+    std::vector<Scope> globals{data_for(ctx.dtype)};
+    for (const auto& p : parameters) {
+      const std::string& name = p.decl->name;
+      const auto it = values.find(name);
+      if (it == values.end())
+        throw std::invalid_argument(filename + ": no value for the parameter '" + name + "'");
+      std::vector<int64_t> want{ctx.particles};
+      want.insert(want.end(), p.shape.begin(), p.shape.end());
+      if (it->second.sizes().vec() != want)
+        throw std::invalid_argument(filename + ": the parameter '" + name + "' has shape " +
+                                    shape_to_string(it->second.sizes().vec()) + ", but must be " + shape_to_string(want));
+      at::Tensor t = it->second.scalar_type() == ctx.dtype ? it->second : it->second.to(ctx.dtype);
+      globals[0][name] = {Val{t, p.decl->decl_type.type(), false}, true};
+    }
+    Interpreter in(*program, ctx, std::move(globals));
+    in.set_print_budget(&print_budget);
+    return in;
+  }
+
+  // Particles whose transformed parameters keep their declared constraints: (P,) bool.
+  at::Tensor transformed_ok(const Interpreter& in, int64_t S) const {
+    at::Tensor ok = at::ones({S}, at::kBool);
+    for (const auto& [decl, c] : checked_transformed) {
+      const at::Tensor v = in.scopes()[0].at(decl->name).value.t.detach();
+      at::Tensor each;
+      const double lo = c.support.lower(), hi = c.support.upper();
+      if (decl->decl_type.special.empty()) {
+        each = at::ones(v.sizes(), at::kBool);
+        if (!std::isnan(lo)) each = each & (v >= lo);
+        if (!std::isnan(hi)) each = each & (v <= hi);
+      } else {
+        each = c.support.check(v, 1e-8);
+      }
+      each = each.dim() > 1 ? each.flatten(1).all(1) : each;
+      ok = ok & each.expand({S});
+    }
+    return ok;
+  }
+};
+
+StanModel::~StanModel() = default;
+
+StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data) : impl_(std::make_unique<Impl>()) {
+  if (!program) throw std::invalid_argument("StanModel: the program is null");
+  impl_->program = std::move(program);
+  impl_->filename = impl_->program->file.filename;
+  impl_->read_data(data);
+  impl_->run_transformed_data();
+  impl_->declare_parameters(sites_);
+  // One evaluation at Stan's default start (uniform on (-2, 2) unconstrained), so
+  // that sizes that do not fit and unsupported uses are reported before a fit.
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  SiteValues values;
+  for (const auto& site : sites_) {
+    const auto bijector = biject_to(site.support);
+    std::vector<int64_t> shape{1};
+    for (int64_t n : bijector->unconstrained_shape(site.shape)) shape.push_back(n);
+    const at::Tensor u = at::empty(shape, at::kDouble).uniform_(-2, 2, gen);
+    values[site.name] = bijector->forward(u);
+  }
+  const at::Tensor x = at::empty({1}, at::kDouble);
+  log_joint(x, values);
+  quantities(values, gen);
+}
+
+at::Tensor StanModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
+  RunContext ctx;
+  ctx.dtype = x.scalar_type();
+  ctx.particles = x.size(0);
+  const int64_t S = ctx.particles;
+  Interpreter in = impl_->start(ctx, values);
+  try {
+    in.run_block(impl_->program->ast.transformed_parameters);
+    const at::Tensor ok = impl_->transformed_ok(in, S);
+    in.run_block(impl_->program->ast.model);
+    at::Tensor target = in.target();
+    target = target.size(0) == S ? target : target.expand({S});
+    return at::where(ok, target, at::full({S}, -INFINITY, target.options()));
+  } catch (const stan::Rejected&) {
+    return at::full({S}, -INFINITY, at::TensorOptions().dtype(ctx.dtype));
+  }
+}
+
+std::vector<StanQuantity> StanModel::quantities(const SiteValues& values, at::Generator& generator) const {
+  RunContext ctx;
+  const auto any = values.empty() ? at::empty({1}, at::kDouble) : values.begin()->second;
+  ctx.dtype = any.scalar_type();
+  ctx.particles = values.empty() ? 1 : any.size(0);
+  ctx.generator = &generator;
+  const int64_t S = ctx.particles;
+  Interpreter in = impl_->start(ctx, values);
+  std::vector<StanQuantity> out;
+  auto take = [&](const Stmt& s, StanQuantity::Block block) {
+    const Val& v = in.scopes()[0].at(s.name).value;
+    at::Tensor t = v.t.detach().to(at::kDouble);
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] = S;
+    t = t.expand(shape).contiguous();
+    out.push_back({s.name, std::vector<int64_t>(shape.begin() + 1, shape.end()), t, block});
+  };
+  try {
+    in.run_block(impl_->program->ast.transformed_parameters);
+    in.run_block(impl_->program->ast.generated_quantities);
+  } catch (const stan::Rejected& r) {
+    throw ProgramError(impl_->program->file, r.loc, std::string("reject while computing the outputs: ") + r.what());
+  }
+  for (const auto& p : impl_->parameters) take(*p.decl, StanQuantity::Block::parameters);
+  for (const auto& s : impl_->program->ast.transformed_parameters)
+    if (s->kind == Stmt::Kind::decl) take(*s, StanQuantity::Block::transformed_parameters);
+  for (const auto& s : impl_->program->ast.generated_quantities)
+    if (s->kind == Stmt::Kind::decl) take(*s, StanQuantity::Block::generated_quantities);
+  return out;
+}
+
+std::string StanModel::name() const {
+  std::string n = impl_->filename;
+  const size_t slash = n.find_last_of('/');
+  if (slash != std::string::npos) n = n.substr(slash + 1);
+  const size_t dot = n.find_last_of('.');
+  if (dot != std::string::npos && dot > 0) n = n.substr(0, dot);
+  return n;
+}
+
+const std::string& StanModel::filename() const { return impl_->filename; }
+
+}  // namespace vguide::model
