@@ -178,7 +178,7 @@ Outputs outputs_of(const Settings& s, const std::string& model_name) {
 }
 
 // Writes the outputs and says how the fit ended; returns the exit code.
-int report(const Settings& s, const model::ProgramModel& model, FitSession& session, const FitResult& result,
+int report(const Settings& s, const Model& model, FitSession& session, const FitResult& result,
            double wall) {
   const Outputs o = outputs_of(s, model.name());
   // The outputs score the draws on all the data: across ranks when distributed.
@@ -254,7 +254,7 @@ int run(int argc, char** argv) {
   FitSession session;
   build_fit(settings, inputs, plugins, session);
   const FitResult result = run_fit(settings, session);
-  finish_fit(settings, *inputs.model, session, result);
+  finish_fit(settings, inputs, session, result);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report(settings, *inputs.model, session, result, wall);
 }

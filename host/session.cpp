@@ -9,6 +9,7 @@
 
 #include "vguide/model/data.hpp"
 #include "vguide/model/program.hpp"
+#include "vguide/model/stan_model.hpp"
 #include "vguide/version.hpp"
 
 namespace vguide::host {
@@ -21,6 +22,12 @@ std::string read_text(const std::string& path, const char* flag) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+std::unique_ptr<Model> program_model(model::ProgramFile file, model::Data data, ModelInputs& in) {
+  auto program = std::make_unique<model::ProgramModel>(std::move(file), std::move(data));
+  in.program = program.get();
+  return program;
 }
 
 }  // namespace
@@ -41,16 +48,20 @@ ModelInputs load_model(const Settings& settings) {
   in.data_text = read_text(data_path, "--data");
   model::Data data = model::parse_data(in.data_text, data_path);
   in.data_names = data.names();
-  in.model = std::make_unique<model::ProgramModel>(model::parse_program(in.model_text, model_path), std::move(data));
+  if (settings.stan) {  // the settings refused minibatches and ranks
+    in.model = std::make_unique<model::StanModel>(model::parse_stan(in.model_text, model_path), std::move(data));
+    return in;
+  }
+  in.model = program_model(model::parse_program(in.model_text, model_path), std::move(data), in);
   if (distributed && !in.per_rank_data) {
     // Contiguous blocks of rows, as even as N allows.
-    const int64_t N = in.model->num_rows();
+    const int64_t N = in.program->num_rows();
     if (N < world)
       throw InputError("--data " + data_path + ": " + std::to_string(N) + " data rows cannot be split between " +
                        std::to_string(world) + " ranks");
     model::Data shard;
     try {
-      shard = in.model->data_rows(N * rank / world, N * (rank + 1) / world);
+      shard = in.program->data_rows(N * rank / world, N * (rank + 1) / world);
     } catch (const std::invalid_argument& e) {
       throw InputError("--model " + model_path + ": " + e.what());
     }
@@ -60,20 +71,20 @@ ModelInputs load_model(const Settings& settings) {
     if (options.init.strategy == InitStrategy::pathfinder) {
       at::Generator init_stream = at::detail::createCPUGenerator(options.seed ^ kInitStreamSalt);
       in.whole_data_start = initial_point(
-          *in.model, LatentRegistry::from_model(*in.model, in.model->observed_names()), options.init, init_stream,
+          *in.model, LatentRegistry::from_model(*in.model, in.program->observed_names()), options.init, init_stream,
           options.dtype);
     }
-    in.model = std::make_unique<model::ProgramModel>(model::parse_program(in.model_text, model_path), std::move(shard));
+    in.model = program_model(model::parse_program(in.model_text, model_path), std::move(shard), in);
   }
   if (distributed) {
     if (in.per_rank_data) {
       try {  // the same refusals as for rows cut from one file
-        in.model->check_rows_can_split();
+        in.program->check_rows_can_split();
       } catch (const std::invalid_argument& e) {
         throw InputError("--model " + model_path + ": " + e.what());
       }
     }
-    in.model->set_row_weight(static_cast<double>(world));
+    in.program->set_row_weight(static_cast<double>(world));
   }
   return in;
 }
@@ -90,23 +101,25 @@ void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plu
   const bool distributed = dist.world_size > 1;
   const int64_t rank = dist.rank, world = dist.world_size;
   const std::string& family = settings.family;
-  model::ProgramModel& model = *inputs.model;
+  Model& model = *inputs.model;
+  model::ProgramModel* program = inputs.program;
 
-  session.guide = plugins.create(family, model, model.observed_names(), settings.guide_options);
+  session.guide = plugins.create(family, model, program ? program->observed_names() : std::vector<std::string>{},
+                                 settings.guide_options);
   // The minibatch stream: each rank its own (rank 0's is the single process's).
   session.rows = at::detail::createCPUGenerator(settings.seed ^ 0x5eedba7cULL ^ (0x9e3779b97f4a7c15ULL * rank));
   const int64_t batch = settings.batch_size;
   // The start (Pathfinder's L-BFGS) sees all the rows; the steps then see minibatches.
   // A model that cannot be subsampled is refused before any work.
   if (batch > 0) {
-    model.set_minibatch(batch, session.rows);
-    model.set_minibatch(model.num_rows(), session.rows);
+    program->set_minibatch(batch, session.rows);
+    program->set_minibatch(program->num_rows(), session.rows);
   }
   FitOptions options = settings.fit;
   if (inputs.whole_data_start) options.init.given = *inputs.whole_data_start;
   Fit& fit = session.fit.emplace(model, *session.guide, options);
   if (!settings.resume) spdlog::info("init: {}", fit.result().init);
-  if (batch > 0) model.set_minibatch(batch, session.rows);
+  if (batch > 0) program->set_minibatch(batch, session.rows);
   if (batch > 0) fit.track_generator("rows", session.rows);
 
   std::string data_fingerprint = fingerprint(inputs.data_text);
@@ -126,7 +139,7 @@ void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plu
                                      {"world size", std::to_string(world)},
                                      {"vguide version", VGUIDE_SDK_VERSION}});
     spdlog::info("rank {} of {} joined at {}:{}; rows {} of this rank", rank, world, dist.master_addr,
-                 dist.master_port, model.num_rows());
+                 dist.master_port, program->num_rows());
     if (inputs.per_rank_data) {
       std::string all;
       for (const auto& f : all_gather(*session.comm, data_fingerprint, "the data fingerprints")) all += f;
@@ -157,11 +170,12 @@ void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plu
   }
 }
 
-void finish_fit(const Settings& settings, model::ProgramModel& model, FitSession& session, const FitResult& result) {
+void finish_fit(const Settings& settings, ModelInputs& inputs, FitSession& session, const FitResult& result) {
   Fit& fit = *session.fit;
   // The checkpoint keeps the state to continue training from and, once after_fit has
   // run, the fitted guide to draw from (Fit::save_checkpoint).
-  if (settings.batch_size > 0) model.set_minibatch(model.num_rows(), session.rows);  // outputs score the full data
+  if (settings.batch_size > 0)  // outputs score the full data
+    inputs.program->set_minibatch(inputs.program->num_rows(), session.rows);
   if (result.reason != StopReason::non_finite) fit.finish();
   fit.save_checkpoint(checkpoint_path(settings), session.fingerprints);
   for (const auto& [key, value] : session.guide->diagnostics()) spdlog::info("{} = {}", key, value);

@@ -27,14 +27,16 @@ struct ModelInputs {
   std::string data_text;
   bool per_rank_data = false;  ///< --data named one file per rank
   std::vector<std::string> data_names;
-  std::unique_ptr<model::ProgramModel> model;  ///< over this rank's rows
+  std::unique_ptr<Model> model;  ///< a .qvr program over this rank's rows, or a Stan program
+  model::ProgramModel* program = nullptr;  ///< `model` if it is a .qvr program, else null
   /// A distributed fit split from one file: the start Pathfinder found on the whole
   /// data, so that every rank starts where one process would.
   std::optional<InitialPoint> whole_data_start;
 };
 
-/// Reads --model and --data and builds the model: distributed, over this rank's
-/// block of rows (or its own file), its log joint weighted by the number of ranks.
+/// Reads --model and --data and builds the model: a Stan program (settings.stan) or a
+/// .qvr program; a .qvr program distributed is over this rank's block of rows (or
+/// its own file), its log joint weighted by the number of ranks.
 /// @throw InputError for a file that cannot be read or rows that cannot be split;
 /// the parsers' errors for a bad program or bad data.
 ModelInputs load_model(const Settings& settings);
@@ -61,7 +63,7 @@ void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plu
 /// After the last step: the model scores the full data again, the guide's after_fit
 /// runs (unless the fit failed numerically), the checkpoint is written and the
 /// guide's diagnostics are logged.
-void finish_fit(const Settings& settings, model::ProgramModel& model, FitSession& session, const FitResult& result);
+void finish_fit(const Settings& settings, ModelInputs& inputs, FitSession& session, const FitResult& result);
 
 /// checkpoint.pt in the output folder.
 std::string checkpoint_path(const Settings& settings);

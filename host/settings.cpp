@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "vguide/model/stan_model.hpp"
 #include "vguide/options.hpp"
 
 namespace po = boost::program_options;
@@ -26,7 +27,8 @@ po::options_description make_options() {
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error or off")(
       "threads", po::value<int>()->default_value(1), "LibTorch intra-op threads");
   po::options_description model("Model and guide");
-  model.add_options()("model", po::value<std::string>(), ".qvr program to fit")(
+  model.add_options()("model", po::value<std::string>(), "the program to fit: a .qvr or a .stan file")(
+      "language", po::value<std::string>(), "the model's language, qvr or stan (default: by the file's extension)")(
       "data", po::value<std::string>(), "CmdStan JSON data")(
       "guide", po::value<std::string>(), "family to fit with (default: the only one loaded)")(
       "guide-opt", po::value<std::vector<std::string>>()->composing(), "guide option name=value; repeatable");
@@ -111,6 +113,13 @@ void read_model_and_guide(const po::variables_map& vm, const PluginManager& plug
   if (!vm.count("model")) throw UsageError("--model is required");
   if (!vm.count("data")) throw UsageError("--data is required");
   s.model_path = vm["model"].as<std::string>();
+  s.stan = model::is_stan_path(s.model_path);
+  if (vm.count("language")) {
+    const std::string language = vm["language"].as<std::string>();
+    if (language != "stan" && language != "qvr")
+      throw UsageError("--language " + language + ": must be qvr or stan");
+    s.stan = language == "stan";
+  }
   s.data_path = vm["data"].as<std::string>();
   const auto families = plugins.families();
   if (vm.count("guide")) {
@@ -270,6 +279,13 @@ void read_fit_settings(const CommandLine& command_line, const PluginManager& plu
   read_model_and_guide(vm, plugins, s);
   read_fit_options(vm, s);
   read_ranks(command_line, s);
+  // Minibatches and ranks split a .qvr program's data rows; a Stan program does not
+  // say which of its data are rows.
+  if (s.stan && s.batch_size > 0)
+    throw UsageError("--batch-size: minibatches are not supported for Stan programs yet (docs/stan.md)");
+  if (s.stan && (s.launch || s.dist.world_size > 1))
+    throw UsageError(std::string(s.launch ? "--launch" : "--world-size") +
+                     ": data-parallel fits are not supported for Stan programs yet (docs/stan.md)");
   if (s.launch) return;
 
   s.output = vm["output"].as<std::string>();

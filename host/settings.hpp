@@ -60,6 +60,7 @@ struct Settings {
 
   // read_fit_settings
   std::string model_path;
+  bool stan = false;  ///< a Stan program (by --language or the .stan extension)
   std::string data_path;  ///< may hold "{rank}"
   std::string family;
   std::string guide_options_text;  ///< the parsed guide options, as Options::to_string

@@ -34,7 +34,9 @@ struct PosteriorDraws {
 };
 
 /// N exact draws (Guide::sample). For a `.qvr` model (model::ProgramModel) the
-/// program's `let` values are computed from each draw and included.
+/// program's `let` values are computed from each draw and included; for a Stan
+/// program (model::StanModel) the quantities are its parameters, transformed
+/// parameters and generated quantities, in Stan's order.
 /// @throw std::invalid_argument if N < 1.
 VGUIDE_API PosteriorDraws draw_posterior(const Model& model, Guide& guide, int64_t num_draws);
 
