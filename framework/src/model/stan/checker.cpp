@@ -19,6 +19,12 @@ std::string to_string(const Type& t) {
 
 namespace {
 
+// "a real", "an int", "an array[] vector".
+std::string a(const Type& t) {
+  const std::string s = to_string(t);
+  return (s[0] == 'i' || s[0] == 'a' ? "an " : "a ") + s;
+}
+
 struct Symbol {
   Type type;
   SourceLoc loc;
@@ -168,8 +174,9 @@ class Checker {
 
   // ---- scopes --------------------------------------------------------------------------
   void declare(const std::string& name, const SourceLoc& loc, Symbol sym) {
-    if (find_builtin(name) || find_distribution(name) || functions_.count(name))
-      fail(loc, "'" + name + "' is the name of a function");
+    // Stan lets a variable share a library function's name (a call is told apart by
+    // its parentheses), not a user-defined function's.
+    if (functions_.count(name)) fail(loc, "'" + name + "' is the name of a function");
     static const std::set<std::string> kReserved = {"for", "in", "while", "if", "else", "return", "break", "continue",
                                                     "target", "lower", "upper", "offset", "multiplier", "void",
                                                     "int", "real", "vector", "row_vector", "matrix", "array", "data"};
@@ -217,7 +224,7 @@ class Checker {
       if (!*b) continue;
       expr(**b);
       if (!(*b)->type.is_scalar())
-        fail((*b)->loc, "a bound must be an int or a real here; a " + to_string((*b)->type) + " bound is not supported");
+        fail((*b)->loc, "a bound must be an int or a real here; " + a((*b)->type) + " bound is not supported");
     }
     if (d.base == Base::int_ && block_ == BlockKind::parameters) fail(s.loc, "parameters cannot be integers");
     const bool constrained = d.lower || d.upper || !d.special.empty();
@@ -228,8 +235,8 @@ class Checker {
         fail(s.value->loc, "variables of the " + block_name() + " block cannot be given a value");
       expr(*s.value);
       if (!assignable_from(d.type(), s.value->type))
-        fail(s.value->loc, "cannot assign a " + to_string(s.value->type) + " to '" + s.name + "', a " +
-                               to_string(d.type()));
+        fail(s.value->loc, "cannot assign " + a(s.value->type) + " to '" + s.name + "', " +
+                               a(d.type()));
     }
     const bool assignable = block_ != BlockKind::data && block_ != BlockKind::parameters;
     declare(s.name, s.name_loc, {d.type(), s.name_loc, block_, assignable, false});
@@ -245,12 +252,12 @@ class Checker {
 
   void size_expr(Expr& e) {
     expr(e);
-    if (!e.type.is_int()) fail(e.loc, "a size must be an int, but this is a " + to_string(e.type));
+    if (!e.type.is_int()) fail(e.loc, "a size must be an int, but this is " + a(e.type));
   }
 
   void condition(Expr& e) {
     expr(e);
-    if (!e.type.is_scalar()) fail(e.loc, "a condition must be an int or a real, but this is a " + to_string(e.type));
+    if (!e.type.is_scalar()) fail(e.loc, "a condition must be an int or a real, but this is " + a(e.type));
   }
 
   void statement(Stmt& s, bool top_level) {
@@ -264,7 +271,7 @@ class Checker {
         if (block_ != BlockKind::model) fail(s.loc, "target += is only allowed in the model block");
         expr(*s.value);
         if (!numeric(s.value->type) && !(s.value->type.array_dims > 0 && s.value->type.base != Base::void_))
-          fail(s.value->loc, "target += needs a number, but this is a " + to_string(s.value->type));
+          fail(s.value->loc, "target += needs a number, but this is " + a(s.value->type));
         return;
       case Stmt::Kind::for_range: {
         size_expr_named(*s.value, "a loop bound");
@@ -281,7 +288,7 @@ class Checker {
         Type element;
         if (t.array_dims > 0) element = Type{t.base, t.array_dims - 1};
         else if (container(t)) element = Type{Base::real, 0};
-        else fail(s.value->loc, "a foreach loop needs an array, vector or matrix, but this is a " + to_string(t));
+        else fail(s.value->loc, "a foreach loop needs an array, vector or matrix, but this is " + a(t));
         scopes_.emplace_back();
         declare(s.name, s.name_loc, {element, s.name_loc, block_, false, true});
         loop(s.body);
@@ -305,14 +312,14 @@ class Checker {
         if (!current_function_) fail(s.loc, "return outside a function");
         const Type& want = current_function_->ret;
         if (!s.value) {
-          if (want.base != Base::void_) fail(s.loc, "this function must return a " + to_string(want));
+          if (want.base != Base::void_) fail(s.loc, "this function must return " + a(want));
           return;
         }
         expr(*s.value);
         if (want.base == Base::void_) fail(s.value->loc, "a void function cannot return a value");
         if (!assignable_from(want, s.value->type))
-          fail(s.value->loc, "returns a " + to_string(s.value->type) + ", but '" + current_function_->name +
-                                 "' returns a " + to_string(want));
+          fail(s.value->loc, "returns " + a(s.value->type) + ", but '" + current_function_->name +
+                                 "' returns " + a(want));
         return;
       }
       case Stmt::Kind::print:
@@ -331,7 +338,7 @@ class Checker {
 
   void size_expr_named(Expr& e, const char* what) {
     expr(e);
-    if (!e.type.is_int()) fail(e.loc, std::string(what) + " must be an int, but this is a " + to_string(e.type));
+    if (!e.type.is_int()) fail(e.loc, std::string(what) + " must be an int, but this is " + a(e.type));
   }
 
   void loop(std::vector<StmtP>& body) {
@@ -354,14 +361,14 @@ class Checker {
     expr(*s.value);
     if (s.op == "=") {
       if (!assignable_from(target, s.value->type))
-        fail(s.value->loc, "cannot assign a " + to_string(s.value->type) + " to '" + s.name +
-                               (s.indices.empty() ? "" : "[...]") + "', a " + to_string(target));
+        fail(s.value->loc, "cannot assign " + a(s.value->type) + " to '" + s.name +
+                               (s.indices.empty() ? "" : "[...]") + "', " + a(target));
       return;
     }
     const std::string op = s.op.substr(0, s.op.size() - 1);
     const auto result = binary_type(op, target, s.value->type);
     if (!result || !assignable_from(target, *result))
-      fail(s.value->loc, "'" + s.op + "' cannot combine a " + to_string(target) + " with a " + to_string(s.value->type));
+      fail(s.value->loc, "'" + s.op + "' cannot combine " + a(target) + " with " + a(s.value->type));
   }
 
   static std::string block_name_of(BlockKind b) {
@@ -420,8 +427,8 @@ class Checker {
                     std::to_string(types.size()) + (types.size() == 1 ? " was" : " were") + " given");
     for (size_t i = 0; i < types.size(); ++i)
       if (!assignable_from(f.params[i].type, types[i]))
-        fail(loc, f.name + "'s argument " + std::to_string(i + 1) + " ('" + f.params[i].name + "') is a " +
-                      to_string(f.params[i].type) + ", but a " + to_string(types[i]) + " was given");
+        fail(loc, f.name + "'s argument " + std::to_string(i + 1) + " ('" + f.params[i].name + "') is " +
+                      a(f.params[i].type) + ", but " + a(types[i]) + " was given");
   }
 
   // ---- expressions ---------------------------------------------------------------------
@@ -441,11 +448,11 @@ class Checker {
         const Type& it = ix.lo->type;
         if (it.is_int()) single = true;
         else if (it.base == Base::int_ && it.array_dims == 1) ix.kind = Index::Kind::multi;
-        else fail(ix.lo->loc, "an index must be an int or an array of ints, but this is a " + to_string(it));
+        else fail(ix.lo->loc, "an index must be an int or an array of ints, but this is " + a(it));
       } else {
         for (ExprP* e : {&ix.lo, &ix.hi})
           if (*e && !(*e)->type.is_int())
-            fail((*e)->loc, "a range bound must be an int, but this is a " + to_string((*e)->type));
+            fail((*e)->loc, "a range bound must be an int, but this is " + a((*e)->type));
       }
       if (remaining_array > 0) {
         --remaining_array;
@@ -455,7 +462,7 @@ class Checker {
         if (!single) ++own_kept;
         ++own_seen;
       } else {
-        fail(loc, "too many indexes for a " + to_string(t));
+        fail(loc, "too many indexes for " + a(t));
       }
     }
     Type out;
@@ -489,9 +496,9 @@ class Checker {
       case Expr::Kind::unary: {
         expr(*e.args[0]);
         const Type& t = e.args[0]->type;
-        if (!numeric(t)) fail(e.loc, "'" + e.text + "' cannot apply to a " + to_string(t));
+        if (!numeric(t)) fail(e.loc, "'" + e.text + "' cannot apply to " + a(t));
         if (e.text == "!") {
-          if (!t.is_scalar()) fail(e.loc, "'!' needs an int or a real, but this is a " + to_string(t));
+          if (!t.is_scalar()) fail(e.loc, "'!' needs an int or a real, but this is " + a(t));
           e.type = {Base::int_, 0};
         } else {
           e.type = t;
@@ -503,8 +510,8 @@ class Checker {
         expr(*e.args[1]);
         const auto t = binary_type(e.text, e.args[0]->type, e.args[1]->type);
         if (!t)
-          fail(e.loc, "'" + e.text + "' cannot combine a " + to_string(e.args[0]->type) + " with a " +
-                          to_string(e.args[1]->type));
+          fail(e.loc, "'" + e.text + "' cannot combine " + a(e.args[0]->type) + " with " +
+                          a(e.args[1]->type));
         e.type = *t;
         return;
       }
@@ -521,7 +528,7 @@ class Checker {
       case Expr::Kind::transpose: {
         expr(*e.args[0]);
         const Type& t = e.args[0]->type;
-        if (!container(t)) fail(e.loc, "' (transpose) needs a vector, row_vector or matrix, but this is a " + to_string(t));
+        if (!container(t)) fail(e.loc, "' (transpose) needs a vector, row_vector or matrix, but this is " + a(t));
         e.type = {t.base == Base::vector ? Base::row_vector : t.base == Base::row_vector ? Base::vector : Base::matrix, 0};
         return;
       }
@@ -548,7 +555,7 @@ class Checker {
           expr(*e.args[i]);
           const Type& a = e.args[i]->type;
           const bool row = a == Type{Base::row_vector, 0};
-          if (!a.is_scalar() && !row) fail(e.args[i]->loc, "[...] holds reals or row_vectors, but this is a " + to_string(a));
+          if (!a.is_scalar() && !row) fail(e.args[i]->loc, "[...] holds reals or row_vectors, but this is " + stan::a(a));
           if (i > 0 && row != rows) fail(e.args[i]->loc, "[...] mixes reals and row_vectors");
           rows = row;
         }
@@ -577,6 +584,8 @@ class Checker {
       e.type = {Base::real, 0};
       return;
     }
+    for (const char* sfx : {"_cdf", "_lcdf", "_lccdf"})
+      if (ends_with(name, sfx) && !functions_.count(name)) fail(e.loc, "the function " + name + " is not supported");
     if (e.conditional && !(ends_with(name, "_lpdf") || ends_with(name, "_lpmf") || ends_with(name, "_lupdf") ||
                            ends_with(name, "_lupmf")))
       fail(e.loc, "'|' separates a density's variate from its parameters; '" + name + "' is not a density");

@@ -165,7 +165,7 @@ void Interpreter::add_target(const at::Tensor& lp, const SourceLoc& loc) {
 bool Interpreter::data_condition(const Expr& e) {
   const Val c = evaluate(e);
   if (!c.data_only)
-    fail(e.loc, "a condition that depends on parameters is not supported (write the choice with ?: or fmin/fmax)");
+    fail(e.loc, "a while condition that depends on parameters is not supported");
   return c.t.reshape({-1})[0].item<double>() != 0.0;
 }
 
@@ -242,10 +242,17 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
         if (f == Flow::return_) return f;
       }
     }
-    case Stmt::Kind::if_:
-      if (data_condition(*s.cond)) return exec_list(s.body, true);
-      if (s.has_else) return exec_list(s.else_body, true);
-      return Flow::normal;
+    case Stmt::Kind::if_: {
+      const Val c = evaluate(*s.cond);
+      const at::Tensor yes = c.t.reshape({c.t.size(0)}) != 0;
+      const bool all = yes.all().item<bool>(), none = !yes.any().item<bool>();
+      if (c.data_only || all || none) {
+        if (all) return exec_list(s.body, true);
+        if (s.has_else) return exec_list(s.else_body, true);
+        return Flow::normal;
+      }
+      return exec_per_particle(s, yes);
+    }
     case Stmt::Kind::break_: return Flow::break_;
     case Stmt::Kind::continue_: return Flow::continue_;
     case Stmt::Kind::return_:
@@ -271,6 +278,44 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
       return Flow::normal;
     }
   }
+  return Flow::normal;
+}
+
+// An if whose condition differs between particles: both branches run on every
+// particle, from the same state, and each particle keeps its own branch's
+// variables and target.
+Interpreter::Flow Interpreter::exec_per_particle(const Stmt& s, const at::Tensor& yes) {
+  for (auto& scope : scopes_)
+    for (auto& [name, var] : scope) var.shared = true;  // a branch's writes must not reach the other's
+  const std::vector<Scope> before = scopes_;
+  const at::Tensor target_before = target_;
+  const auto branch = [&](const std::vector<StmtP>& body) {
+    Flow f = Flow::normal;
+    try {
+      f = exec_list(body, true);
+    } catch (const Rejected&) {
+      target_ = at::full_like(target_, -INFINITY);  // only this branch's particles are rejected
+    }
+    if (f != Flow::normal)
+      fail(s.loc, "break, continue or return under a condition that depends on parameters is not supported");
+  };
+  branch(s.body);
+  const std::vector<Scope> then_scopes = scopes_;
+  const at::Tensor then_target = target_;
+  scopes_ = before;
+  target_ = target_before;
+  if (s.has_else) branch(s.else_body);
+  for (size_t i = 0; i < scopes_.size(); ++i) {
+    for (auto& [name, var] : scopes_[i]) {
+      const Variable& other = then_scopes[i].at(name);
+      if (other.value.t.is_same(var.value.t)) continue;
+      const int64_t dims = std::max(other.value.t.dim(), var.value.t.dim());
+      var.value.t = at::where(lift(yes, dims), lift(other.value.t, dims), lift(var.value.t, dims));
+      var.value.data_only = false;
+      var.shared = true;
+    }
+  }
+  target_ = at::where(yes, then_target, target_);
   return Flow::normal;
 }
 

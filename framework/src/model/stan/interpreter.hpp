@@ -1,8 +1,8 @@
 #pragma once
 // Runs a checked Stan program's statements over particle-batched values
-// (library.hpp's Val). Control flow must not depend on the parameters (data-bounded
-// loops and data conditions are the common case and run as written); `?:` on a
-// parameter condition selects per particle.
+// (library.hpp's Val). Loop bounds, while conditions and indexes must not depend on
+// the parameters (data-bounded loops are the common case and run as written); an
+// `if` or `?:` whose condition does runs both ways and each particle keeps its own.
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -39,6 +39,8 @@ class Interpreter {
   /// `target` so far: (P,).
   const at::Tensor& target() const { return target_; }
   Val evaluate(const Expr& e);
+  /// target += lp (summed over every dim but the particle dim).
+  void add_target(const at::Tensor& lp, const SourceLoc& loc);
   /// The values of the outermost scope (the block's own variables and the globals).
   const std::vector<Scope>& scopes() const { return scopes_; }
   std::vector<Scope>& scopes() { return scopes_; }
@@ -56,9 +58,9 @@ class Interpreter {
   enum class Flow { normal, break_, continue_, return_ };
   Flow exec(const Stmt& s);
   Flow exec_list(const std::vector<StmtP>& list, bool new_scope);
+  Flow exec_per_particle(const Stmt& s, const at::Tensor& yes);
   void declare(const Stmt& s);
   void assign(const Stmt& s);
-  void add_target(const at::Tensor& lp, const SourceLoc& loc);
   Variable& lookup(const std::string& name, const SourceLoc& loc);
   Val binary(const Expr& e);
   Val index(const Expr& e);

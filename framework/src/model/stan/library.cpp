@@ -509,7 +509,11 @@ std::map<std::string, Builtin> make_builtins() {
         const at::Tensor x = as_real(a[0], c.dtype);
         return make(a[0].type.base == Base::matrix ? to_column_major(x) : x, kVector, a);
       });
-  add("to_row_vector", 1, 1, b["to_vector"].type, [](const std::vector<Val>& a, RunContext& c) {
+  add("to_row_vector", 1, 1, [vector_rule = b["to_vector"].type](const std::vector<Type>& a) -> std::optional<Type> {
+        if (!vector_rule(a)) return std::nullopt;
+        return kRowVector;
+      },
+      [](const std::vector<Val>& a, RunContext& c) {
     const at::Tensor x = as_real(a[0], c.dtype);
     return make(a[0].type.base == Base::matrix ? to_column_major(x) : x, kRowVector, a);
   });

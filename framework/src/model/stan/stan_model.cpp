@@ -130,9 +130,6 @@ struct StanModel::Impl {
       const Val v = in.evaluate(*e);
       return v.t.to(at::kDouble).reshape({-1})[0].item<double>();
     };
-    for (const auto* e : {&d.offset, &d.multiplier})
-      if (*e && mentions(**e, parameters_so_far))
-        fail((*e)->loc, "an offset or multiplier that depends on parameters is not supported");
     const double lo = bound(d.lower, "lower"), hi = bound(d.upper, "upper");
     const bool has_lo = std::isfinite(lo), has_hi = std::isfinite(hi);
     std::string text;
@@ -207,8 +204,10 @@ struct StanModel::Impl {
         if (s->decl_type.special.empty())
           throw DataError(source.filename() + ": variable '" + element_name(name, t.sizes(), bad) + "' is " +
                           number_text(flat[bad].item<double>()) + ", but is declared <" + c.text + ">");
-        throw DataError(source.filename() + ": variable '" + name + "' is not a " + s->decl_type.special +
-                        " (element " + std::to_string(bad + 1) + " of its " + s->decl_type.special + "s fails)");
+        const int64_t array_dims = static_cast<int64_t>(s->decl_type.array_sizes.size());
+        const std::string which =
+            array_dims == 0 ? name : element_name(name, t.sizes().slice(0, static_cast<size_t>(array_dims)), bad);
+        throw DataError(source.filename() + ": variable '" + which + "' is not a " + s->decl_type.special);
       }
       scopes[0][name] = {Val{t.unsqueeze(0), s->decl_type.type(), true}, true};
     }
@@ -279,7 +278,8 @@ struct StanModel::Impl {
 
   // Runs transformed parameters (and then `then`) over the particles of `values`.
   Interpreter start(RunContext& ctx, const SiteValues& values) const {
-    std::vector<Scope> globals{data_for(ctx.dtype)};
+    Interpreter in(*program, ctx, {data_for(ctx.dtype)});
+    in.set_print_budget(&print_budget);
     for (const auto& p : parameters) {
       const std::string& name = p.decl->name;
       const auto it = values.find(name);
@@ -291,10 +291,22 @@ struct StanModel::Impl {
         throw std::invalid_argument(filename + ": the parameter '" + name + "' has shape " +
                                     shape_to_string(it->second.sizes().vec()) + ", but must be " + shape_to_string(want));
       at::Tensor t = it->second.scalar_type() == ctx.dtype ? it->second : it->second.to(ctx.dtype);
-      globals[0][name] = {Val{t, p.decl->decl_type.type(), false}, true};
+      const DeclType& d = p.decl->decl_type;
+      if (d.offset || d.multiplier) {
+        // As Stan: the site is the standardised value z, the parameter offset +
+        // multiplier * z (offset and multiplier may use earlier parameters), and the
+        // density gains the Jacobian, log(multiplier) per element.
+        const int64_t dims = t.dim();
+        const auto scalar = [&](const stan::ExprP& e, double otherwise) {
+          return e ? stan::lift(stan::as_real(in.evaluate(*e), ctx.dtype), dims)
+                   : at::full({1}, otherwise, at::TensorOptions().dtype(ctx.dtype));
+        };
+        const at::Tensor offset = scalar(d.offset, 0.0), multiplier = scalar(d.multiplier, 1.0);
+        in.add_target(at::log(multiplier).expand_as(t), d.loc);
+        t = offset + multiplier * t;
+      }
+      in.scopes()[0][name] = {Val{t, d.type(), false}, true};
     }
-    Interpreter in(*program, ctx, std::move(globals));
-    in.set_print_budget(&print_budget);
     return in;
   }
 

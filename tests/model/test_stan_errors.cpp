@@ -1,0 +1,258 @@
+// The Stan reader's refusals: every unsupported construct, type error, undeclared
+// name, wrong argument count and bad datum is one located message.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "vguide/model/data.hpp"
+#include "vguide/model/stan_model.hpp"
+
+using vguide::model::DataError;
+using vguide::model::parse_data;
+using vguide::model::parse_stan;
+using vguide::model::ProgramError;
+using vguide::model::StanModel;
+
+namespace {
+
+struct Located {
+  int line = 0, column = 0;
+  std::string message;
+  std::string what;
+};
+
+Located refusal(const std::string& text) {
+  try {
+    parse_stan(text, "model.stan");
+  } catch (const ProgramError& e) {
+    return {e.line(), e.column(), e.message(), e.what()};
+  }
+  ADD_FAILURE() << "accepted:\n" << text;
+  return {};
+}
+
+Located binding_refusal(const std::string& text, const std::string& data) {
+  try {
+    StanModel model(parse_stan(text, "model.stan"), parse_data(data, "data.json"));
+  } catch (const ProgramError& e) {
+    return {e.line(), e.column(), e.message(), e.what()};
+  }
+  ADD_FAILURE() << "bound:\n" << text;
+  return {};
+}
+
+std::string data_refusal(const std::string& text, const std::string& data) {
+  try {
+    StanModel model(parse_stan(text, "model.stan"), parse_data(data, "data.json"));
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "bound:\n" << text;
+  return {};
+}
+
+void expect_refusal(const std::string& text, int line, int column, const std::string& message) {
+  const Located r = refusal(text);
+  EXPECT_EQ(r.message, message) << text;
+  EXPECT_EQ(r.line, line) << text;
+  EXPECT_EQ(r.column, column) << text;
+}
+
+}  // namespace
+
+TEST(StanErrors, TheMessageIsLocatedWithTheLineAndACaret) {
+  const Located r = refusal("parameters {\n  real mu;\n}\nmodel {\n  mu ~ normal(0, 1) T[0, ];\n}\n");
+  EXPECT_EQ(r.what, "model.stan:5:21: truncation T[,] is not supported\n  mu ~ normal(0, 1) T[0, ];\n                    ^");
+}
+
+TEST(StanErrors, UnsupportedConstructsAreNamed) {
+  expect_refusal("parameters { complex z; }\n", 1, 14, "the type complex is not supported");
+  expect_refusal("parameters { real mu; }\nmodel { increment_log_prob(-mu^2); }\n", 2, 9,
+                 "increment_log_prob is not supported (write target += ...)");
+  expect_refusal("parameters { real mu; }\nmodel { mu <- 1; }\n", 2, 12, "'<-' assignment is not supported (write '=')");
+  expect_refusal("data { real x; }\nmodel { real y = normal_cdf(x | 0, 1); }\n", 2, 18,
+                 "the function normal_cdf is not supported");
+  expect_refusal("functions { real f_rng(real a) { return a; } }\n", 1, 18,
+                 "user-defined _rng functions are not supported");
+  expect_refusal("functions {\n real f(real a) { return a; }\n real f(real a) { return 2 * a; }\n}\n", 3, 7,
+                 "the function 'f' is defined twice (overloads are not supported)");
+  expect_refusal("model { profile(\"a\") { } }\n", 1, 9, "profile blocks are not supported");
+  expect_refusal("data { real x; }\nmodel { x ~ normal(0, 1i); }\n", 2, 23, "complex numbers are not supported");
+}
+
+TEST(StanErrors, TypeErrorsNameBothTypes) {
+  expect_refusal("data { vector[3] v; }\ntransformed data { real x = v; }\n", 2, 29,
+                 "cannot assign a vector to 'x', a real");
+  expect_refusal("data { vector[3] v; }\ntransformed data { real x; x = v; }\n", 2, 32,
+                 "cannot assign a vector to 'x', a real");
+  expect_refusal("data { vector[3] v; matrix[3, 3] m; }\ntransformed data { vector[3] w = v * m; }\n", 2, 36,
+                 "'*' cannot combine a vector with a matrix");
+  expect_refusal("data { real x; }\ntransformed data { int n = x; }\n", 2, 28, "cannot assign a real to 'n', an int");
+  expect_refusal("data { vector[3] v; }\nmodel { if (v) { } }\n", 2, 13,
+                 "a condition must be an int or a real, but this is a vector");
+  expect_refusal("data { real x; }\ntransformed data { real y = x[1]; }\n", 2, 30, "too many indexes for a real");
+  expect_refusal("data { vector[3] v; }\ntransformed data { real y = v[1.5]; }\n", 2, 31,
+                 "an index must be an int or an array of ints, but this is a real");
+  expect_refusal("data { int N; vector[N] y; }\nmodel { y ~ poisson(3); }\n", 2, 13,
+                 "no version of poisson takes (vector, int) (variate first)");
+  expect_refusal("functions { real f(vector a) { return sum(a); } }\ntransformed data { real y = f(2.0); }\n", 2, 29,
+                 "f's argument 1 ('a') is a vector, but a real was given");
+}
+
+TEST(StanErrors, UndeclaredAndMisplacedNames) {
+  expect_refusal("parameters { real mu; }\nmodel { mu ~ normal(nu, 1); }\n", 2, 21, "'nu' is not declared");
+  expect_refusal("parameters { real mu; }\nmodel { mu ~ normall(0, 1); }\n", 2, 14, "unknown distribution 'normall'");
+  expect_refusal("data { real x; }\ntransformed data { real y = expp(x); }\n", 2, 29, "unknown function 'expp'");
+  expect_refusal("data { real x; }\nparameters { real x; }\n", 2, 19, "'x' is already declared (line 1)");
+  expect_refusal("data { real x; }\ntransformed data { x = 1; }\n", 2, 20,
+                 "'x' belongs to the data block and cannot be assigned here");
+  expect_refusal("parameters { real mu; }\nmodel { mu = 1; }\n", 2, 9,
+                 "'mu' belongs to the parameters block and cannot be assigned here");
+  expect_refusal("parameters { real mu; }\ntransformed parameters { real t = mu; target += t; }\n", 2, 39,
+                 "target += is only allowed in the model block");
+  expect_refusal("parameters { real mu; }\nmodel { break; }\n", 2, 9, "break outside a loop");
+  expect_refusal("parameters { real mu; }\nmodel { real z = normal_rng(0, 1); }\n", 2, 18,
+                 "normal_rng is only allowed in transformed data and generated quantities");
+  expect_refusal("model { }\ndata { real x; }\n", 2, 1,
+                 "the data block comes too late (blocks go in the order functions, data, transformed data, "
+                 "parameters, transformed parameters, model, generated quantities)");
+}
+
+TEST(StanErrors, WrongArgumentCountsSayHowMany) {
+  expect_refusal("parameters { real mu; }\nmodel { mu ~ normal(0); }\n", 2, 14,
+                 "normal takes 2 parameters, but 1 was given");
+  expect_refusal("parameters { real mu; }\nmodel { target += normal_lpdf(mu | 0, 1, 2); }\n", 2, 19,
+                 "normal takes 2 parameters, but 3 were given");
+  expect_refusal("data { real x; }\ntransformed data { real y = exp(x, x); }\n", 2, 29,
+                 "exp takes 1 argument, but 2 were given");
+  expect_refusal("data { real x; }\ntransformed data { real y = log_sum_exp(); }\n", 2, 29,
+                 "log_sum_exp takes 1 to 2 arguments, but 0 were given");
+  expect_refusal("functions { real f(real a, real b) { return a + b; } }\ntransformed data { real y = f(1); }\n", 2, 29,
+                 "f takes 2 arguments, but 1 was given");
+  expect_refusal("data { int y; }\nparameters { real<lower=0> l; }\nmodel { target += poisson_lpdf(y | l); }\n", 3, 19,
+                 "'poisson_lpdf': poisson is discrete; write poisson_lpmf");
+}
+
+TEST(StanErrors, SyntaxErrorsPointAtTheToken) {
+  expect_refusal("parameters { real mu }\n", 1, 22, "expected ';', found '}'");
+  expect_refusal("parameters { real mu; }\nmodel { mu ~ normal(0, 1) }\n", 2, 27, "expected ';', found '}'");
+  expect_refusal("paramters { real mu; }\n", 1, 1, "'paramters' is not a block of a Stan program");
+  expect_refusal("parameters { real mu; }\nmodel { mu ~ normal(0, 1); \n", 3, 1,
+                 "the model block is not closed with '}'");
+  expect_refusal("model { /* never closed\n", 1, 9, "a comment that is never closed");
+  expect_refusal("data { real x$; }\n", 1, 14, "unexpected character '$'");
+  expect_refusal("parameters { real mu; mu ~ normal(0, 1); }\n", 1, 23, "the parameters block holds declarations only");
+}
+
+TEST(StanErrors, BindingRefusalsAreLocated) {
+  const Located bound = binding_refusal(
+      "data { int N; }\nparameters { real mu; real<lower=mu> sigma; }\nmodel { }\n", "{\"N\": 1}");
+  EXPECT_EQ(bound.message, "a lower bound that depends on parameters is not supported");
+  EXPECT_EQ(bound.line, 2);
+  EXPECT_EQ(bound.column, 34);
+  const Located corr = binding_refusal("parameters { corr_matrix[3] Omega; }\nmodel { }\n", "{}");
+  EXPECT_EQ(corr.message,
+            "corr_matrix parameters are not supported (declare a cholesky_factor_corr L and use "
+            "multiply_lower_tri_self_transpose(L))");
+  const Located size = binding_refusal("data { int N; }\nparameters { vector[N] b; }\nmodel { }\n", "{\"N\": -2}");
+  EXPECT_EQ(size.message, "a size must not be negative, but this is -2");
+  EXPECT_EQ(size.line, 2);
+  const Located index = binding_refusal(
+      "data { int N; vector[N] y; }\nparameters { real mu; }\nmodel { y[N + 1] ~ normal(mu, 1); }\n",
+      "{\"N\": 2, \"y\": [1, 2]}");
+  EXPECT_EQ(index.message, "index 3 is out of range (1 to 2)");
+  EXPECT_EQ(index.line, 3);
+  const Located reject = binding_refusal("data { real x; }\ntransformed data { if (x < 0) reject(\"x is \", x); }\n",
+                                         "{\"x\": -1}");
+  EXPECT_EQ(reject.message, "reject in transformed data: x is -1");
+  const Located branch =
+      binding_refusal("parameters { real mu; }\nmodel { real x = mu; while (x > 0) x -= 1; }\n", "{}");
+  EXPECT_EQ(branch.message, "a while condition that depends on parameters is not supported");
+  EXPECT_EQ(branch.column, 31);  // the comparison
+  // A break that some particles take and others do not.
+  StanModel loop(parse_stan("parameters { real mu; }\nmodel { for (i in 1:10) { if (mu > 0) break; } }\n", "model.stan"),
+                 parse_data("{}", "data.json"));
+  try {
+    loop.log_joint(at::empty({2}, at::kDouble), {{"mu", at::tensor({1.0, -1.0}, at::kDouble)}});
+    ADD_FAILURE() << "diverging break accepted";
+  } catch (const ProgramError& e) {
+    EXPECT_EQ(e.message(), "break, continue or return under a condition that depends on parameters is not supported");
+    EXPECT_EQ(e.line(), 2);
+  }
+}
+
+TEST(StanErrors, DataThatBreakItsDeclarationIsNamed) {
+  const std::string program = "data { int N; array[N] real<lower=0> sigma; array[N] int<lower=0, upper=1> y; }\nmodel { }\n";
+  EXPECT_EQ(data_refusal(program, "{\"N\": 3, \"sigma\": [1, -2, 3], \"y\": [0, 1, 1]}"),
+            "data.json: variable 'sigma[2]' is -2, but is declared <lower=0>");
+  EXPECT_EQ(data_refusal(program, "{\"N\": 3, \"sigma\": [1, 2, 3], \"y\": [0, 2, 1]}"),
+            "data.json: variable 'y[2]' is 2, but is declared <lower=0, upper=1>");
+  EXPECT_EQ(data_refusal(program, "{\"N\": 2, \"sigma\": [1, 2, 3], \"y\": [0, 1]}"),
+            "data.json: variable 'sigma' has size [3], but is declared with size [2]");
+  EXPECT_EQ(data_refusal(program, "{\"N\": 2, \"sigma\": [1, 2], \"y\": [0, 0.5]}"),
+            "data.json: variable 'y' must hold integers (it is declared int)");
+  EXPECT_EQ(data_refusal(program, "{\"N\": 2, \"sigma\": [1, 2]}"),
+            "data.json: missing variable 'y' (declared in the data block of model.stan)");
+  EXPECT_EQ(data_refusal("data { simplex[3] theta; }\nmodel { }\n", "{\"theta\": [0.5, 0.4, 0.2]}"),
+            "data.json: variable 'theta' is not a simplex");
+  EXPECT_EQ(data_refusal("data { array[2] simplex[2] theta; }\nmodel { }\n", "{\"theta\": [[0.5, 0.5], [0.7, 0.7]]}"),
+            "data.json: variable 'theta[2]' is not a simplex");
+}
+
+TEST(StanErrors, ARejectedDrawIsMinusInfinityNotAnError) {
+  // reject on a data condition: every particle of the evaluation is rejected.
+  StanModel model(parse_stan("data { int k; }\nparameters { real mu; }\n"
+                             "model { mu ~ normal(0, 1); if (k > 0) reject(\"k is \", k); }\n",
+                             "model.stan"),
+                  parse_data("{\"k\": 1}", "data.json"));
+  const at::Tensor lp = model.log_joint(at::empty({3}, at::kDouble), {{"mu", at::zeros({3}, at::kDouble)}});
+  ASSERT_EQ(lp.sizes(), at::IntArrayRef({3}));
+  EXPECT_TRUE(at::all(lp == -INFINITY).item<bool>()) << lp;
+  // A transformed parameter outside its declared bounds rejects only its particle.
+  StanModel bounded(parse_stan("parameters { real mu; }\ntransformed parameters { real<lower=0> t = mu; }\n"
+                               "model { mu ~ normal(0, 1); }\n",
+                               "model.stan"),
+                    parse_data("{}", "data.json"));
+  const at::Tensor lp2 =
+      bounded.log_joint(at::empty({2}, at::kDouble), {{"mu", at::tensor({-1.0, 0.5}, at::kDouble)}});
+  EXPECT_EQ(lp2[0].item<double>(), -INFINITY);
+  EXPECT_NEAR(lp2[1].item<double>(), -0.5 * 0.25 - 0.5 * std::log(2 * M_PI), 1e-12);
+}
+
+TEST(StanErrors, AnIfOnAParameterKeepsEachParticlesOwnBranch) {
+  StanModel model(parse_stan("parameters { real mu; }\nmodel {\n  real s = 0;\n  if (mu > 0) { s = 2 * mu; target += -s; }\n"
+                             "  else { s = -mu; if (mu < -1) reject(\"far\"); }\n  target += -0.5 * s^2;\n}\n",
+                             "model.stan"),
+                  parse_data("{}", "data.json"));
+  const at::Tensor mu = at::tensor({1.5, -0.5, -2.0}, at::kDouble);
+  const at::Tensor lp = model.log_joint(at::empty({3}, at::kDouble), {{"mu", mu}});
+  EXPECT_DOUBLE_EQ(lp[0].item<double>(), -3.0 - 0.5 * 9.0);
+  EXPECT_DOUBLE_EQ(lp[1].item<double>(), -0.5 * 0.25);
+  EXPECT_EQ(lp[2].item<double>(), -INFINITY);
+}
+
+TEST(StanErrors, OffsetAndMultiplierOnParametersAreStansNonCentring) {
+  // theta = mu + tau * z with the site z: log p gains log(tau) per element.
+  StanModel model(parse_stan("parameters { real mu; real<lower=0> tau; vector<offset=mu, multiplier=tau>[2] theta; }\n"
+                             "model { theta ~ normal(mu, tau); }\n",
+                             "model.stan"),
+                  parse_data("{}", "data.json"));
+  ASSERT_EQ(model.sites()[2].support.kind(), vguide::ConstraintKind::real);
+  const at::Tensor z = at::tensor({0.3, -1.2}, at::kDouble).reshape({1, 2});
+  const double tau = 2.5;
+  const at::Tensor lp = model.log_joint(at::empty({1}, at::kDouble),
+                                        {{"mu", at::tensor({0.7}, at::kDouble)},
+                                         {"tau", at::tensor({tau}, at::kDouble)},
+                                         {"theta", z}});
+  // normal(mu + tau z | mu, tau) = N(z | 0, 1) / tau; times tau per element.
+  const double expected = -0.5 * (0.09 + 1.44) - std::log(2 * M_PI);
+  EXPECT_NEAR(lp.item<double>(), expected, 1e-12);
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  const auto q = model.quantities({{"mu", at::tensor({0.7}, at::kDouble)}, {"tau", at::tensor({tau}, at::kDouble)},
+                                   {"theta", z}},
+                                  gen);
+  EXPECT_NEAR(q[2].values[0][1].item<double>(), 0.7 + tau * -1.2, 1e-12);  // reported as theta, not z
+}
