@@ -1,5 +1,5 @@
 // vguide-host: a thin command line over the runtime (vguide/runtime/fit.hpp). Loads
-// guide plugins, reads a .qvr program and CmdStan JSON data, fits, and writes
+// guide plugins, reads a .qvr or Stan program and CmdStan JSON data, fits, and writes
 // summary.json, draws.csv (Stan's variational layout), elbo.csv and a checkpoint.
 // docs/cli.md documents every flag; docs/outputs.md every file.
 //

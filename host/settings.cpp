@@ -80,7 +80,7 @@ po::options_description make_options() {
       "master", po::value<std::string>(), "HOST:PORT where rank 0 listens for the rendezvous")(
       "dist-timeout", po::value<double>()->default_value(300.0),
       "seconds a rendezvous or an all-reduce waits for the slowest rank before the fit stops");
-  po::options_description all("vguide-host: fit a .qvr model with a guide family loaded as a plugin");
+  po::options_description all("vguide-host: fit a .qvr or Stan model with a guide family loaded as a plugin");
   all.add(general).add(model).add(fit).add(out).add(dist);
   return all;
 }

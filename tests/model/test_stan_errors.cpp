@@ -256,3 +256,18 @@ TEST(StanErrors, OffsetAndMultiplierOnParametersAreStansNonCentring) {
                                   gen);
   EXPECT_NEAR(q[2].values[0][1].item<double>(), 0.7 + tau * -1.2, 1e-12);  // reported as theta, not z
 }
+
+TEST(StanErrors, PrecedenceAndSizesFollowStansManual) {
+  StanModel model(parse_stan("data { matrix[2, 3] m; }\nparameters { real mu; }\nmodel { mu ~ normal(0, 1); }\n"
+                             "generated quantities {\n  int a = 3 * 5 %/% 2;\n  int s = size(m);\n"
+                             "  real g = tgamma(-0.25);\n  real h = 2 * 3 .* 4;\n}\n",
+                             "model.stan"),
+                  parse_data("{\"m\": [[1, 2, 3], [4, 5, 6]]}", "data.json"));
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  const auto q = model.quantities({{"mu", at::zeros({1}, at::kDouble)}}, gen);
+  ASSERT_EQ(q.size(), 5u);
+  EXPECT_EQ(q[1].values.item<double>(), 7.0);  // (3 * 5) %/% 2: the same level, left to right
+  EXPECT_EQ(q[2].values.item<double>(), 6.0);  // a matrix's size is rows * cols
+  EXPECT_NEAR(q[3].values.item<double>(), std::tgamma(-0.25), 1e-10);
+  EXPECT_EQ(q[4].values.item<double>(), 24.0);
+}

@@ -127,6 +127,9 @@ class Checker {
   void declare_function(Function& f) {
     if (find_builtin(f.name) || find_distribution(f.name))
       fail(f.loc, "'" + f.name + "' is a built-in function and cannot be redefined");
+    for (const char* sfx : {"_lpdf", "_lpmf", "_lupdf", "_lupmf"})
+      if (ends_with(f.name, sfx) && find_distribution(f.name.substr(0, f.name.size() - std::char_traits<char>::length(sfx))))
+        fail(f.loc, "'" + f.name + "' is a built-in density and cannot be redefined");
     const auto it = functions_.find(f.name);
     if (it != functions_.end()) {
       Function& earlier = *it->second;
@@ -490,6 +493,7 @@ class Checker {
       case Expr::Kind::string_lit: fail(e.loc, "a string is only allowed in print and reject");
       case Expr::Kind::name: {
         if (e.text == "target") fail(e.loc, "target() is not supported");
+
         e.type = lookup(e.text, e.loc).type;
         return;
       }
@@ -574,6 +578,7 @@ class Checker {
       types.push_back(a->type);
     }
     const std::string& name = e.text;
+    if (name == "target") fail(e.loc, "target() is not supported");
     for (const char* sfx : {"_lpdf", "_lupdf", "_lpmf", "_lupmf"}) {
       if (!ends_with(name, sfx)) continue;
       const std::string dist = name.substr(0, name.size() - std::char_traits<char>::length(sfx));

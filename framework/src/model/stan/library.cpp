@@ -155,7 +155,7 @@ std::map<std::string, Builtin> make_builtins() {
       {"inv_Phi", [](const at::Tensor& x) { return std::sqrt(2.0) * at::erfinv(2 * x - 1); }},
       {"Phi_approx", [](const at::Tensor& x) { return at::sigmoid(0.07056 * x * x * x + 1.5976 * x); }},
       {"lgamma", [](const at::Tensor& x) { return at::lgamma(x); }},
-      {"tgamma", [](const at::Tensor& x) { return at::exp(at::lgamma(x)) * at::where(x > 0, at::ones_like(x), at::cos(M_PI * x).sign()); }},
+      {"tgamma", [](const at::Tensor& x) { return at::exp(at::lgamma(x)) * at::where(x > 0, at::ones_like(x), at::sin(M_PI * x).sign()); }},
       {"digamma", [](const at::Tensor& x) { return at::digamma(x); }},
       {"fabs", [](const at::Tensor& x) { return at::abs(x); }},
       {"erf", [](const at::Tensor& x) { return at::erf(x); }},
@@ -306,7 +306,11 @@ std::map<std::string, Builtin> make_builtins() {
         if (a[0].is_scalar()) return std::nullopt;
         return kInt;
       },
-      [](const std::vector<Val>& a, RunContext&) { return Val{at::full({1}, a[0].t.size(1), at::kLong), kInt, true}; });
+      [](const std::vector<Val>& a, RunContext&) {
+        // The outer array's length; a vector's or matrix's number of elements.
+        const int64_t n = a[0].type.array_dims > 0 ? a[0].t.size(1) : a[0].t.numel() / a[0].t.size(0);
+        return Val{at::full({1}, n, at::kLong), kInt, true};
+      });
   add("rows", 1, 1, fixed({{kVector}, {kRowVector}, {kMatrix}}, kInt), [](const std::vector<Val>& a, RunContext&) {
     const int64_t r = a[0].type.base == Base::row_vector ? 1 : a[0].t.size(1);
     return Val{at::full({1}, r, at::kLong), kInt, true};

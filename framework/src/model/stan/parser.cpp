@@ -574,10 +574,11 @@ class Parser {
     return binary(4);
   }
 
-  // Levels, loosest first: || && (== !=) (< <= > >=) (+ -) (* / % \ .* ./ %/%).
+  // Levels, loosest first, as Stan's reference manual orders them:
+  // || && (== !=) (< <= > >=) (+ -) (* / % %/%) (\) (.* ./).
   ExprP binary(int level) {
     static const std::vector<std::vector<std::string>> kLevels = {
-        {"||"}, {"&&"}, {"==", "!="}, {"<", "<=", ">", ">="}, {"+", "-"}, {"*", "/", "%", "\\", ".*", "./", "%/%"}};
+        {"||"}, {"&&"}, {"==", "!="}, {"<", "<=", ">", ">="}, {"+", "-"}, {"*", "/", "%", "%/%"}, {"\\"}, {".*", "./"}};
     if (level == static_cast<int>(kLevels.size())) return unary();
     ExprP left = binary(level + 1);
     for (int count = 0;; ++count) {
