@@ -271,3 +271,16 @@ TEST(StanErrors, PrecedenceAndSizesFollowStansManual) {
   EXPECT_NEAR(q[3].values.item<double>(), std::tgamma(-0.25), 1e-10);
   EXPECT_EQ(q[4].values.item<double>(), 24.0);
 }
+
+TEST(StanErrors, SeveralNamesInOneDeclarationAndUndefinedTransformedParameters) {
+  // `real a, b = 2;` declares both; a transformed parameter left undefined (NaN)
+  // rejects its particle, as Stan does.
+  StanModel model(parse_stan("parameters { real mu; }\ntransformed parameters {\n  real a, b = 2;\n"
+                             "  a = mu > 0 ? mu : not_a_number();\n}\nmodel { mu ~ normal(0, b); }\n",
+                             "model.stan"),
+                  parse_data("{}", "data.json"));
+  const at::Tensor lp =
+      model.log_joint(at::empty({2}, at::kDouble), {{"mu", at::tensor({1.0, -1.0}, at::kDouble)}});
+  EXPECT_NEAR(lp[0].item<double>(), -0.5 * 0.25 - std::log(2.0) - 0.5 * std::log(2 * M_PI), 1e-12);
+  EXPECT_EQ(lp[1].item<double>(), -INFINITY);
+}

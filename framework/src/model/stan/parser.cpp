@@ -194,7 +194,7 @@ class Parser {
       while (!accept("}")) {
         if (at_end()) fail(peek().loc, "the " + block + " block is not closed with '}'");
         if (decls_only && !is_type_start()) fail(peek().loc, "the " + block + " block holds declarations only");
-        into.push_back(statement(0));
+        statement_into(into, 0);
       }
     }
     return ast;
@@ -319,19 +319,35 @@ class Parser {
     return d;
   }
 
-  StmtP declaration() {
-    auto s = std::make_shared<Stmt>();
-    s->kind = Stmt::Kind::decl;
-    s->loc = peek().loc;
-    s->decl_type = decl_type();
-    s->name = identifier(&s->name_loc);
-    if (is_op("[")) {  // the older `real y[N]`
-      if (!s->decl_type.array_sizes.empty()) fail(peek().loc, "array sizes given twice");
-      s->decl_type.array_sizes = bracket_list();
-    }
-    if (accept("=")) s->value = expression();
+  // One declaration, or several of one type: `real a, b = 2;`.
+  std::vector<StmtP> declarations() {
+    const SourceLoc loc = peek().loc;
+    const DeclType type = decl_type();
+    std::vector<StmtP> out;
+    do {
+      auto s = std::make_shared<Stmt>();
+      s->kind = Stmt::Kind::decl;
+      s->loc = loc;
+      s->decl_type = type;
+      s->name = identifier(&s->name_loc);
+      if (is_op("[")) {  // the older `real y[N]`
+        if (!s->decl_type.array_sizes.empty()) fail(peek().loc, "array sizes given twice");
+        s->decl_type.array_sizes = bracket_list();
+      }
+      if (accept("=")) s->value = expression();
+      out.push_back(s);
+    } while (accept(","));
     expect(";");
-    return s;
+    return out;
+  }
+
+  // Appends the next statement (several for `real a, b;`).
+  void statement_into(std::vector<StmtP>& out, int depth) {
+    if (is_type_start()) {
+      for (auto& s : declarations()) out.push_back(std::move(s));
+      return;
+    }
+    out.push_back(statement(depth));
   }
 
   // ---- functions -----------------------------------------------------------------------
@@ -397,12 +413,16 @@ class Parser {
     if (depth > kMaxExprDepth) fail(start.loc, "statements nested deeper than " + std::to_string(kMaxExprDepth));
     auto s = std::make_shared<Stmt>();
     s->loc = start.loc;
-    if (is_type_start()) return declaration();
+    if (is_type_start()) {  // a declaration as a loop's or branch's whole body
+      s->kind = Stmt::Kind::block;
+      s->body = declarations();
+      return s;
+    }
     if (accept("{")) {
       s->kind = Stmt::Kind::block;
       while (!accept("}")) {
         if (at_end()) fail(start.loc, "a '{' that is never closed");
-        s->body.push_back(statement(depth + 1));
+        statement_into(s->body, depth + 1);
       }
       return s;
     }

@@ -104,7 +104,8 @@ struct StanModel::Impl {
     Constraint support;
   };
   std::vector<Parameter> parameters;
-  /// Transformed parameters with a declared constraint, checked per particle.
+  /// Transformed parameters, checked per particle: defined (not NaN) and within
+  /// their declared constraint.
   std::vector<std::pair<const Stmt*, Declared>> checked_transformed;
 
   [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const {
@@ -267,7 +268,6 @@ struct StanModel::Impl {
     for (const StmtP& s : program->ast.transformed_parameters) {
       if (s->kind != Stmt::Kind::decl) continue;
       const DeclType& d = s->decl_type;
-      if (!(d.lower || d.upper || !d.special.empty())) continue;
       if (d.special == "unit_vector" || d.special == "corr_matrix") fail(d.loc, d.special + " is not supported");
       std::set<std::string> later = names;
       for (const StmtP& t : program->ast.transformed_parameters)
@@ -315,8 +315,14 @@ struct StanModel::Impl {
     at::Tensor ok = at::ones({S}, at::kBool);
     for (const auto& [decl, c] : checked_transformed) {
       const at::Tensor v = in.scopes()[0].at(decl->name).value.t.detach();
-      at::Tensor each;
+      at::Tensor each = at::ones(v.sizes(), at::kBool);
+      if (v.is_floating_point()) {
+        each = ~at::isnan(v);
+        each = each.dim() > 1 ? each.flatten(1).all(1) : each;
+        ok = ok & each.expand({S});
+      }
       const double lo = c.support.lower(), hi = c.support.upper();
+      if (c.support.kind() == ConstraintKind::real) continue;
       if (decl->decl_type.special.empty()) {
         each = at::ones(v.sizes(), at::kBool);
         if (!std::isnan(lo)) each = each & (v >= lo);
