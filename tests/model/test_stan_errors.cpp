@@ -284,3 +284,25 @@ TEST(StanErrors, SeveralNamesInOneDeclarationAndUndefinedTransformedParameters) 
   EXPECT_NEAR(lp[0].item<double>(), -0.5 * 0.25 - std::log(2.0) - 0.5 * std::log(2 * M_PI), 1e-12);
   EXPECT_EQ(lp[1].item<double>(), -INFINITY);
 }
+
+TEST(StanErrors, ALoopRunsAtOnceWhereItCanAndOneIterationAtATimeWhereNot) {
+  // The first loop's iterations are independent (run at once); the second's sizes
+  // vary by iteration (run one at a time); the third accumulates (never at once).
+  // All three must give the sums written out by hand.
+  StanModel model(parse_stan("data { int N; vector[N] y; }\nparameters { real mu; }\nmodel {\n"
+                             "  for (t in 2:N) { real m = mu * y[t - 1]; y[t] ~ normal(m, 1); }\n"
+                             "  for (t in 1:N) { vector[t] v = rep_vector(mu, t); target += -sum(v); }\n"
+                             "  real acc = 0;\n  for (t in 1:N) acc += y[t] * mu;\n  target += acc;\n}\n",
+                             "model.stan"),
+                  parse_data("{\"N\": 4, \"y\": [0.5, -1.0, 2.0, 0.25]}", "data.json"));
+  const std::vector<double> y = {0.5, -1.0, 2.0, 0.25}, mus = {0.3, -1.7};
+  const at::Tensor lp = model.log_joint(at::empty({2}, at::kDouble), {{"mu", at::tensor(mus, at::kDouble)}});
+  for (size_t s = 0; s < mus.size(); ++s) {
+    const double mu = mus[s];
+    double expected = 0;
+    for (size_t t = 1; t < y.size(); ++t) expected += -0.5 * std::pow(y[t] - mu * y[t - 1], 2) - 0.5 * std::log(2 * M_PI);
+    for (int t = 1; t <= 4; ++t) expected += -t * mu;
+    for (double v : y) expected += v * mu;
+    EXPECT_NEAR(lp[static_cast<int64_t>(s)].item<double>(), expected, 1e-12) << "particle " << s;
+  }
+}

@@ -87,6 +87,8 @@ struct Stmt {
   std::vector<StmtP> body;  ///< block / loop body / if branch
   std::vector<StmtP> else_body;
   bool has_else = false;
+  /// for_range: its iterations may run at once (checker.cpp decides).
+  bool vectorisable = false;
 };
 
 struct Param {

@@ -277,6 +277,8 @@ class Checker {
           fail(s.value->loc, "target += needs a number, but this is " + a(s.value->type));
         return;
       case Stmt::Kind::for_range: {
+        std::set<std::string> own{s.name};
+        s.vectorisable = independent_iterations(s.body, own);
         size_expr_named(*s.value, "a loop bound");
         size_expr_named(*s.hi, "a loop bound");
         scopes_.emplace_back();
@@ -337,6 +339,36 @@ class Checker {
         return;
       }
     }
+  }
+
+  // The iterations of a loop with this body may run at once: it assigns only what it
+  // declares itself and has no statement whose effect is per iteration in order
+  // (print, reject, break, continue, return, a void call, while).
+  static bool independent_iterations(const std::vector<StmtP>& body, std::set<std::string>& own) {
+    for (const auto& st : body) {
+      switch (st->kind) {
+        case Stmt::Kind::decl: own.insert(st->name); break;
+        case Stmt::Kind::assign:
+          if (!own.count(st->name)) return false;
+          break;
+        case Stmt::Kind::tilde:
+        case Stmt::Kind::target:
+        case Stmt::Kind::empty: break;
+        case Stmt::Kind::block:
+          if (!independent_iterations(st->body, own)) return false;
+          break;
+        case Stmt::Kind::if_:
+          if (!independent_iterations(st->body, own) || !independent_iterations(st->else_body, own)) return false;
+          break;
+        case Stmt::Kind::for_range:
+        case Stmt::Kind::foreach:
+          own.insert(st->name);
+          if (!independent_iterations(st->body, own)) return false;
+          break;
+        default: return false;
+      }
+    }
+    return true;
   }
 
   void size_expr_named(Expr& e, const char* what) {

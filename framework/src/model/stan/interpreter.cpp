@@ -131,6 +131,9 @@ Val Interpreter::declared_value(const DeclType& d) {
 
 int64_t Interpreter::data_int(const Val& v, const SourceLoc& loc, const char* what) const {
   if (!v.data_only) fail(loc, std::string(what) + " that depends on parameters is not supported");
+  // More than one row without parameters: a vectorised loop's variable, which a
+  // size or a bound cannot be (the loop then runs one iteration at a time).
+  if (v.t.size(0) != 1) fail(loc, std::string(what) + " that differs between iterations of a vectorised loop");
   return v.t.reshape({-1})[0].item<int64_t>();
 }
 
@@ -164,7 +167,7 @@ void Interpreter::add_target(const at::Tensor& lp, const SourceLoc& loc) {
 
 bool Interpreter::data_condition(const Expr& e) {
   const Val c = evaluate(e);
-  if (!c.data_only)
+  if (!c.data_only || c.t.size(0) != 1)
     fail(e.loc, "a while condition that depends on parameters is not supported");
   return c.t.reshape({-1})[0].item<double>() != 0.0;
 }
@@ -189,6 +192,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
     case Stmt::Kind::for_range: {
       const int64_t lo = data_int(evaluate(*s.value), s.value->loc, "a loop bound");
       const int64_t hi = data_int(evaluate(*s.hi), s.hi->loc, "a loop bound");
+      if (s.vectorisable && hi > lo && !vectorising_ && run_vectorised(s, lo, hi)) return Flow::normal;
       for (int64_t i = lo; i <= hi; ++i) {
         scopes_.emplace_back();
         scopes_.back()[s.name] = {Val{at::full({1}, i, at::kLong), Type{Base::int_, 0}, true}, true};
@@ -246,7 +250,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
       const Val c = evaluate(*s.cond);
       const at::Tensor yes = c.t.reshape({c.t.size(0)}) != 0;
       const bool all = yes.all().item<bool>(), none = !yes.any().item<bool>();
-      if (c.data_only || all || none) {
+      if (all || none) {
         if (all) return exec_list(s.body, true);
         if (s.has_else) return exec_list(s.else_body, true);
         return Flow::normal;
@@ -279,6 +283,61 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
     }
   }
   return Flow::normal;
+}
+
+// A for loop whose iterations do not depend on each other (the checker's
+// `vectorisable`: nothing declared outside it is assigned, no print, reject, break
+// or return) runs once over all of its iterations: each (particle, iteration) pair
+// is a row of the particle dim, so every statement and library function serves it
+// unchanged; `target` sums the rows back per particle. Anything that cannot run so
+// (a size or bound that varies by iteration, an index into an indexed write) throws,
+// and the loop then runs one iteration at a time from the same state.
+bool Interpreter::run_vectorised(const Stmt& s, int64_t lo, int64_t hi) {
+  const int64_t n = hi - lo + 1, S = context_.particles;
+  const std::vector<Scope> saved = scopes_;
+  const at::Tensor saved_target = target_;
+  try {
+    vectorising_ = true;
+    for (auto& scope : scopes_)
+      for (auto& [name, var] : scope) {
+        var.shared = true;
+        if (S > 1 && var.value.t.size(0) == S) var.value.t = var.value.t.repeat_interleave(n, 0);
+      }
+    target_ = at::zeros({1}, at::TensorOptions().dtype(context_.dtype));
+    const at::Tensor rows = at::arange(lo, hi + 1, at::kLong).repeat({S});  // row s * n + j holds lo + j
+    scopes_.emplace_back();
+    scopes_.back()[s.name] = {Val{rows, Type{Base::int_, 0}, true}, true};
+    const Flow f = exec_list(s.body, false);
+    if (f != Flow::normal) throw std::logic_error("control flow");
+    const at::Tensor per_row = target_;
+    scopes_ = saved;
+    vectorising_ = false;
+    const at::Tensor sum = per_row.size(0) == S * n ? per_row.reshape({S, n}).sum(1) : per_row * static_cast<double>(n);
+    target_ = saved_target + sum;
+    return true;
+  } catch (const std::exception&) {
+    scopes_ = saved;
+    target_ = saved_target;
+    vectorising_ = false;
+    return false;
+  }
+}
+
+at::Tensor Interpreter::gather_rows(const at::Tensor& t, int64_t dim, const at::Tensor& index, const SourceLoc& loc) {
+  const int64_t K = index.size(0), size = t.size(dim);
+  if (index.numel() > 0 && (index.min().item<int64_t>() < 1 || index.max().item<int64_t>() > size))
+    fail(loc, "index " + std::to_string(index.min().item<int64_t>() < 1 ? index.min().item<int64_t>()
+                                                                           : index.max().item<int64_t>()) +
+                  " is out of range (1 to " + std::to_string(size) + ")");
+  if (t.size(0) != 1 && t.size(0) != K) throw std::logic_error("rows differ");
+  std::vector<int64_t> shape = t.sizes().vec();
+  shape[0] = K;
+  const at::Tensor moved = t.expand(shape).movedim(dim, 1);  // (K, size, the other dims in order)
+  std::vector<int64_t> rest(moved.sizes().begin() + 2, moved.sizes().end());
+  const at::Tensor flat = moved.reshape({K, size, -1});
+  const at::Tensor picked = flat.gather(1, (index - 1).view({K, 1, 1}).expand({K, 1, flat.size(2)})).squeeze(1);
+  rest.insert(rest.begin(), K);
+  return picked.reshape(rest);
 }
 
 // An if whose condition differs between particles: both branches run on every
@@ -465,7 +524,7 @@ Val Interpreter::evaluate(const Expr& e) {
     case Expr::Kind::binary: return binary(e);
     case Expr::Kind::ternary: {
       const Val c = evaluate(*e.args[0]);
-      if (c.data_only) {
+      if (c.data_only && c.t.size(0) == 1) {
         const bool yes = c.t.reshape({-1})[0].item<double>() != 0.0;
         return convert(evaluate(*e.args[yes ? 1 : 2]), e.type);
       }
@@ -506,7 +565,7 @@ Val Interpreter::evaluate(const Expr& e) {
 Val Interpreter::binary(const Expr& e) {
   const std::string& op = e.text;
   const Val a = evaluate(*e.args[0]);
-  if ((op == "&&" || op == "||") && a.data_only) {
+  if ((op == "&&" || op == "||") && a.data_only && a.t.size(0) == 1) {
     const bool left = a.t.reshape({-1})[0].item<double>() != 0.0;
     if (op == "&&" && !left) return {at::zeros({1}, at::kLong), e.type, true};
     if (op == "||" && left) return {at::ones({1}, at::kLong), e.type, true};
@@ -580,7 +639,15 @@ Val Interpreter::binary(const Expr& e) {
 
 Val Interpreter::index(const Expr& e) {
   const Expr& base = *e.args[0];
-  Val v = base.kind == Expr::Kind::name ? lookup(base.text, base.loc).value : evaluate(base);
+  bool copy = false;  // an element of a variable that may be written later is copied
+  Val v;
+  if (base.kind == Expr::Kind::name) {
+    const Variable& var = lookup(base.text, base.loc);
+    v = var.value;
+    copy = !var.constant;
+  } else {
+    v = evaluate(base);
+  }
   at::Tensor t = v.t;
   int64_t dim = 1;
   for (const auto& ix : e.indices) {
@@ -588,7 +655,12 @@ Val Interpreter::index(const Expr& e) {
     const int64_t size = t.size(dim);
     switch (ix.kind) {
       case Index::Kind::single: {
-        const int64_t i = data_int(evaluate(*ix.lo), ix.lo->loc, "an index");
+        const Val iv = evaluate(*ix.lo);
+        if (iv.data_only && iv.t.size(0) > 1) {  // a vectorised loop's index: one per row
+          t = gather_rows(t, dim, iv.t.reshape({-1}), ix.lo->loc);
+          break;
+        }
+        const int64_t i = data_int(iv, ix.lo->loc, "an index");
         if (i < 1 || i > size)
           fail(ix.lo->loc, "index " + std::to_string(i) + " is out of range (1 to " + std::to_string(size) + ")");
         t = t.select(dim, i - 1);
@@ -620,7 +692,7 @@ Val Interpreter::index(const Expr& e) {
     }
   }
   // A copy, so that later writes into the variable leave this value alone.
-  if (base.kind == Expr::Kind::name) t = t.clone();
+  if (copy) t = t.clone();
   return {t, e.type, v.data_only};
 }
 

@@ -25,6 +25,9 @@ struct Variable {
   Val value;
   /// The tensor may be aliased elsewhere: an indexed write copies it first.
   bool shared = false;
+  /// Never written while this block runs (data, transformed data and parameters
+  /// after their blocks): reading an element needs no copy.
+  bool constant = false;
 };
 
 /// The variables visible to a block: one map per nested scope.
@@ -59,6 +62,8 @@ class Interpreter {
   Flow exec(const Stmt& s);
   Flow exec_list(const std::vector<StmtP>& list, bool new_scope);
   Flow exec_per_particle(const Stmt& s, const at::Tensor& yes);
+  bool run_vectorised(const Stmt& s, int64_t lo, int64_t hi);
+  at::Tensor gather_rows(const at::Tensor& t, int64_t dim, const at::Tensor& index, const SourceLoc& loc);
   void declare(const Stmt& s);
   void assign(const Stmt& s);
   Variable& lookup(const std::string& name, const SourceLoc& loc);
@@ -78,6 +83,7 @@ class Interpreter {
   at::Tensor target_;
   Val return_value_;
   int call_depth_ = 0;
+  bool vectorising_ = false;
   int* print_budget_ = nullptr;
 };
 

@@ -112,7 +112,10 @@ at::Tensor lchoose(const at::Tensor& n, const at::Tensor& k) {
 }
 at::Tensor phi(const at::Tensor& x) { return 0.5 * at::erfc(-x / std::sqrt(2.0)); }
 
-int64_t int_of(const Val& v) { return v.t.reshape({-1})[0].item<int64_t>(); }
+int64_t int_of(const Val& v) {
+  if (v.t.size(0) != 1) throw std::domain_error("an int argument that differs between particles or iterations");
+  return v.t.reshape({-1})[0].item<int64_t>();
+}
 
 at::Tensor scalar_like(double v, RunContext& c) { return at::full({1}, v, at::TensorOptions().dtype(c.dtype)); }
 

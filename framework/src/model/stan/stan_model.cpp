@@ -278,7 +278,9 @@ struct StanModel::Impl {
 
   // Runs transformed parameters (and then `then`) over the particles of `values`.
   Interpreter start(RunContext& ctx, const SiteValues& values) const {
-    Interpreter in(*program, ctx, {data_for(ctx.dtype)});
+    Scope globals = data_for(ctx.dtype);
+    for (auto& [name, var] : globals) var.constant = true;
+    Interpreter in(*program, ctx, {globals});
     in.set_print_budget(&print_budget);
     for (const auto& p : parameters) {
       const std::string& name = p.decl->name;
@@ -305,7 +307,7 @@ struct StanModel::Impl {
         in.add_target(at::log(multiplier).expand_as(t), d.loc);
         t = offset + multiplier * t;
       }
-      in.scopes()[0][name] = {Val{t, d.type(), false}, true};
+      in.scopes()[0][name] = {Val{t, d.type(), false}, true, true};
     }
     return in;
   }
