@@ -45,6 +45,9 @@ struct Expr {
   SourceLoc loc;
   Type type;                 ///< set by the checker
   bool conditional = false;  ///< a call written with `|` (`normal_lpdf(y | mu, sigma)`)
+  /// Depends on literals, data and transformed data only (set by the checker): the
+  /// same value in every evaluation once transformed data have run.
+  bool constant = false;
 };
 
 /// A declared type with its sizes and constraints.

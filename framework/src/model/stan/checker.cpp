@@ -519,6 +519,37 @@ class Checker {
   }
 
   void expr(Expr& e) {
+    typed(e);
+    e.constant = constant(e);
+  }
+
+  bool constant(const Expr& e) const {
+    switch (e.kind) {
+      case Expr::Kind::int_lit:
+      case Expr::Kind::real_lit: return true;
+      case Expr::Kind::string_lit: return false;
+      case Expr::Kind::name: {
+        if (!top_level_.count(e.text)) return false;
+        const Symbol& sym = lookup(e.text, e.loc);
+        return !sym.loop_variable && (sym.block == BlockKind::data || sym.block == BlockKind::transformed_data);
+      }
+      case Expr::Kind::call: {
+        if (functions_.count(e.text)) return false;
+        const Builtin* b = find_builtin(e.text);
+        if (b && b->rng) return false;
+        break;
+      }
+      default: break;
+    }
+    for (const auto& a : e.args)
+      if (!a->constant) return false;
+    for (const auto& ix : e.indices)
+      for (const auto* p : {&ix.lo, &ix.hi})
+        if (*p && !(*p)->constant) return false;
+    return true;
+  }
+
+  void typed(Expr& e) {
     switch (e.kind) {
       case Expr::Kind::int_lit: e.type = {Base::int_, 0}; return;
       case Expr::Kind::real_lit: e.type = {Base::real, 0}; return;

@@ -506,6 +506,19 @@ void Interpreter::assign(const Stmt& s) {
 }
 
 Val Interpreter::evaluate(const Expr& e) {
+  if (!cache_ || !e.constant || e.kind == Expr::Kind::name) return evaluate_uncached(e);
+  {
+    std::lock_guard<std::mutex> lock(cache_->mutex);
+    const auto it = cache_->values.find(&e);
+    if (it != cache_->values.end()) return it->second;
+  }
+  Val v = evaluate_uncached(e);
+  std::lock_guard<std::mutex> lock(cache_->mutex);
+  cache_->values.emplace(&e, v);
+  return v;
+}
+
+Val Interpreter::evaluate_uncached(const Expr& e) {
   switch (e.kind) {
     case Expr::Kind::int_lit: return {at::full({1}, static_cast<int64_t>(e.int_value), at::kLong), e.type, true};
     case Expr::Kind::real_lit:

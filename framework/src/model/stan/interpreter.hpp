@@ -5,6 +5,8 @@
 // `if` or `?:` whose condition does runs both ways and each particle keeps its own.
 #include <map>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -33,6 +35,13 @@ struct Variable {
 /// The variables visible to a block: one map per nested scope.
 using Scope = std::map<std::string, Variable>;
 
+/// The values of constant expressions (Expr::constant), kept across evaluations of
+/// one model in one dtype: `y[6:N]` is indexed once, not once per step.
+struct ConstantCache {
+  std::mutex mutex;
+  std::unordered_map<const Expr*, Val> values;
+};
+
 class Interpreter {
  public:
   Interpreter(const StanProgram& program, RunContext& context, std::vector<Scope> globals);
@@ -52,6 +61,9 @@ class Interpreter {
   Val declared_value(const DeclType& d);
   /// The sizes of a declaration: array sizes, then own sizes.
   std::vector<int64_t> declared_shape(const DeclType& d);
+  /// Where constant expressions' values are kept (null: computed every time, as
+  /// while transformed data run).
+  void set_constant_cache(ConstantCache* cache) { cache_ = cache; }
   /// Print statements left before they are suppressed.
   void set_print_budget(int* budget) { print_budget_ = budget; }
 
@@ -67,6 +79,7 @@ class Interpreter {
   void declare(const Stmt& s);
   void assign(const Stmt& s);
   Variable& lookup(const std::string& name, const SourceLoc& loc);
+  Val evaluate_uncached(const Expr& e);
   Val binary(const Expr& e);
   Val index(const Expr& e);
   Val call(const Expr& e);
@@ -84,6 +97,7 @@ class Interpreter {
   Val return_value_;
   int call_depth_ = 0;
   bool vectorising_ = false;
+  ConstantCache* cache_ = nullptr;
   int* print_budget_ = nullptr;
 };
 

@@ -97,6 +97,7 @@ struct StanModel::Impl {
   Scope data;  ///< data and transformed data; reals float64, particle dim 1
   mutable std::mutex mutex;
   mutable std::map<at::ScalarType, Scope> data_by_dtype;
+  mutable std::map<at::ScalarType, std::unique_ptr<stan::ConstantCache>> constants;
   mutable int print_budget = 100;
   struct Parameter {
     const Stmt* decl;
@@ -282,6 +283,12 @@ struct StanModel::Impl {
     for (auto& [name, var] : globals) var.constant = true;
     Interpreter in(*program, ctx, {globals});
     in.set_print_budget(&print_budget);
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      auto& cache = constants[ctx.dtype];
+      if (!cache) cache = std::make_unique<stan::ConstantCache>();
+      in.set_constant_cache(cache.get());
+    }
     for (const auto& p : parameters) {
       const std::string& name = p.decl->name;
       const auto it = values.find(name);
