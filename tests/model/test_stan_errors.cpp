@@ -306,3 +306,14 @@ TEST(StanErrors, ALoopRunsAtOnceWhereItCanAndOneIterationAtATimeWhereNot) {
     EXPECT_NEAR(lp[static_cast<int64_t>(s)].item<double>(), expected, 1e-12) << "particle " << s;
   }
 }
+
+TEST(StanErrors, CompoundAssignmentToARowOfAMatrixIsARowVectorProduct) {
+  // m[1] *= B multiplies the row by B (row_vector * matrix), not elementwise.
+  StanModel model(parse_stan("data { matrix[2, 2] B; }\nparameters { real mu; }\nmodel {\n"
+                             "  matrix[2, 2] m = [[1, 2], [3, 4]];\n  m[1] *= B;\n  target += m[1, 1] + 10 * m[1, 2] + 0 * mu;\n}\n",
+                             "model.stan"),
+                  parse_data("{\"B\": [[5, 6], [7, 8]]}", "data.json"));
+  const at::Tensor lp = model.log_joint(at::empty({1}, at::kDouble), {{"mu", at::zeros({1}, at::kDouble)}});
+  // [1, 2] * B = [19, 22]
+  EXPECT_DOUBLE_EQ(lp.item<double>(), 19.0 + 220.0);
+}

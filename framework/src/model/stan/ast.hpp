@@ -81,6 +81,7 @@ struct Stmt {
   // assign
   std::vector<Index> indices;
   std::string op;  ///< "=", "+=", "-=", "*=", "/=", ".*=", "./="
+  Type target_type;  ///< assign: the type of the (indexed) target, set by the checker
   // tilde: value ~ dist(args) T[lo, hi]
   std::string dist;
   SourceLoc dist_loc;

@@ -393,6 +393,7 @@ class Checker {
     }
     Type target = sym.type;
     if (!s.indices.empty()) target = indexed_type(sym.type, s.indices, s.name_loc);
+    s.target_type = target;
     expr(*s.value);
     if (s.op == "=") {
       if (!assignable_from(target, s.value->type))

@@ -270,10 +270,11 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
         else text += value_text(evaluate(*a).t);
       }
       if (s.kind == Stmt::Kind::reject) throw Rejected(s.loc, text);
-      if (print_budget_ && *print_budget_ > 0) {
-        --*print_budget_;
-        spdlog::info("{}:{}: print: {}{}", program_.file.filename, s.loc.line, text,
-                     *print_budget_ == 0 ? " (further prints are not shown)" : "");
+      if (print_budget_) {
+        const int left = print_budget_->fetch_sub(1) - 1;
+        if (left >= 0)
+          spdlog::info("{}:{}: print: {}{}", program_.file.filename, s.loc.line, text,
+                       left == 0 ? " (further prints are not shown)" : "");
       }
       return Flow::normal;
     }
@@ -399,12 +400,7 @@ void Interpreter::assign(const Stmt& s) {
       ix.args = {std::make_shared<Expr>(name_expr)};
       ix.indices = s.indices;
       ix.loc = s.name_loc;
-      // The checker typed the indexed target when it checked this statement.
-      Type t = var.value.type;
-      {
-        // Recompute the indexed type from the value's own indexing.
-        ix.type = t;
-      }
+      ix.type = s.target_type;  // the indexed part's type, as the checker found it
       current = index(ix);
     }
     Expr bin;

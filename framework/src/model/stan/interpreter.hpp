@@ -3,6 +3,7 @@
 // (library.hpp's Val). Loop bounds, while conditions and indexes must not depend on
 // the parameters (data-bounded loops are the common case and run as written); an
 // `if` or `?:` whose condition does runs both ways and each particle keeps its own.
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,7 +66,7 @@ class Interpreter {
   /// while transformed data run).
   void set_constant_cache(ConstantCache* cache) { cache_ = cache; }
   /// Print statements left before they are suppressed.
-  void set_print_budget(int* budget) { print_budget_ = budget; }
+  void set_print_budget(std::atomic<int>* budget) { print_budget_ = budget; }
 
   [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const;
 
@@ -98,7 +99,7 @@ class Interpreter {
   int call_depth_ = 0;
   bool vectorising_ = false;
   ConstantCache* cache_ = nullptr;
-  int* print_budget_ = nullptr;
+  std::atomic<int>* print_budget_ = nullptr;
 };
 
 }  // namespace vguide::model::stan

@@ -98,7 +98,7 @@ struct StanModel::Impl {
   mutable std::mutex mutex;
   mutable std::map<at::ScalarType, Scope> data_by_dtype;
   mutable std::map<at::ScalarType, std::unique_ptr<stan::ConstantCache>> constants;
-  mutable int print_budget = 100;
+  mutable std::atomic<int> print_budget{100};
   struct Parameter {
     const Stmt* decl;
     std::vector<int64_t> shape;
