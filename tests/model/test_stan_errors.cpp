@@ -165,6 +165,14 @@ TEST(StanErrors, BindingRefusalsAreLocated) {
       "{\"N\": 2, \"y\": [1, 2]}");
   EXPECT_EQ(index.message, "index 3 is out of range (1 to 2)");
   EXPECT_EQ(index.line, 3);
+  const Located empty = binding_refusal("parameters { simplex[0] s; }\nmodel { }\n", "{}");
+  EXPECT_EQ(empty.message, "simplex of size 0 is not supported (it has no values)");
+  const Located huge = binding_refusal("parameters { real mu; }\nmodel { matrix[100000, 100000] m; }\n", "{}");
+  EXPECT_EQ(huge.message, "this declaration holds more than 100000000 elements");
+  EXPECT_EQ(huge.line, 2);
+  const Located endless =
+      binding_refusal("parameters { real mu; }\nmodel { real w = 2; while (w > 1) w = w ^ 2; }\n", "{}");
+  EXPECT_EQ(endless.message, "this while loop ran 100000 times without ending");
   const Located reject = binding_refusal("data { real x; }\ntransformed data { if (x < 0) reject(\"x is \", x); }\n",
                                          "{\"x\": -1}");
   EXPECT_EQ(reject.message, "reject in transformed data: x is -1");
@@ -316,4 +324,13 @@ TEST(StanErrors, CompoundAssignmentToARowOfAMatrixIsARowVectorProduct) {
   const at::Tensor lp = model.log_joint(at::empty({1}, at::kDouble), {{"mu", at::zeros({1}, at::kDouble)}});
   // [1, 2] * B = [19, 22]
   EXPECT_DOUBLE_EQ(lp.item<double>(), 19.0 + 220.0);
+}
+
+TEST(StanErrors, ARangeThatStartsPastTheEndIsEmpty) {
+  // y[5:] of a 3-vector is empty, as in Stan: its sum is 0.
+  StanModel model(parse_stan("parameters { real mu; }\nmodel { vector[3] y = [1, 2, 3]'; target += sum(y[5:]) - mu^2; }\n",
+                             "model.stan"),
+                  parse_data("{}", "data.json"));
+  const at::Tensor lp = model.log_joint(at::empty({1}, at::kDouble), {{"mu", at::tensor({2.0}, at::kDouble)}});
+  EXPECT_DOUBLE_EQ(lp.item<double>(), -4.0);
 }

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <sstream>
@@ -12,7 +13,12 @@ namespace vguide::model::stan {
 namespace {
 
 constexpr int kMaxCallDepth = 200;
-constexpr int64_t kMaxWhileIterations = 10'000'000;
+// A while loop that runs this often in one evaluation is taken to be endless (a
+// fit evaluates the program thousands of times; 10^5 iterations already cost a
+// second or more there).
+constexpr int64_t kMaxWhileIterations = 100'000;
+// The most elements one declared variable may hold.
+constexpr int64_t kMaxElements = 100'000'000;
 
 // The particle count of a set of tensors (1 if all are shared).
 int64_t particles_of(std::initializer_list<const at::Tensor*> ts) {
@@ -124,7 +130,16 @@ std::vector<int64_t> Interpreter::declared_shape(const DeclType& d) {
 
 Val Interpreter::declared_value(const DeclType& d) {
   std::vector<int64_t> shape{1};
-  for (int64_t n : declared_shape(d)) shape.push_back(n);
+  const std::vector<int64_t> sizes = declared_shape(d);
+  shape.insert(shape.end(), sizes.begin(), sizes.end());
+  if (std::find(sizes.begin(), sizes.end(), 0) == sizes.end()) {
+    int64_t elements = 1;
+    for (int64_t n : sizes) {
+      if (elements > kMaxElements / n)
+        fail(d.loc, "this declaration holds more than " + std::to_string(kMaxElements) + " elements");
+      elements *= n;
+    }
+  }
   if (d.base == Base::int_) return {at::full(shape, static_cast<int64_t>(INT_MIN), at::kLong), d.type(), true};
   return {at::full(shape, NAN, at::TensorOptions().dtype(context_.dtype)), d.type(), true};
 }
@@ -471,7 +486,7 @@ void Interpreter::assign(const Stmt& s) {
         if (hi >= lo && (lo < 1 || hi > size))
           fail(s.name_loc, "range " + std::to_string(lo) + ":" + std::to_string(hi) + " is out of range for '" +
                                s.name + "' (1 to " + std::to_string(size) + ")");
-        view = view.narrow(dim, lo - 1, std::max<int64_t>(hi - lo + 1, 0));
+        view = hi < lo ? view.narrow(dim, 0, 0) : view.narrow(dim, lo - 1, hi - lo + 1);
         ++dim;
         break;
       }
@@ -641,7 +656,10 @@ Val Interpreter::binary(const Expr& e) {
   } catch (const ProgramError&) {
     throw;
   } catch (const std::exception& ex) {
-    fail(e.loc, "'" + op + "' cannot combine sizes " + shape_text(a.t.sizes()) + " and " + shape_text(b.t.sizes()));
+    const std::string what = ex.what();
+    if (what.find("size") != std::string::npos)
+      fail(e.loc, "'" + op + "' cannot combine sizes " + shape_text(a.t.sizes()) + " and " + shape_text(b.t.sizes()));
+    fail(e.loc, "'" + op + "': " + what.substr(0, what.find('\n')));
   }
   fail(e.loc, "the operator '" + op + "' is not supported here");
 }
@@ -684,7 +702,7 @@ Val Interpreter::index(const Expr& e) {
         if (hi >= lo && (lo < 1 || hi > size))
           fail(e.loc, "range " + std::to_string(lo) + ":" + std::to_string(hi) + " is out of range (1 to " +
                           std::to_string(size) + ")");
-        t = t.narrow(dim, lo - 1, std::max<int64_t>(hi - lo + 1, 0));
+        t = hi < lo ? t.narrow(dim, 0, 0) : t.narrow(dim, lo - 1, hi - lo + 1);
         ++dim;
         break;
       }
@@ -732,7 +750,7 @@ Val Interpreter::call(const Expr& e) {
   } catch (const std::exception& ex) {
     std::string what = ex.what();
     what = what.substr(0, what.find('\n'));
-    fail(e.loc, name + ": " + what);
+    fail(e.loc, what.rfind(name + ":", 0) == 0 ? what : name + ": " + what);
   }
 }
 

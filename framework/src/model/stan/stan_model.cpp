@@ -257,6 +257,14 @@ struct StanModel::Impl {
       for (const auto& e : d.sizes)
         if (mentions(*e, names)) fail(e->loc, "a size that depends on parameters is not supported");
       const std::vector<int64_t> shape = in.declared_shape(d);
+      if (!d.special.empty() && shape.back() == 0)
+        fail(d.loc, d.special + " of size 0 is not supported (it has no values)");
+      int64_t elements = 1;
+      for (int64_t n : shape) {
+        if (n > 0 && elements > 10'000'000 / n)
+          fail(d.loc, "a parameter with more than 10000000 elements is not supported");
+        elements *= n;
+      }
       const Declared c = declared(d, in, names);
       parameters.push_back({s.get(), shape, c.support});
       SiteInfo site;
