@@ -72,7 +72,6 @@ TEST(StanErrors, UnsupportedConstructsAreNamed) {
   expect_refusal("parameters { complex z; }\n", 1, 14, "the type complex is not supported");
   expect_refusal("parameters { real mu; }\nmodel { increment_log_prob(-mu^2); }\n", 2, 9,
                  "increment_log_prob is not supported (write target += ...)");
-  expect_refusal("parameters { real mu; }\nmodel { mu <- 1; }\n", 2, 12, "'<-' assignment is not supported (write '=')");
   expect_refusal("data { real x; }\nmodel { real y = normal_cdf(x | 0, 1); }\n", 2, 18,
                  "the function normal_cdf is not supported");
   expect_refusal("functions { real f_rng(real a) { return a; } }\n", 1, 18,
@@ -333,4 +332,33 @@ TEST(StanErrors, ARangeThatStartsPastTheEndIsEmpty) {
                   parse_data("{}", "data.json"));
   const at::Tensor lp = model.log_joint(at::empty({1}, at::kDouble), {{"mu", at::tensor({2.0}, at::kDouble)}});
   EXPECT_DOUBLE_EQ(lp.item<double>(), -4.0);
+}
+
+TEST(StanErrors, MoreDensitiesAgainstTheirClosedForms) {
+  // lkj_corr at K = 2 is a density of the correlation r: (1 - r^2)^(eta - 1) / (2^(2 eta - 1) B(eta, eta)).
+  StanModel model(parse_stan("data { int y; int n; }\nparameters { real<lower=-1, upper=1> r; real z; real<lower=0, upper=1> p; }\n"
+                             "model {\n  matrix[2, 2] Omega = [[1, r], [r, 1]];\n  Omega ~ lkj_corr(2);\n"
+                             "  z ~ std_normal();\n  y ~ beta_binomial(n, 2 * p + 1, 3);\n"
+                             "  target += log1p_exp(z) + sum(append_array({1.0}, {2.0}));\n}\n",
+                             "model.stan"),
+                  parse_data("{\"y\": 3, \"n\": 7}", "data.json"));
+  const double r = 0.3, z = -0.4, p = 0.25, a = 2 * p + 1, b = 3;
+  const at::Tensor lp = model.log_joint(at::empty({1}, at::kDouble), {{"r", at::tensor({r}, at::kDouble)},
+                                                                         {"z", at::tensor({z}, at::kDouble)},
+                                                                         {"p", at::tensor({p}, at::kDouble)}});
+  const auto lbeta = [](double x, double y) { return std::lgamma(x) + std::lgamma(y) - std::lgamma(x + y); };
+  const double lkj = std::log(1 - r * r) - std::log(8.0) - lbeta(2, 2);
+  const double normal = -0.5 * z * z - 0.5 * std::log(2 * M_PI);
+  const double bb = std::lgamma(8) - std::lgamma(4) - std::lgamma(5) + lbeta(3 + a, 4 + b) - lbeta(a, b);
+  EXPECT_NEAR(lp.item<double>(), lkj + normal + bb + std::log1p(std::exp(z)) + 3.0, 1e-10);
+}
+
+TEST(StanErrors, TheOldArrowAssignsAsAStatementAndComparesInAnExpression) {
+  StanModel model(parse_stan("parameters { real mu; }\nmodel {\n  real a;\n  vector[2] v;\n  a <- 3;\n  v[2] <- a;\n"
+                             "  v[1] <- mu<-1 ? 10 : 20;\n  target += a + v[2] + v[1];\n}\n",
+                             "model.stan"),
+                  parse_data("{}", "data.json"));
+  const at::Tensor lp = model.log_joint(at::empty({2}, at::kDouble), {{"mu", at::tensor({-2.0, 0.0}, at::kDouble)}});
+  EXPECT_DOUBLE_EQ(lp[0].item<double>(), 3 + 3 + 10);  // -2 < -1
+  EXPECT_DOUBLE_EQ(lp[1].item<double>(), 3 + 3 + 20);
 }

@@ -209,6 +209,33 @@ std::map<std::string, Builtin> make_builtins() {
   for (const auto& [name, f] : binary)
     add(name, 2, 2, binary_elementwise_rule,
         [f = f](const std::vector<Val>& a, RunContext& c) { return binary_real(a, c, f); });
+  add("log1p_exp", 1, 1, elementwise_rule, [](const std::vector<Val>& a, RunContext& c) {
+    return make(at::softplus(as_real(a[0], c.dtype)), realed(a[0].type), a);
+  });
+  add("inv_cloglog", 1, 1, elementwise_rule, [](const std::vector<Val>& a, RunContext& c) {
+    return make(-at::expm1(-at::exp(as_real(a[0], c.dtype))), realed(a[0].type), a);
+  });
+  add("lmultiply", 2, 2, binary_elementwise_rule, [](const std::vector<Val>& a, RunContext& c) {
+    auto [x, y] = broadcast_pair(a[0], a[1], c.dtype);
+    return make(at::where((x == 0) & (y == 0), at::zeros_like(x * y), x * at::log(y)), *binary_result(a[0], a[1]), a);
+  });
+  add("add_diag", 2, 2, fixed({{kMatrix, kReal}, {kMatrix, kVector}}, kMatrix), [](const std::vector<Val>& a, RunContext& c) {
+    const at::Tensor m = as_real(a[0], c.dtype);
+    const at::Tensor d = a[1].type.base == Base::vector ? as_real(a[1], c.dtype) : lift(as_real(a[1], c.dtype), 2);
+    return make(m + at::diag_embed(d.expand({m.size(0) > d.size(0) ? m.size(0) : d.size(0), m.size(-1)})), kMatrix, a);
+  });
+  add("append_array", 2, 2, [](const std::vector<Type>& a) -> std::optional<Type> {
+        if (a[0].array_dims == 0 || realed(a[0]) != realed(a[1])) return std::nullopt;
+        return a[0].base == Base::int_ && a[1].base == Base::int_ ? a[0] : realed(a[0]);
+      },
+      [](const std::vector<Val>& a, RunContext& c) {
+        const bool ints = a[0].type.base == Base::int_ && a[1].type.base == Base::int_;
+        at::Tensor x = ints ? a[0].t : as_real(a[0], c.dtype), y = ints ? a[1].t : as_real(a[1], c.dtype);
+        const int64_t P = std::max(x.size(0), y.size(0));
+        std::vector<int64_t> xs = x.sizes().vec(), ys = y.sizes().vec();
+        xs[0] = ys[0] = P;
+        return make(at::cat({x.expand(xs), y.expand(ys)}, 1), ints ? a[0].type : realed(a[0].type), a);
+      });
   add("fma", 3, 3, fixed({{kReal, kReal, kReal}}, kReal), [](const std::vector<Val>& a, RunContext& c) {
     return make(as_real(a[0], c.dtype) * as_real(a[1], c.dtype) + as_real(a[2], c.dtype), kReal, a);
   });
@@ -851,6 +878,16 @@ std::map<std::string, DistributionDef> make_distributions() {
     const at::Tensor z = (a[0] - a[1]) / a[2];
     return -0.5 * z * z - at::log(a[2]) - kLogSqrtTwoPi;
   });
+  {
+    DistributionDef std_normal = elementwise(false, 0, [](const std::vector<at::Tensor>& a) {
+      return -0.5 * a[0] * a[0] - kLogSqrtTwoPi;
+    });
+    d["std_normal"] = std_normal;
+  }
+  d["beta_binomial"] = elementwise(true, 3, [](const std::vector<at::Tensor>& a) {
+    const at::Tensor &y = a[0], &n = a[1], &al = a[2], &be = a[3];
+    return in_support((y >= 0) & (y <= n), lchoose(n, y) + lbeta(y + al, n - y + be) - lbeta(al, be));
+  });
   d["student_t"] = elementwise(false, 3, [](const std::vector<at::Tensor>& a) {
     const at::Tensor &nu = a[1], z = (a[0] - a[2]) / a[3];
     return at::lgamma((nu + 1) / 2) - at::lgamma(nu / 2) - 0.5 * (at::log(nu) + kLogPi) - at::log(a[3]) -
@@ -1062,6 +1099,20 @@ std::map<std::string, DistributionDef> make_distributions() {
       return dist->log_prob(L).reshape({-1});
     };
     d["lkj_corr_cholesky"] = lkj;
+    // lkj_corr on the matrix itself: the Cholesky factor's density less the
+    // Jacobian of L -> L L', sum over k of (K - k) log L_kk.
+    DistributionDef corr = lkj;
+    corr.log_density = [](const std::vector<Val>& a, RunContext& c) {
+      const at::Tensor omega = as_real(a[0], c.dtype);
+      const at::Tensor L = at::linalg_cholesky(omega);
+      const int64_t K = L.size(-1);
+      const at::Tensor eta = as_real(a[1], c.dtype);
+      const auto dist = make_distribution(
+          "LKJCholesky", {at::scalar_tensor(static_cast<double>(K), L.options()), eta.reshape({-1})});
+      const at::Tensor weights = K - 1 - at::arange(K, L.options());  // K - k for k = 1..K
+      return dist->log_prob(L).reshape({-1}) - (weights * at::log(at::diagonal(L, 0, -2, -1))).sum(-1);
+    };
+    d["lkj_corr"] = corr;
   }
   return d;
 }

@@ -505,8 +505,28 @@ class Parser {
       if (w == "else") fail(start.loc, "'else' without an 'if'");
       if (w == "profile") fail(start.loc, "profile blocks are not supported");
     }
-    // An assignment, a sampling statement or a call.
-    ExprP e = expression();
+    // An assignment, a sampling statement or a call. Stan before 2.33 also wrote
+    // assignment as `x <- value;` (elsewhere `a<-1` compares a with -1).
+    const bool arrow = old_assignment_ahead();
+    ExprP e = arrow ? postfix() : expression();
+    if (arrow) {
+      next();  // the '<-'
+      s->kind = Stmt::Kind::assign;
+      s->op = "=";
+      if (e->kind == Expr::Kind::index && e->args[0]->kind == Expr::Kind::name) {
+        s->name = e->args[0]->text;
+        s->name_loc = e->args[0]->loc;
+        s->indices = e->indices;
+      } else if (e->kind == Expr::Kind::name) {
+        s->name = e->text;
+        s->name_loc = e->loc;
+      } else {
+        fail(e->loc, "the left of '<-' must be a variable or an indexed variable");
+      }
+      s->value = expression();
+      expect(";");
+      return s;
+    }
     if (accept("~")) {
       s->kind = Stmt::Kind::tilde;
       s->value = e;
@@ -523,8 +543,7 @@ class Parser {
       return s;
     }
     static const std::set<std::string> kAssign = {"=", "+=", "-=", "*=", "/=", ".*=", "./="};
-    if (peek().kind == Token::Kind::op && (kAssign.count(peek().text) || peek().text == "<-")) {
-      if (peek().text == "<-") fail(peek().loc, "'<-' assignment is not supported (write '=')");
+    if (peek().kind == Token::Kind::op && kAssign.count(peek().text)) {
       s->kind = Stmt::Kind::assign;
       s->op = peek().text;
       next();
@@ -594,6 +613,34 @@ class Parser {
     return binary(4);
   }
 
+  // Is the statement ahead `name[...]... <- value;`?
+  bool old_assignment_ahead() const {
+    if (peek().kind != Token::Kind::ident) return false;
+    size_t ahead = 1;
+    while (is_op("[", ahead)) {
+      int depth = 0;
+      for (;; ++ahead) {
+        const Token& t = peek(ahead);
+        if (t.kind == Token::Kind::end) return false;
+        if (t.kind != Token::Kind::op) continue;
+        if (t.text == "[") ++depth;
+        if (t.text == "]" && --depth == 0) break;
+      }
+      ++ahead;
+    }
+    return is_op("<-", ahead);
+  }
+
+  // In an expression `<-` is '<' then unary minus: split the token in two.
+  void split_arrow() {
+    if (!is_op("<-")) return;
+    Token minus = t_[pos_];
+    t_[pos_].text = "<";
+    minus.text = "-";
+    ++minus.loc.column;
+    t_.insert(t_.begin() + static_cast<std::ptrdiff_t>(pos_) + 1, minus);
+  }
+
   // Levels, loosest first, as Stan's reference manual orders them:
   // || && (== !=) (< <= > >=) (+ -) (* / % %/%) (\) (.* ./).
   ExprP binary(int level) {
@@ -602,6 +649,7 @@ class Parser {
     if (level == static_cast<int>(kLevels.size())) return unary();
     ExprP left = binary(level + 1);
     for (int count = 0;; ++count) {
+      split_arrow();
       const Token& t = peek();
       if (t.kind != Token::Kind::op) return left;
       const auto& ops = kLevels[level];
