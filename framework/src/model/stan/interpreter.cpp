@@ -93,6 +93,21 @@ Interpreter::Flow Interpreter::exec_list(const std::vector<StmtP>& list, bool ne
   return flow;
 }
 
+// One iteration of a for loop: the loop variable in a scope of its own.
+Interpreter::Flow Interpreter::iteration(const Stmt& loop, Val value) {
+  scopes_.emplace_back();
+  scopes_.back()[loop.name] = {std::move(value), true};
+  Flow f;
+  try {
+    f = exec_list(loop.body, false);
+  } catch (...) {
+    scopes_.pop_back();
+    throw;
+  }
+  scopes_.pop_back();
+  return f;
+}
+
 Variable& Interpreter::lookup(const std::string& name, const SourceLoc& loc) {
   for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it) {
     const auto found = it->find(name);
@@ -209,16 +224,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
       const int64_t hi = data_int(evaluate(*s.hi), s.hi->loc, "a loop bound");
       if (s.vectorisable && hi > lo && !vectorising_ && run_vectorised(s, lo, hi)) return Flow::normal;
       for (int64_t i = lo; i <= hi; ++i) {
-        scopes_.emplace_back();
-        scopes_.back()[s.name] = {Val{at::full({1}, i, at::kLong), Type{Base::int_, 0}, true}, true};
-        Flow f;
-        try {
-          f = exec_list(s.body, false);
-        } catch (...) {
-          scopes_.pop_back();
-          throw;
-        }
-        scopes_.pop_back();
+        const Flow f = iteration(s, Val{at::full({1}, i, at::kLong), Type{Base::int_, 0}, true});
         if (f == Flow::break_) break;
         if (f == Flow::return_) return f;
       }
@@ -236,16 +242,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
       }
       const int64_t n = items.size(1);
       for (int64_t i = 0; i < n; ++i) {
-        scopes_.emplace_back();
-        scopes_.back()[s.name] = {Val{items.select(1, i), element, over.data_only}, true};
-        Flow f;
-        try {
-          f = exec_list(s.body, false);
-        } catch (...) {
-          scopes_.pop_back();
-          throw;
-        }
-        scopes_.pop_back();
+        const Flow f = iteration(s, Val{items.select(1, i), element, over.data_only});
         if (f == Flow::break_) break;
         if (f == Flow::return_) return f;
       }

@@ -75,6 +75,7 @@ class Interpreter {
   Flow exec(const Stmt& s);
   Flow exec_list(const std::vector<StmtP>& list, bool new_scope);
   Flow exec_per_particle(const Stmt& s, const at::Tensor& yes);
+  Flow iteration(const Stmt& loop, Val value);
   bool run_vectorised(const Stmt& s, int64_t lo, int64_t hi);
   at::Tensor gather_rows(const at::Tensor& t, int64_t dim, const at::Tensor& index, const SourceLoc& loc);
   void declare(const Stmt& s);

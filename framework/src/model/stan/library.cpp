@@ -123,6 +123,14 @@ void require(bool ok, const std::string& what) {
   if (!ok) throw std::domain_error(what);
 }
 
+// x and y joined along `dim`, a shared (P = 1) side broadcast to the other's particles.
+at::Tensor cat_particles(const at::Tensor& x, const at::Tensor& y, int64_t dim) {
+  const int64_t P = std::max(x.size(0), y.size(0));
+  std::vector<int64_t> xs = x.sizes().vec(), ys = y.sizes().vec();
+  xs[0] = ys[0] = P;
+  return at::cat({x.expand(xs), y.expand(ys)}, dim);
+}
+
 at::Tensor to_column_major(const at::Tensor& m) {  // (P, R, C) -> (P, R*C) column-major
   return m.transpose(-1, -2).reshape({m.size(0), -1});
 }
@@ -231,10 +239,7 @@ std::map<std::string, Builtin> make_builtins() {
       [](const std::vector<Val>& a, RunContext& c) {
         const bool ints = a[0].type.base == Base::int_ && a[1].type.base == Base::int_;
         at::Tensor x = ints ? a[0].t : as_real(a[0], c.dtype), y = ints ? a[1].t : as_real(a[1], c.dtype);
-        const int64_t P = std::max(x.size(0), y.size(0));
-        std::vector<int64_t> xs = x.sizes().vec(), ys = y.sizes().vec();
-        xs[0] = ys[0] = P;
-        return make(at::cat({x.expand(xs), y.expand(ys)}, 1), ints ? a[0].type : realed(a[0].type), a);
+        return make(cat_particles(x, y, 1), ints ? a[0].type : realed(a[0].type), a);
       });
   add("fma", 3, 3, fixed({{kReal, kReal, kReal}}, kReal), [](const std::vector<Val>& a, RunContext& c) {
     return make(as_real(a[0], c.dtype) * as_real(a[1], c.dtype) + as_real(a[2], c.dtype), kReal, a);
@@ -606,10 +611,7 @@ std::map<std::string, Builtin> make_builtins() {
           if (x.dim() == 1) x = x.unsqueeze(1);
           if (y.dim() == 1) y = y.unsqueeze(1);
         }
-        const int64_t P = std::max(x.size(0), y.size(0));
-        std::vector<int64_t> xs = x.sizes().vec(), ys = y.sizes().vec();
-        xs[0] = ys[0] = P;
-        return make(at::cat({x.expand(xs), y.expand(ys)}, 1), matrix ? kMatrix : kVector, a);
+        return make(cat_particles(x, y, 1), matrix ? kMatrix : kVector, a);
       });
   add("append_col", 2, 2, [](const std::vector<Type>& a) -> std::optional<Type> {
         const Type x = realed(a[0]), y = realed(a[1]);
@@ -630,10 +632,7 @@ std::map<std::string, Builtin> make_builtins() {
           if (x.dim() == 1) x = x.unsqueeze(1);
           if (y.dim() == 1) y = y.unsqueeze(1);
         }
-        const int64_t P = std::max(x.size(0), y.size(0));
-        std::vector<int64_t> xs = x.sizes().vec(), ys = y.sizes().vec();
-        xs[0] = ys[0] = P;
-        return make(at::cat({x.expand(xs), y.expand(ys)}, dim), matrix ? kMatrix : kRowVector, a);
+        return make(cat_particles(x, y, dim), matrix ? kMatrix : kRowVector, a);
       });
   const auto segment_rule = [](size_t ints) {
     return [ints](const std::vector<Type>& a) -> std::optional<Type> {

@@ -511,20 +511,8 @@ class Parser {
     ExprP e = arrow ? postfix() : expression();
     if (arrow) {
       next();  // the '<-'
-      s->kind = Stmt::Kind::assign;
+      assignment_to(*s, *e, "<-");
       s->op = "=";
-      if (e->kind == Expr::Kind::index && e->args[0]->kind == Expr::Kind::name) {
-        s->name = e->args[0]->text;
-        s->name_loc = e->args[0]->loc;
-        s->indices = e->indices;
-      } else if (e->kind == Expr::Kind::name) {
-        s->name = e->text;
-        s->name_loc = e->loc;
-      } else {
-        fail(e->loc, "the left of '<-' must be a variable or an indexed variable");
-      }
-      s->value = expression();
-      expect(";");
       return s;
     }
     if (accept("~")) {
@@ -544,21 +532,9 @@ class Parser {
     }
     static const std::set<std::string> kAssign = {"=", "+=", "-=", "*=", "/=", ".*=", "./="};
     if (peek().kind == Token::Kind::op && kAssign.count(peek().text)) {
-      s->kind = Stmt::Kind::assign;
-      s->op = peek().text;
+      const std::string op = peek().text;
       next();
-      if (e->kind == Expr::Kind::index && e->args[0]->kind == Expr::Kind::name) {
-        s->name = e->args[0]->text;
-        s->name_loc = e->args[0]->loc;
-        s->indices = e->indices;
-      } else if (e->kind == Expr::Kind::name) {
-        s->name = e->text;
-        s->name_loc = e->loc;
-      } else {
-        fail(e->loc, "the left of '" + s->op + "' must be a variable or an indexed variable");
-      }
-      s->value = expression();
-      expect(";");
+      assignment_to(*s, *e, op);
       return s;
     }
     if (e->kind != Expr::Kind::call) fail(peek().loc, "expected '=', '~' or ';' after an expression, found " + describe(peek()));
@@ -566,6 +542,24 @@ class Parser {
     s->value = e;
     expect(";");
     return s;
+  }
+
+  // `target op value;` once `op` is read: the target must be a variable, indexed or not.
+  void assignment_to(Stmt& s, const Expr& target, const std::string& op) {
+    s.kind = Stmt::Kind::assign;
+    s.op = op;
+    if (target.kind == Expr::Kind::index && target.args[0]->kind == Expr::Kind::name) {
+      s.name = target.args[0]->text;
+      s.name_loc = target.args[0]->loc;
+      s.indices = target.indices;
+    } else if (target.kind == Expr::Kind::name) {
+      s.name = target.text;
+      s.name_loc = target.loc;
+    } else {
+      fail(target.loc, "the left of '" + op + "' must be a variable or an indexed variable");
+    }
+    s.value = expression();
+    expect(";");
   }
 
   ExprP printable() {
