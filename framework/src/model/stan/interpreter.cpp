@@ -93,6 +93,18 @@ Interpreter::Flow Interpreter::exec_list(const std::vector<StmtP>& list, bool ne
   return flow;
 }
 
+// `lo:hi` (either end may be left out) of dim `dim`; empty when hi < lo, as in Stan.
+at::Tensor Interpreter::narrow_to(const at::Tensor& t, int64_t dim, const Index& ix, const SourceLoc& loc,
+                                  const std::string& of) {
+  const int64_t size = t.size(dim);
+  const int64_t lo = ix.lo ? data_int(evaluate(*ix.lo), ix.lo->loc, "an index") : 1;
+  const int64_t hi = ix.hi ? data_int(evaluate(*ix.hi), ix.hi->loc, "an index") : size;
+  if (hi >= lo && (lo < 1 || hi > size))
+    fail(loc, "range " + std::to_string(lo) + ":" + std::to_string(hi) + " is out of range" + of + " (1 to " +
+                  std::to_string(size) + ")");
+  return hi < lo ? t.narrow(dim, 0, 0) : t.narrow(dim, lo - 1, hi - lo + 1);
+}
+
 // One iteration of a for loop: the loop variable in a scope of its own.
 Interpreter::Flow Interpreter::iteration(const Stmt& loop, Val value) {
   scopes_.emplace_back();
@@ -478,12 +490,7 @@ void Interpreter::assign(const Stmt& s) {
       case Index::Kind::lower:
       case Index::Kind::upper:
       case Index::Kind::range: {
-        const int64_t lo = ix.lo ? data_int(evaluate(*ix.lo), ix.lo->loc, "an index") : 1;
-        const int64_t hi = ix.hi ? data_int(evaluate(*ix.hi), ix.hi->loc, "an index") : size;
-        if (hi >= lo && (lo < 1 || hi > size))
-          fail(s.name_loc, "range " + std::to_string(lo) + ":" + std::to_string(hi) + " is out of range for '" +
-                               s.name + "' (1 to " + std::to_string(size) + ")");
-        view = hi < lo ? view.narrow(dim, 0, 0) : view.narrow(dim, lo - 1, hi - lo + 1);
+        view = narrow_to(view, dim, ix, s.name_loc, " for '" + s.name + "'");
         ++dim;
         break;
       }
@@ -694,12 +701,7 @@ Val Interpreter::index(const Expr& e) {
       case Index::Kind::lower:
       case Index::Kind::upper:
       case Index::Kind::range: {
-        const int64_t lo = ix.lo ? data_int(evaluate(*ix.lo), ix.lo->loc, "an index") : 1;
-        const int64_t hi = ix.hi ? data_int(evaluate(*ix.hi), ix.hi->loc, "an index") : size;
-        if (hi >= lo && (lo < 1 || hi > size))
-          fail(e.loc, "range " + std::to_string(lo) + ":" + std::to_string(hi) + " is out of range (1 to " +
-                          std::to_string(size) + ")");
-        t = hi < lo ? t.narrow(dim, 0, 0) : t.narrow(dim, lo - 1, hi - lo + 1);
+        t = narrow_to(t, dim, ix, e.loc, "");
         ++dim;
         break;
       }
