@@ -362,3 +362,13 @@ TEST(StanErrors, TheOldArrowAssignsAsAStatementAndComparesInAnExpression) {
   EXPECT_DOUBLE_EQ(lp[0].item<double>(), 3 + 3 + 10);  // -2 < -1
   EXPECT_DOUBLE_EQ(lp[1].item<double>(), 3 + 3 + 20);
 }
+
+TEST(StanErrors, AMultiIndexThatVariesByIterationRunsTheLoopOneIterationAtATime) {
+  // idx[t] is a different list in each iteration: the loop cannot run at once.
+  StanModel model(parse_stan("data { array[2, 2] int idx; vector[3] y; }\nparameters { real mu; }\n"
+                             "model { for (t in 1:2) target += sum(y[idx[t]]) * mu; }\n",
+                             "model.stan"),
+                  parse_data("{\"idx\": [[1, 2], [3, 3]], \"y\": [1, 10, 100]}", "data.json"));
+  const at::Tensor lp = model.log_joint(at::empty({1}, at::kDouble), {{"mu", at::tensor({1.0}, at::kDouble)}});
+  EXPECT_DOUBLE_EQ(lp.item<double>(), 11.0 + 200.0);
+}

@@ -105,6 +105,19 @@ at::Tensor Interpreter::narrow_to(const at::Tensor& t, int64_t dim, const Index&
   return hi < lo ? t.narrow(dim, 0, 0) : t.narrow(dim, lo - 1, hi - lo + 1);
 }
 
+// The 1-based positions of a multi-index, checked against `size`. One list for all
+// particles: an index list that differs by particle or by iteration of a loop run
+// at once is refused (the loop then runs one iteration at a time).
+at::Tensor Interpreter::multi_index(const Index& ix, int64_t size, const std::string& of) {
+  const Val idx = evaluate(*ix.lo);
+  if (!idx.data_only) fail(ix.lo->loc, "an index that depends on parameters is not supported");
+  if (idx.t.size(0) != 1) fail(ix.lo->loc, "a multi-index that differs between iterations of a vectorised loop");
+  const at::Tensor flat = idx.t.reshape({-1});
+  if (flat.numel() > 0 && (flat.min().item<int64_t>() < 1 || flat.max().item<int64_t>() > size))
+    fail(ix.lo->loc, "a multi-index is out of range" + of + " (1 to " + std::to_string(size) + ")");
+  return flat;
+}
+
 // One iteration of a for loop: the loop variable in a scope of its own.
 Interpreter::Flow Interpreter::iteration(const Stmt& loop, Val value) {
   scopes_.emplace_back();
@@ -495,11 +508,7 @@ void Interpreter::assign(const Stmt& s) {
         break;
       }
       case Index::Kind::multi: {
-        const Val idx = evaluate(*ix.lo);
-        if (!idx.data_only) fail(ix.lo->loc, "an index that depends on parameters is not supported");
-        const at::Tensor flat = idx.t.reshape({-1});
-        if (flat.numel() > 0 && (flat.min().item<int64_t>() < 1 || flat.max().item<int64_t>() > size))
-          fail(ix.lo->loc, "a multi-index is out of range for '" + s.name + "' (1 to " + std::to_string(size) + ")");
+        const at::Tensor flat = multi_index(ix, size, " for '" + s.name + "'");
         // Each listed position in turn (a multi-index on the left writes element by element).
         const at::Tensor src = lift(value, view.dim());
         for (int64_t k = 0; k < flat.numel(); ++k) {
@@ -706,11 +715,7 @@ Val Interpreter::index(const Expr& e) {
         break;
       }
       case Index::Kind::multi: {
-        const Val idx = evaluate(*ix.lo);
-        if (!idx.data_only) fail(ix.lo->loc, "an index that depends on parameters is not supported");
-        const at::Tensor flat = idx.t.reshape({-1});
-        if (flat.numel() > 0 && (flat.min().item<int64_t>() < 1 || flat.max().item<int64_t>() > size))
-          fail(ix.lo->loc, "a multi-index is out of range (1 to " + std::to_string(size) + ")");
+        const at::Tensor flat = multi_index(ix, size, "");
         t = t.index_select(dim, flat - 1);
         ++dim;
         break;

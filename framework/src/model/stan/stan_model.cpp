@@ -228,6 +228,7 @@ struct StanModel::Impl {
       fail(r.loc, std::string("reject in transformed data: ") + r.what());
     }
     data = in.scopes()[0];
+    for (auto& [name, var] : data) var.constant = true;  // nothing writes them after this block
     for (const StmtP& s : program->ast.transformed_data) {
       if (s->kind != Stmt::Kind::decl) continue;
       const Declared c = declared(s->decl_type, in, {});
@@ -287,9 +288,7 @@ struct StanModel::Impl {
 
   // Runs transformed parameters (and then `then`) over the particles of `values`.
   Interpreter start(RunContext& ctx, const SiteValues& values) const {
-    Scope globals = data_for(ctx.dtype);
-    for (auto& [name, var] : globals) var.constant = true;
-    Interpreter in(*program, ctx, {globals});
+    Interpreter in(*program, ctx, {data_for(ctx.dtype)});
     in.set_print_budget(&print_budget);
     {
       std::lock_guard<std::mutex> lock(mutex);
