@@ -32,6 +32,9 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 #include <unistd.h>
 
 #include "check_plugin.hpp"
@@ -92,22 +95,27 @@ void configure_process(const Settings& s) {
   at::set_num_threads(s.threads);
 }
 
-// Every plugin on the search path; one that fails to load is reported and skipped,
-// so that a stray file does not hide the others.
-void load_every_plugin(PluginManager& plugins) {
+// Every plugin on the search path; one that fails to load is kept as (file, cause)
+// and skipped, so that a stray file does not hide the others.
+std::vector<std::pair<std::string, std::string>> load_every_plugin(PluginManager& plugins) {
+  std::vector<std::pair<std::string, std::string>> broken;
   for (const auto& path : PluginManager::discover()) {
     try {
       plugins.load(path.string());
     } catch (const PluginError& e) {
-      std::cerr << "vguide-host: skipped " << e.what() << "\n";
+      const std::string what = e.what(), prefix = "plugin " + path.string() + ": ";
+      broken.emplace_back(path.string(), what.rfind(prefix, 0) == 0 ? what.substr(prefix.size()) : what);
     }
   }
+  return broken;
 }
 
-// --list-plugins: without --plugin, every plugin found.
+// --list-plugins: without --plugin, every plugin found; a file that fails the
+// loader's checks is listed as "broken" with its cause.
 int list_plugins(PluginManager& plugins, const Settings& s) {
-  if (s.plugins.empty()) load_every_plugin(plugins);
+  const auto broken = s.plugins.empty() ? load_every_plugin(plugins) : std::vector<std::pair<std::string, std::string>>{};
   for (const auto& f : plugins.families()) std::cout << f.name << "\t" << f.description << "\t" << f.library << "\n";
+  for (const auto& [file, cause] : broken) std::cout << "broken\t" << cause << "\t" << file << "\n";
   std::cout << "searched:";
   for (const auto& dir : PluginManager::search_path()) std::cout << " " << dir.string();
   std::cout << "\n";

@@ -53,19 +53,22 @@ std::vector<std::string> fit_warnings(const Fit& fit, const std::string& family,
   return out;
 }
 
-Written write_outputs(const Outputs& o, const Model& model, Guide& guide, const Fit& fit, double wall_time) {
-  const vguide::PosteriorDraws draws = vguide::draw_posterior(model, guide, o.draws);
-  const vguide::ElboEstimate elbo = vguide::estimate_elbo(model, guide, o.elbo_particles);
-  if (!o.write) return {elbo, {}};  // the collective parts are done; the rest is rank 0's
-  double khat = std::nan("");
-  std::string reading = "not computed (non-finite log ratios)";
-  if (o.elbo_particles < vguide::kPsisMinDraws) {
-    reading = "not computed (fewer than " + std::to_string(vguide::kPsisMinDraws) + " ELBO particles)";
-  } else if (at::isfinite(elbo.log_ratios).all().item<bool>()) {
-    khat = vguide::psis(elbo.log_ratios).khat;
-    reading = vguide::khat_reading(khat);
-  }
+namespace {
 
+// PSIS k-hat of the final ELBO's log ratios, and how to read it.
+std::pair<double, std::string> psis_diagnostic(const ElboEstimate& elbo, int64_t particles) {
+  if (particles < vguide::kPsisMinDraws)
+    return {std::nan(""), "not computed (fewer than " + std::to_string(vguide::kPsisMinDraws) + " ELBO particles)"};
+  if (!at::isfinite(elbo.log_ratios).all().item<bool>()) return {std::nan(""), "not computed (non-finite log ratios)"};
+  const double khat = vguide::psis(elbo.log_ratios).khat;
+  return {khat, vguide::khat_reading(khat)};
+}
+
+nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+nlohmann::json summary_json(const Outputs& o, const PosteriorDraws& draws, const ElboEstimate& elbo, double khat,
+                            const std::string& reading, const std::vector<std::string>& warnings, Guide& guide,
+                            const Fit& fit, double wall_time) {
   nlohmann::json summary;
   summary["model"] = o.model_name;
   summary["guide"] = o.family;
@@ -81,7 +84,6 @@ Written write_outputs(const Outputs& o, const Model& model, Guide& guide, const 
     site["q95"] = tensor_json(q.q95);
     summary["sites"][q.name] = site;
   }
-  auto finite_or_null = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
   summary["elbo"] = finite_or_null(elbo.elbo);
   summary["elbo_se"] = finite_or_null(elbo.se);
   summary["elbo_particles"] = o.elbo_particles;
@@ -97,14 +99,16 @@ Written write_outputs(const Outputs& o, const Model& model, Guide& guide, const 
   summary["dtype"] = vguide::dtype_name(fit.options().dtype);
   summary["averaged_steps"] = fit.result().averaged_steps;
   if (fit.result().averaging_from >= 0) summary["averaging_from"] = fit.result().averaging_from;
-  const std::vector<std::string> warnings = fit_warnings(fit, o.family, khat);
   summary["warnings"] = warnings;
   summary["seed"] = o.seed;
   for (const auto& [key, value] : o.settings) summary["settings"][key] = value;
   for (const auto& [key, value] : guide.diagnostics()) summary["diagnostics"][key] = value;
   summary["versions"] = {{"vguide", VGUIDE_SDK_VERSION}, {"torch", TORCH_VERSION}};
   summary["wall_time_s"] = wall_time;  // the one field that differs between identical runs
+  return summary;
+}
 
+vguide::StanCsvContent draws_content(const Outputs& o, const PosteriorDraws& draws, const Fit& fit) {
   vguide::StanCsvContent csv;
   csv.model_name = o.model_name;
   csv.settings = o.settings;
@@ -114,36 +118,59 @@ Written write_outputs(const Outputs& o, const Model& model, Guide& guide, const 
   for (const auto& q : draws.quantities) csv.quantities.push_back({q.name, q.draws});
   csv.log_p = draws.log_p;
   csv.log_g = draws.log_g;
-  std::ostringstream csv_text;
-  vguide::write_stan_csv(csv_text, csv);
-  std::ostringstream psis_text;
-  if (o.psis_resample) {
-    // Importance resampling of the output draws toward the posterior: each draw's
-    // ratio p/q is in its own row (log_p__ - log_g__), smoothed by PSIS.
-    const at::Tensor log_ratios = draws.log_p - draws.log_g;
-    if (!at::isfinite(log_ratios).all().item<bool>() || o.draws < vguide::kPsisMinDraws)
-      throw std::invalid_argument("--psis-resample needs at least " + std::to_string(vguide::kPsisMinDraws) +
-                                  " draws with finite densities");
-    at::Generator gen = at::detail::createCPUGenerator(o.seed ^ 0x9515ULL);
-    const at::Tensor pick = at::multinomial(vguide::psis(log_ratios).log_weights.exp(), o.draws, true, gen);
-    vguide::StanCsvContent resampled = csv;
-    for (auto& q : resampled.quantities) q.draws = q.draws.index_select(0, pick);
-    resampled.log_p = csv.log_p.index_select(0, pick);
-    resampled.log_g = csv.log_g.index_select(0, pick);
-    resampled.settings.emplace_back("psis_resampled", "1");
-    vguide::write_stan_csv(psis_text, resampled);
-  }
+  return csv;
+}
 
-  std::ostringstream elbo_text;
-  elbo_text << "step,elbo\n";
+// Importance resampling of the output draws toward the posterior: each draw's ratio
+// p/q is in its own row (log_p__ - log_g__), smoothed by PSIS.
+vguide::StanCsvContent psis_resampled(const Outputs& o, const vguide::StanCsvContent& csv) {
+  const at::Tensor log_ratios = csv.log_p - csv.log_g;
+  if (!at::isfinite(log_ratios).all().item<bool>() || o.draws < vguide::kPsisMinDraws)
+    throw std::invalid_argument("--psis-resample needs at least " + std::to_string(vguide::kPsisMinDraws) +
+                                " draws with finite densities");
+  at::Generator gen = at::detail::createCPUGenerator(o.seed ^ 0x9515ULL);
+  const at::Tensor pick = at::multinomial(vguide::psis(log_ratios).log_weights.exp(), o.draws, true, gen);
+  vguide::StanCsvContent resampled = csv;
+  for (auto& q : resampled.quantities) q.draws = q.draws.index_select(0, pick);
+  resampled.log_p = csv.log_p.index_select(0, pick);
+  resampled.log_g = csv.log_g.index_select(0, pick);
+  resampled.settings.emplace_back("psis_resampled", "1");
+  return resampled;
+}
+
+std::string stan_csv_text(const vguide::StanCsvContent& csv) {
+  std::ostringstream text;
+  vguide::write_stan_csv(text, csv);
+  return text.str();
+}
+
+std::string elbo_csv_text(const std::vector<double>& trace) {
+  std::ostringstream text;
+  text << "step,elbo\n";
   char buf[64];
-  for (size_t i = 0; i < fit.trace().size(); ++i) {
-    std::snprintf(buf, sizeof buf, "%zu,%.17g\n", i + 1, fit.trace()[i]);
-    elbo_text << buf;
+  for (size_t i = 0; i < trace.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%zu,%.17g\n", i + 1, trace[i]);
+    text << buf;
   }
-  write_atomically(o.dir / "draws.csv", csv_text.str());
-  write_atomically(o.dir / "elbo.csv", elbo_text.str());
-  if (o.psis_resample) write_atomically(o.dir / "draws_psis.csv", psis_text.str());
+  return text.str();
+}
+
+}  // namespace
+
+Written write_outputs(const Outputs& o, const Model& model, Guide& guide, const Fit& fit, double wall_time) {
+  const vguide::PosteriorDraws draws = vguide::draw_posterior(model, guide, o.draws);
+  const vguide::ElboEstimate elbo = vguide::estimate_elbo(model, guide, o.elbo_particles);
+  if (!o.write) return {elbo, {}};  // the collective parts are done; the rest is rank 0's
+  const auto [khat, reading] = psis_diagnostic(elbo, o.elbo_particles);
+  const std::vector<std::string> warnings = fit_warnings(fit, o.family, khat);
+  const nlohmann::json summary = summary_json(o, draws, elbo, khat, reading, warnings, guide, fit, wall_time);
+  const vguide::StanCsvContent csv = draws_content(o, draws, fit);
+  // Every text is formed before any file is written, so a failure leaves the folder as it was.
+  const std::string csv_text = stan_csv_text(csv);
+  const std::string psis_text = o.psis_resample ? stan_csv_text(psis_resampled(o, csv)) : std::string();
+  write_atomically(o.dir / "draws.csv", csv_text);
+  write_atomically(o.dir / "elbo.csv", elbo_csv_text(fit.trace()));
+  if (o.psis_resample) write_atomically(o.dir / "draws_psis.csv", psis_text);
   write_atomically(o.dir / "summary.json", summary.dump(2) + "\n");
   spdlog::info("ELBO {:.6g} ± {:.2g} ({} draws); PSIS k-hat {:.3g}: {}", elbo.elbo, elbo.se, o.elbo_particles, khat,
                reading);

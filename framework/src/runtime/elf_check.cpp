@@ -1,5 +1,6 @@
 #include "vguide/runtime/elf_check.hpp"
 
+#include <cctype>
 #include <elf.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -271,7 +272,11 @@ class Checker {
     const Elf64_Shdr& names = shdrs_[eh_.e_shstrndx];
     if (s.sh_name >= names.sh_size) return {};
     const char* begin = reinterpret_cast<const char*>(data_ + names.sh_offset + s.sh_name);
-    return std::string(begin, strnlen(begin, names.sh_size - s.sh_name));
+    // The name goes into a one-line message: a corrupted byte is shown as '?'.
+    std::string name(begin, std::min<size_t>(strnlen(begin, names.sh_size - s.sh_name), 64));
+    for (char& c : name)
+      if (!std::isprint(static_cast<unsigned char>(c))) c = '?';
+    return name;
   }
 
   bool allocated(const Elf64_Shdr& s) const { return (s.sh_flags & SHF_ALLOC) && s.sh_size > 0; }
