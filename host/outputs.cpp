@@ -97,6 +97,7 @@ nlohmann::json summary_json(const Outputs& o, const PosteriorDraws& draws, const
   summary["non_finite_steps"] = fit.result().non_finite_steps;
   summary["init"] = fit.result().init;
   summary["dtype"] = vguide::dtype_name(fit.options().dtype);
+  summary["particles"] = fit.options().objective.particles;  // as chosen when --particles auto
   summary["averaged_steps"] = fit.result().averaged_steps;
   if (fit.result().averaging_from >= 0) summary["averaging_from"] = fit.result().averaging_from;
   summary["warnings"] = warnings;

@@ -37,7 +37,9 @@ po::options_description make_options() {
                     "the most optimiser steps (the convergence rule stops sooner; --convergence none runs them all)")(
       "dtype", po::value<std::string>()->default_value("float64"),
       "float64 or float32: the guide's parameters, the model's evaluation and the data")(
-      "particles", po::value<int64_t>()->default_value(1), "particles per step: S for the ELBO, K for IWAE")(
+      "particles", po::value<std::string>()->default_value("auto"),
+      "particles per step: S for the ELBO, K for IWAE; auto: 8 for flows, 4 for guides with more than two "
+      "parameters per latent dimension, else 1 (docs/fitting.md)")(
       "objective", po::value<std::string>()->default_value("elbo"), "elbo or iwae")(
       "stl", "sticking-the-landing gradient (ELBO only)")(
       "optimizer", po::value<std::string>()->default_value("adam"), "adam, adamw, sgd or rmsprop")(
@@ -94,14 +96,28 @@ T parse_choice(T (*parse)(const std::string&), const std::string& flag, const st
   }
 }
 
+// "auto" (0: the fit chooses, vguide::default_particles) or a positive count.
+int64_t parse_particles(const std::string& text) {
+  if (text == "auto") return 0;
+  size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || n < 1) throw std::invalid_argument("'" + text + "' is neither auto nor a positive count");
+  return n;
+}
+
 std::string trajectory_text(const po::variables_map& vm) {
   // What changes the fit's trajectory; --steps may differ on resume (a longer fit).
   std::ostringstream s;
-  for (const char* key : {"objective", "optimizer", "schedule", "convergence", "init", "dtype"})
+  for (const char* key : {"objective", "particles", "optimizer", "schedule", "convergence", "init", "dtype"})
     s << key << "=" << vm[key].as<std::string>() << ";";
   for (const char* key : {"lr", "momentum", "weight-decay", "gamma", "min-lr", "clip-norm", "tol-rel-obj", "init-radius"})
     s << key << "=" << vm[key].as<double>() << ";";
-  for (const char* key : {"particles", "step-size", "eval-elbo", "batch-size", "max-non-finite"})
+  for (const char* key : {"step-size", "eval-elbo", "batch-size", "max-non-finite"})
     s << key << "=" << vm[key].as<int64_t>() << ";";
   s << "stl=" << vm.count("stl") << ";seed=" << vm["seed"].as<uint64_t>() << ";average=" << !vm.count("no-average")
     << ";scale-steps=" << !vm.count("no-scale-steps");
@@ -145,7 +161,7 @@ void read_fit_options(const po::variables_map& vm, Settings& s) {
   FitOptions& options = s.fit;
   options.steps = vm["steps"].as<int64_t>();
   options.objective.kind = parse_choice(parse_objective, "objective", vm["objective"].as<std::string>());
-  options.objective.particles = vm["particles"].as<int64_t>();
+  options.objective.particles = parse_choice(parse_particles, "particles", vm["particles"].as<std::string>());
   options.objective.stick_the_landing = vm.count("stl") != 0;
   options.optimizer.kind = parse_choice(parse_optimizer, "optimizer", vm["optimizer"].as<std::string>());
   options.optimizer.lr = vm["lr"].as<double>();
@@ -298,7 +314,7 @@ void read_fit_settings(const CommandLine& command_line, const PluginManager& plu
   s.strict = vm.count("strict") != 0;
   s.trajectory = trajectory_text(vm);
   s.recorded = {{"objective", vm["objective"].as<std::string>()},
-                {"particles", std::to_string(s.fit.objective.particles)},
+                {"particles", vm["particles"].as<std::string>()},
                 {"optimizer", vm["optimizer"].as<std::string>()},
                 {"lr", std::to_string(s.fit.optimizer.lr)},
                 {"schedule", vm["schedule"].as<std::string>()},

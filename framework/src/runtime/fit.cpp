@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "vguide/flow/flow_guide.hpp"
 #include "vguide/model/program_model.hpp"
 #include "vguide/runtime/distributed.hpp"
 #include "vguide/runtime/elbo.hpp"
@@ -231,8 +233,9 @@ void validate(const FitOptions& o) {
   if (o.dtype != at::kDouble && o.dtype != at::kFloat)
     throw std::invalid_argument("dtype is " + dtype_name(o.dtype) + ", but must be float64 or float32");
   if (o.steps < 0) throw std::invalid_argument("steps is " + std::to_string(o.steps) + ", but must be at least 0");
-  if (o.objective.particles < 1)
-    throw std::invalid_argument("particles is " + std::to_string(o.objective.particles) + ", but must be at least 1");
+  if (o.objective.particles < 0)
+    throw std::invalid_argument("particles is " + std::to_string(o.objective.particles) +
+                                ", but must be at least 1 (or 0: automatic)");
   if (o.objective.kind == Objective::iwae && o.objective.stick_the_landing)
     throw std::invalid_argument("sticking the landing applies to the ELBO only, not to IWAE");
   if (!(o.optimizer.lr > 0.0) || !std::isfinite(o.optimizer.lr))
@@ -249,6 +252,14 @@ void validate(const FitOptions& o) {
   validate(o.schedule, o.optimizer.lr);
   validate(o.convergence);
   validate(o.averaging);
+}
+
+int64_t default_particles(Guide& guide) {
+  for (const auto& module : guide.modules(/*include_self=*/true))
+    if (dynamic_cast<const flow::FlowGuide*>(module.get()) != nullptr) return 8;
+  int64_t parameters = 0;
+  for (const auto& p : guide.parameters(/*recurse=*/true)) parameters += p.numel();
+  return parameters > 2 * guide.registry().total_unconstrained_dim() ? 4 : 1;
 }
 
 std::string fingerprint(const std::string& text) {
@@ -369,13 +380,18 @@ struct Fit::Impl {
       : model(m), guide(g), options(std::move(o)), convergence(options.convergence, std::max<int64_t>(options.steps, 1)) {}
 
   // Watched by the averaging rule: the parameters in latent units when the family
-  // declares some (its locations), else all of them.
+  // declares some (its locations), else all of them. A flow's declared location is
+  // its last affine layer, stationary long before the network weights that shape
+  // it (averaging from there halved a spline's gain over mean-field on a banana), so
+  // a flow's every parameter is watched, the weights in unit 1.
   void make_averager() {
     const std::vector<at::Tensor> declared = step_units(all_guides, params);
+    const bool flow = std::any_of(all_guides.begin(), all_guides.end(),
+                                  [](Guide* g) { return dynamic_cast<const flow::FlowGuide*>(g) != nullptr; });
     std::vector<bool> watched(params.size(), false);
     bool any = false;
     for (size_t i = 0; i < params.size(); ++i) any = any || declared[i].defined();
-    for (size_t i = 0; i < params.size(); ++i) watched[i] = any ? declared[i].defined() : true;
+    for (size_t i = 0; i < params.size(); ++i) watched[i] = any && !flow ? declared[i].defined() : true;
     averager = std::make_unique<IterateAverager>(params, watched, options.averaging);
   }
 };
@@ -383,6 +399,7 @@ struct Fit::Impl {
 Fit::Fit(const Model& model, Guide& guide, FitOptions options) {
   validate(options);
   impl_ = std::make_unique<Impl>(model, guide, std::move(options));
+  if (impl_->options.objective.particles == 0) impl_->options.objective.particles = default_particles(guide);
   convert_guide(guide, impl_->options.dtype);
   at::Generator init_stream = at::detail::createCPUGenerator(impl_->options.seed ^ kInitStreamSalt);
   const InitialPoint start = initialize(guide, model, impl_->options.init, init_stream, impl_->options.dtype);
