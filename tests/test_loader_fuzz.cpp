@@ -111,13 +111,13 @@ std::vector<Variant> make_variants(const std::vector<fs::path>& plugins, const s
     const std::string name = path.filename().string();
     const uint64_t size = elf.bytes.size();
     for (const uint64_t at : l.boundaries) out.push_back({source, name, "cut at byte " + std::to_string(at), at, {}});
-    for (int i = 0; i < 10; ++i) {
+    for (int i = 0; i < 6; ++i) {
       const uint64_t at = std::uniform_int_distribution<uint64_t>(1, size - 1)(rng);
       out.push_back({source, name, "cut at random byte " + std::to_string(at), at, {}});
     }
     // Flips: XOR 1 byte (single) or 2..8 consecutive bytes (multi) with random values.
-    const std::map<std::string, int> flips{{"ELF header", 30},       {"program headers", 45}, {"dynamic section", 45},
-                                           {"descriptor", 30},       {"descriptor alias", 6}};
+    const std::map<std::string, int> flips{{"ELF header", 25},       {"program headers", 40}, {"dynamic section", 40},
+                                           {"descriptor", 25},       {"descriptor alias", 6}};
     for (const auto& [region, range] : l.regions) {
       for (int i = 0; i < flips.at(region); ++i) {
         const uint64_t len = i % 3 == 2 ? std::uniform_int_distribution<uint64_t>(2, 8)(rng) : 1;
@@ -242,7 +242,7 @@ TEST(LoaderFuzz, CorruptedPluginsLoadOrAreRefusedInOneLineNeverCrash) {
     if (v.plugin == "libmixture.so")  // a mixture needs its component families loaded
       args.insert(args.end(), {"--plugin", good_normal, "--guide", "mixture", "--guide-opt", "components=normal,normal"});
     args.insert(args.end(), {"--plugin", r.file.string(), "--model", models + "eight_schools.qvr", "--data",
-                             models + "eight_schools.json", "--steps", "3", "--draws", "10", "--elbo-particles",
+                             models + "eight_schools.json", "--steps", "2", "--draws", "10", "--elbo-particles",
                              "100", "--init", "default", "--quiet", "--output", r.output.string()});
     int fds[2];
     ASSERT_EQ(::pipe(fds), 0);
