@@ -48,9 +48,10 @@ namespace {
 // is in this class.
 // ---------------------------------------------------------------------------
 
-vguide::FitOptions fit_options(int64_t S) {
+vguide::FitOptions fit_options(int64_t S, at::ScalarType dtype) {
   vguide::FitOptions o;
   o.steps = int64_t{1} << 40;  // the planned total, for schedules; never reached
+  o.dtype = dtype;
   o.objective.particles = S;
   o.optimizer.lr = 0.01;
   return o;
@@ -58,7 +59,8 @@ vguide::FitOptions fit_options(int64_t S) {
 
 class FrameworkSvi {
  public:
-  FrameworkSvi(const vguide::Model& model, vguide::Guide& guide, int64_t S) : fit_(model, guide, fit_options(S)) {}
+  FrameworkSvi(const vguide::Model& model, vguide::Guide& guide, int64_t S, at::ScalarType dtype)
+      : fit_(model, guide, fit_options(S, dtype)) {}
   void step() { fit_.step(); }
 
  private:
@@ -79,6 +81,7 @@ struct Case {
   int64_t S = 1;
   int64_t B = 0;  ///< minibatch rows; 0 = full batch
   int threads = 1;
+  at::ScalarType dtype = at::kDouble;  ///< the framework's and the baseline's
 };
 
 const std::vector<std::string> kFamilies{"normal", "delta", "mvn", "lowrank_mvn", "laplace", "iaf", "spline", "mixture"};
@@ -174,7 +177,18 @@ std::vector<Case> make_cases(const Sizes& z) {
     cs.push_back({"threads", "means_K" + std::to_string(z.wide_K) + "_lowrank_mvn_S16", t, wide, "lowrank_mvn",
                   {"rank=5"}, 16, 0, t});
   }
-  return cs;
+  // Every configuration in both precisions (float64 is the fit's default), the
+  // dtype named in its series so that tables and curves keep them apart.
+  std::vector<Case> both;
+  for (const Case& c : cs) {
+    for (const at::ScalarType dtype : {at::kDouble, at::kFloat}) {
+      Case d = c;
+      d.dtype = dtype;
+      d.series += ", " + vguide::dtype_name(dtype);
+      both.push_back(std::move(d));
+    }
+  }
+  return both;
 }
 
 std::string join(const std::vector<std::string>& v, const char* sep) {
@@ -186,7 +200,7 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
 // What --filter matches: "curve model guide S=.. B=.. t=..", with a space after each.
 std::string case_line(const Case& c) {
   return c.curve + " " + c.spec.key() + " " + c.guide + " S=" + std::to_string(c.S) + " B=" + std::to_string(c.B) +
-         " t=" + std::to_string(c.threads) + " ";
+         " t=" + std::to_string(c.threads) + " " + vguide::dtype_name(c.dtype) + " ";
 }
 
 std::set<std::string> split_set(const std::string& s) {
@@ -218,8 +232,8 @@ nlohmann::ordered_json run_case(vguide::PluginManager& plugins, const Case& c, c
   plugins.set_seed(1);
   auto guide = plugins.create(c.guide, model, model.observed_names(), c.options);
   const std::string path = log_joint_path(model, *guide, c.S);
-  FrameworkSvi framework(model, *guide, c.S);
-  auto baseline = vguide::bench::make_baseline(c.spec, md.data, c.S, c.B, 1);
+  FrameworkSvi framework(model, *guide, c.S, c.dtype);
+  auto baseline = vguide::bench::make_baseline(c.spec, md.data, c.S, c.B, 1, c.dtype);
 
   const auto [fw, base] = vguide::bench::time_pair([&] { framework.step(); }, [&] { baseline->step(); }, timing);
 
@@ -235,6 +249,7 @@ nlohmann::ordered_json run_case(vguide::PluginManager& plugins, const Case& c, c
   j["B"] = model.batch_size();
   j["D"] = guide->registry().total_unconstrained_dim();
   j["threads"] = c.threads;
+  j["dtype"] = vguide::dtype_name(c.dtype);
   j["log_joint"] = path;
   j["us_per_step"] = fw.median_us;
   j["baseline_us_per_step"] = base.median_us;
@@ -262,7 +277,7 @@ int run(int argc, char** argv) {
       "report", po::value<std::string>(), "read a results file and print its tables instead of running")(
       "plot-dir", po::value<std::string>(), "with --report: write the curves' .dat files here")(
       "filter", po::value<std::string>(),
-      "run only the configurations whose line contains this text, e.g. 'eight_schools normal S=1 '")(
+      "run only the configurations whose line contains this text, e.g. 'eight_schools normal S=1 ' or 'float32 '")(
       "evaluator", po::value<std::string>()->default_value("automatic"),
       "the model's log joint: automatic, reference (LibTorch ops only) or fused (wherever the program can be)");
   po::variables_map vm;
@@ -348,10 +363,10 @@ int run(int argc, char** argv) {
       if (it == data.end()) it = data.emplace(c.spec.key(), vguide::bench::make_model_data(c.spec, source_dir)).first;
       const auto j = run_case(plugins, c, it->second, timing, evaluator);
       std::cout << j.dump() << std::endl;
-      std::fprintf(stderr, "[%3zu/%zu %5.0fs] %-7s %-28s %-12s S=%-3lld B=%-5lld t=%d  %9.1f us  floor %9.1f us  x%.2f  (CPU x%.2f)\n",
+      std::fprintf(stderr, "[%3zu/%zu %5.0fs] %-7s %-28s %-12s S=%-3lld B=%-5lld t=%d %-7s  %9.1f us  floor %9.1f us  x%.2f  (CPU x%.2f)\n",
                    i + 1, cases.size(), vguide::bench::detail::seconds_since(start), c.curve.c_str(),
                    c.spec.key().c_str(), c.guide.c_str(), static_cast<long long>(c.S), static_cast<long long>(c.B),
-                   c.threads, j["us_per_step"].get<double>(), j["baseline_us_per_step"].get<double>(),
+                   c.threads, vguide::dtype_name(c.dtype).c_str(), j["us_per_step"].get<double>(), j["baseline_us_per_step"].get<double>(),
                    j["ratio"].get<double>(), j["cpu_ratio"].get<double>());
     } catch (const std::exception& e) {
       nlohmann::ordered_json j{{"error", e.what()}, {"curve", c.curve}, {"model", c.spec.key()}, {"guide", c.guide},

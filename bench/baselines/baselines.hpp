@@ -7,10 +7,10 @@
 /// one LibTorch op per formula term (normalising constants included), the positive
 /// site through exp with its log-Jacobian, and torch::optim::Adam (lr 0.01) over the
 /// per-site tensors. No framework code runs in a step; only the data are taken from
-/// the same vguide::model::Data the framework's model is bound to (converted to
-/// float32 once, at construction).
+/// the same vguide::model::Data the framework's model is bound to (converted to the
+/// step's dtype once, at construction).
 ///
-/// Example: auto base = vguide::bench::make_baseline(spec, md.data, /*S=*/1, /*B=*/0, /*seed=*/1);
+/// Example: auto base = vguide::bench::make_baseline(spec, md.data, /*S=*/1, /*B=*/0, /*seed=*/1, at::kDouble);
 ///          base->step();
 #include <ATen/core/Tensor.h>
 
@@ -51,6 +51,6 @@ class Baseline {
 /// @throw std::invalid_argument for a minibatch on a model without one (only the
 ///        logistic regression subsamples), or B > N.
 std::unique_ptr<Baseline> make_baseline(const ModelSpec& spec, const model::Data& data, int64_t S, int64_t B,
-                                        uint64_t seed);
+                                        uint64_t seed, at::ScalarType dtype = at::kFloat);
 
 }  // namespace vguide::bench

@@ -15,19 +15,20 @@ using detail::parameter;
 
 class EightSchools final : public Baseline {
  public:
-  EightSchools(const model::Data& data, int64_t S, uint64_t seed)
-      : S_(S),
+  EightSchools(const model::Data& data, int64_t S, uint64_t seed, at::ScalarType dtype)
+      : dtype_(dtype),
+        S_(S),
         gen_(at::detail::createCPUGenerator(seed)),
-        y_(data.get("y").to(at::kFloat)),
-        sigma_(data.get("sigma").to(at::kFloat)),
+        y_(data.get("y").to(dtype)),
+        sigma_(data.get("sigma").to(dtype)),
         log_sigma_(at::log(sigma_)),
         J_(y_.size(0)),
-        mu_loc_(parameter({}, 0.0)),
-        mu_log_scale_(parameter({}, detail::kInitLogScale)),
-        tau_loc_(parameter({}, 0.0)),
-        tau_log_scale_(parameter({}, detail::kInitLogScale)),
-        theta_loc_(parameter({J_}, 0.0)),
-        theta_log_scale_(parameter({J_}, detail::kInitLogScale)),
+        mu_loc_(parameter({}, 0.0, dtype)),
+        mu_log_scale_(parameter({}, detail::kInitLogScale, dtype)),
+        tau_loc_(parameter({}, 0.0, dtype)),
+        tau_log_scale_(parameter({}, detail::kInitLogScale, dtype)),
+        theta_loc_(parameter({J_}, 0.0, dtype)),
+        theta_log_scale_(parameter({J_}, detail::kInitLogScale, dtype)),
         adam_({mu_loc_, mu_log_scale_, tau_loc_, tau_log_scale_, theta_loc_, theta_log_scale_},
               torch::optim::AdamOptions(0.01)) {}
 
@@ -42,9 +43,9 @@ class EightSchools final : public Baseline {
   }
 
   void step() override {
-    at::Tensor e_mu = at::randn({S_}, gen_);
-    at::Tensor e_tau = at::randn({S_}, gen_);
-    at::Tensor e_theta = at::randn({S_, J_}, gen_);
+    at::Tensor e_mu = at::randn({S_}, gen_, at::TensorOptions().dtype(dtype_));
+    at::Tensor e_tau = at::randn({S_}, gen_, at::TensorOptions().dtype(dtype_));
+    at::Tensor e_theta = at::randn({S_, J_}, gen_, at::TensorOptions().dtype(dtype_));
     adam_.zero_grad();
     at::Tensor loss = -elbo(e_mu, e_tau, e_theta);
     loss.backward();
@@ -75,6 +76,7 @@ class EightSchools final : public Baseline {
     return (log_joint - log_q).mean();
   }
 
+  at::ScalarType dtype_;  // the parameters, data and noise
   int64_t S_;
   at::Generator gen_;
   at::Tensor y_, sigma_, log_sigma_;
@@ -85,8 +87,8 @@ class EightSchools final : public Baseline {
 
 }  // namespace
 
-std::unique_ptr<Baseline> make_eight_schools_baseline(const model::Data& data, int64_t S, uint64_t seed) {
-  return std::make_unique<EightSchools>(data, S, seed);
+std::unique_ptr<Baseline> make_eight_schools_baseline(const model::Data& data, int64_t S, uint64_t seed, at::ScalarType dtype) {
+  return std::make_unique<EightSchools>(data, S, seed, dtype);
 }
 
 }  // namespace vguide::bench

@@ -15,18 +15,19 @@ using detail::parameter;
 
 class LogisticRegression final : public Baseline {
  public:
-  LogisticRegression(const model::Data& data, int64_t S, int64_t B, uint64_t seed)
-      : S_(S),
+  LogisticRegression(const model::Data& data, int64_t S, int64_t B, uint64_t seed, at::ScalarType dtype)
+      : dtype_(dtype),
+        S_(S),
         gen_(at::detail::createCPUGenerator(seed)),
-        X_(data.get("X").to(at::kFloat)),
-        y_(data.get("y").to(at::kFloat)),
+        X_(data.get("X").to(dtype)),
+        y_(data.get("y").to(dtype)),
         N_(X_.size(0)),
         P_(X_.size(1)),
         B_(B == 0 ? N_ : B),
-        alpha_loc_(parameter({}, 0.0)),
-        alpha_log_scale_(parameter({}, detail::kInitLogScale)),
-        beta_loc_(parameter({P_}, 0.0)),
-        beta_log_scale_(parameter({P_}, detail::kInitLogScale)),
+        alpha_loc_(parameter({}, 0.0, dtype)),
+        alpha_log_scale_(parameter({}, detail::kInitLogScale, dtype)),
+        beta_loc_(parameter({P_}, 0.0, dtype)),
+        beta_log_scale_(parameter({P_}, detail::kInitLogScale, dtype)),
         adam_({alpha_loc_, alpha_log_scale_, beta_loc_, beta_log_scale_}, torch::optim::AdamOptions(0.01)) {
     if (B_ < 1 || B_ > N_)
       throw std::invalid_argument("logistic baseline: batch size is " + std::to_string(B) + ", but must be in [1, " +
@@ -42,8 +43,8 @@ class LogisticRegression final : public Baseline {
   }
 
   void step() override {
-    at::Tensor e_alpha = at::randn({S_}, gen_);
-    at::Tensor e_beta = at::randn({S_, P_}, gen_);
+    at::Tensor e_alpha = at::randn({S_}, gen_, at::TensorOptions().dtype(dtype_));
+    at::Tensor e_beta = at::randn({S_, P_}, gen_, at::TensorOptions().dtype(dtype_));
     at::Tensor rows;
     if (B_ < N_) rows = at::randint(N_, {B_}, gen_, at::kLong);
     adam_.zero_grad();
@@ -71,6 +72,7 @@ class LogisticRegression final : public Baseline {
     return (log_joint - (lq_alpha + lq_beta)).mean();
   }
 
+  at::ScalarType dtype_;  // the parameters, data and noise
   int64_t S_;
   at::Generator gen_;
   at::Tensor X_, y_;
@@ -81,8 +83,8 @@ class LogisticRegression final : public Baseline {
 
 }  // namespace
 
-std::unique_ptr<Baseline> make_logistic_baseline(const model::Data& data, int64_t S, int64_t B, uint64_t seed) {
-  return std::make_unique<LogisticRegression>(data, S, B, seed);
+std::unique_ptr<Baseline> make_logistic_baseline(const model::Data& data, int64_t S, int64_t B, uint64_t seed, at::ScalarType dtype) {
+  return std::make_unique<LogisticRegression>(data, S, B, seed, dtype);
 }
 
 }  // namespace vguide::bench

@@ -14,13 +14,14 @@ using detail::parameter;
 
 class NormalMeans final : public Baseline {
  public:
-  NormalMeans(const model::Data& data, int64_t S, uint64_t seed)
-      : S_(S),
+  NormalMeans(const model::Data& data, int64_t S, uint64_t seed, at::ScalarType dtype)
+      : dtype_(dtype),
+        S_(S),
         gen_(at::detail::createCPUGenerator(seed)),
-        y_(data.get("y").to(at::kFloat)),
+        y_(data.get("y").to(dtype)),
         K_(y_.size(1)),
-        mu_loc_(parameter({K_}, 0.0)),
-        mu_log_scale_(parameter({K_}, detail::kInitLogScale)),
+        mu_loc_(parameter({K_}, 0.0, dtype)),
+        mu_log_scale_(parameter({K_}, detail::kInitLogScale, dtype)),
         adam_({mu_loc_, mu_log_scale_}, torch::optim::AdamOptions(0.01)) {}
 
   std::vector<Site> sites() const override { return {{"mu", {K_}, mu_loc_, mu_log_scale_}}; }
@@ -28,7 +29,7 @@ class NormalMeans final : public Baseline {
   at::Tensor elbo(const std::vector<at::Tensor>& eps, const at::Tensor&) override { return elbo(eps.at(0)); }
 
   void step() override {
-    at::Tensor e_mu = at::randn({S_, K_}, gen_);
+    at::Tensor e_mu = at::randn({S_, K_}, gen_, at::TensorOptions().dtype(dtype_));
     adam_.zero_grad();
     at::Tensor loss = -elbo(e_mu);
     loss.backward();
@@ -45,6 +46,7 @@ class NormalMeans final : public Baseline {
     return (lp_mu + lp_y - lq_mu).mean();
   }
 
+  at::ScalarType dtype_;  // the parameters, data and noise
   int64_t S_;
   at::Generator gen_;
   at::Tensor y_;
@@ -55,8 +57,8 @@ class NormalMeans final : public Baseline {
 
 }  // namespace
 
-std::unique_ptr<Baseline> make_normal_means_baseline(const model::Data& data, int64_t S, uint64_t seed) {
-  return std::make_unique<NormalMeans>(data, S, seed);
+std::unique_ptr<Baseline> make_normal_means_baseline(const model::Data& data, int64_t S, uint64_t seed, at::ScalarType dtype) {
+  return std::make_unique<NormalMeans>(data, S, seed, dtype);
 }
 
 }  // namespace vguide::bench
