@@ -49,7 +49,8 @@ ModelInputs load_model(const Settings& settings) {
   model::Data data = model::parse_data(in.data_text, data_path);
   in.data_names = data.names();
   if (settings.stan) {  // the settings refused minibatches and ranks
-    in.model = std::make_unique<model::StanModel>(model::parse_stan(in.model_text, model_path), std::move(data));
+    in.model = std::make_unique<model::StanModel>(model::parse_stan(in.model_text, model_path), std::move(data),
+                                                  settings.seed);
     return in;
   }
   in.model = program_model(model::parse_program(in.model_text, model_path), std::move(data), in);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "vguide/bijector.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/stan_model.hpp"
 
@@ -152,10 +153,8 @@ TEST(StanErrors, BindingRefusalsAreLocated) {
   EXPECT_EQ(bound.message, "a lower bound that depends on parameters is not supported");
   EXPECT_EQ(bound.line, 2);
   EXPECT_EQ(bound.column, 34);
-  const Located corr = binding_refusal("parameters { corr_matrix[3] Omega; }\nmodel { }\n", "{}");
-  EXPECT_EQ(corr.message,
-            "corr_matrix parameters are not supported (declare a cholesky_factor_corr L and use "
-            "multiply_lower_tri_self_transpose(L))");
+  const Located unit = binding_refusal("parameters { unit_vector[3] u; }\nmodel { }\n", "{}");
+  EXPECT_EQ(unit.message, "unit_vector parameters are not supported");
   const Located size = binding_refusal("data { int N; }\nparameters { vector[N] b; }\nmodel { }\n", "{\"N\": -2}");
   EXPECT_EQ(size.message, "a size must not be negative, but this is -2");
   EXPECT_EQ(size.line, 2);
@@ -332,6 +331,66 @@ TEST(StanErrors, ARangeThatStartsPastTheEndIsEmpty) {
                   parse_data("{}", "data.json"));
   const at::Tensor lp = model.log_joint(at::empty({1}, at::kDouble), {{"mu", at::tensor({2.0}, at::kDouble)}});
   EXPECT_DOUBLE_EQ(lp.item<double>(), -4.0);
+}
+
+TEST(StanErrors, ACorrelationMatrixParameterIsItsCholeskyFactorWithTheJacobianOfLLt) {
+  // LKJ's two forms: the density of Omega = L Lᵀ under lkj_corr(eta) times the Jacobian
+  // of L -> L Lᵀ is lkj_corr_cholesky(eta) at L, so the two programs agree at every L.
+  const std::string eta = "2.5";
+  StanModel matrix(parse_stan("parameters { array[2] corr_matrix[3] Omega; }\n"
+                              "model { for (k in 1:2) Omega[k] ~ lkj_corr(" + eta + "); }\n",
+                              "model.stan"),
+                   parse_data("{}", "data.json"));
+  StanModel factor(parse_stan("parameters { array[2] cholesky_factor_corr[3] L; }\n"
+                              "model { for (k in 1:2) L[k] ~ lkj_corr_cholesky(" + eta + "); }\n",
+                              "model.stan"),
+                   parse_data("{}", "data.json"));
+  ASSERT_EQ(matrix.sites()[0].support.kind(), vguide::ConstraintKind::corr_cholesky);
+  ASSERT_EQ(matrix.sites()[0].shape, (std::vector<int64_t>{2, 3, 3}));
+  at::manual_seed(3);
+  const auto bijector = vguide::biject_to(matrix.sites()[0].support);
+  const at::Tensor L = bijector->forward(at::randn({4, 2, 3}, at::kDouble));
+  ASSERT_EQ(L.sizes(), at::IntArrayRef({4, 2, 3, 3}));
+  const at::Tensor x = at::empty({4}, at::kDouble);
+  const at::Tensor lp_matrix = matrix.log_joint(x, {{"Omega", L}});
+  const at::Tensor lp_factor = factor.log_joint(x, {{"L", L}});
+  EXPECT_TRUE(at::allclose(lp_matrix, lp_factor, 1e-10, 1e-10)) << lp_matrix << lp_factor;
+  // The reported value is Omega, a correlation matrix.
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  const auto q = matrix.quantities({{"Omega", L}}, gen);
+  ASSERT_EQ(q[0].name, "Omega");
+  EXPECT_TRUE(at::allclose(q[0].values, at::matmul(L, L.transpose(-1, -2)), 1e-12, 1e-12));
+  EXPECT_TRUE(at::allclose(q[0].values.diagonal(0, -2, -1), at::ones({4, 2, 3}, at::kDouble), 1e-12, 1e-12));
+  // Data declared corr_matrix are checked as correlation matrices.
+  EXPECT_EQ(data_refusal("data { corr_matrix[2] R; }\nmodel { }\n", "{\"R\": [[1, 0.5], [0.4, 1]]}"),
+            "data.json: variable 'R' is not a corr_matrix");
+  EXPECT_EQ(data_refusal("data { array[2] corr_matrix[2] R; }\nmodel { }\n",
+                         "{\"R\": [[[1, 0.5], [0.5, 1]], [[1, 2], [2, 1]]]}"),
+            "data.json: variable 'R[2]' is not a corr_matrix");
+  StanModel data_ok(parse_stan("data { corr_matrix[2] R; }\nparameters { real mu; }\nmodel { mu ~ normal(R[1, 2], 1); }\n",
+                               "model.stan"),
+                    parse_data("{\"R\": [[1, 0.5], [0.5, 1]]}", "data.json"));
+  EXPECT_NEAR(data_ok.log_joint(at::empty({1}, at::kDouble), {{"mu", at::tensor({0.5}, at::kDouble)}}).item<double>(),
+              -0.5 * std::log(2 * M_PI), 1e-12);
+}
+
+TEST(StanErrors, TransformedDataRandomNumbersFollowTheSeed) {
+  const std::string program =
+      "transformed data { real x = normal_rng(0, 1); }\nparameters { real mu; }\nmodel { mu ~ normal(x, 1); }\n"
+      "generated quantities { real c = x; }\n";
+  const auto tdata = [&](uint64_t seed) {
+    StanModel model(parse_stan(program, "model.stan"), parse_data("{}", "data.json"), seed);
+    at::Generator gen = at::detail::createCPUGenerator(0);
+    const auto q = model.quantities({{"mu", at::zeros({1}, at::kDouble)}}, gen);
+    // The log density at mu = 0 is N(0 | x, 1), the same x.
+    const double x = q.at(1).values.item<double>();
+    EXPECT_NEAR(model.log_joint(at::empty({1}, at::kDouble), {{"mu", at::zeros({1}, at::kDouble)}}).item<double>(),
+                -0.5 * x * x - 0.5 * std::log(2 * M_PI), 1e-12);
+    return x;
+  };
+  EXPECT_EQ(tdata(1), tdata(1));
+  EXPECT_NE(tdata(1), tdata(2));
+  EXPECT_NE(tdata(0), tdata(3));
 }
 
 TEST(StanErrors, MoreDensitiesAgainstTheirClosedForms) {

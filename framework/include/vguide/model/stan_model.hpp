@@ -53,7 +53,8 @@ class VGUIDE_API StanModel : public Model {
   /// @throw DataError for missing or malformed data; ProgramError (located) for a
   ///        size that is not a non-negative integer, a `reject` or an error while
   ///        running transformed data, a bound that depends on parameters.
-  StanModel(std::shared_ptr<const StanProgram> program, Data data);
+  /// `seed` seeds the `_rng` calls of transformed data (the host passes --seed).
+  StanModel(std::shared_ptr<const StanProgram> program, Data data, uint64_t seed = 0);
   ~StanModel() override;
 
   /// One latent site per parameters-block variable, in declaration order.

@@ -84,10 +84,29 @@ std::string number_text(double v) {
 }
 
 // A declaration's constraint as a value, its bounds evaluated now.
+// The transformed data's `_rng` stream: the model's seed, kept apart from the guide's
+// and the init strategies' streams of the same seed.
+constexpr uint64_t kTransformedDataSalt = 0x7dA7a5eedULL;
+
 struct Declared {
   Constraint support;
   std::string text;  ///< as declared, e.g. "lower=0" or "simplex"
+  /// corr_matrix: the site is its Cholesky factor (support), the value a correlation matrix.
+  bool correlation = false;
 };
+
+// Per matrix of v (..., K, K): symmetric, unit diagonal and positive definite, to tol.
+at::Tensor is_correlation(const at::Tensor& v, double tol) {
+  const at::Tensor symmetric = ((v - v.transpose(-1, -2)).abs() <= tol).flatten(-2).all(-1);
+  const at::Tensor unit_diagonal = ((v.diagonal(0, -2, -1) - 1.0).abs() <= tol).all(-1);
+  const at::Tensor positive_definite = std::get<1>(at::linalg_cholesky_ex(v)) == 0;
+  return symmetric & unit_diagonal & positive_definite;
+}
+
+// Whether values of a constrained type (simplex, cov_matrix, ...) keep it, to tol.
+at::Tensor keeps(const Declared& c, const at::Tensor& v, double tol) {
+  return c.correlation ? is_correlation(v, tol) : c.support.check(v, tol);
+}
 
 }  // namespace
 
@@ -122,6 +141,7 @@ struct StanModel::Impl {
           {"cholesky_factor_corr", constraints::corr_cholesky},
           {"cholesky_factor_cov", constraints::lower_cholesky},
           {"cov_matrix", constraints::positive_definite}};
+      if (d.special == "corr_matrix") return {constraints::corr_cholesky(), d.special, true};
       const auto it = kSpecial.find(d.special);
       if (it == kSpecial.end()) fail(d.loc, d.special + " is not supported");
       return {it->second(), d.special};
@@ -160,7 +180,7 @@ struct StanModel::Impl {
       if (!std::isnan(lo)) ok = ok & (v >= lo);
       if (!std::isnan(hi)) ok = ok & (v <= hi);
     } else {
-      ok = c.support.check(v, 1e-8);
+      ok = keeps(c, v, 1e-8);
     }
     const at::Tensor bad = (~ok).reshape({-1}).nonzero();
     return bad.numel() == 0 ? -1 : bad[0][0].item<int64_t>();
@@ -216,9 +236,9 @@ struct StanModel::Impl {
     data = scopes[0];
   }
 
-  void run_transformed_data() {
+  void run_transformed_data(uint64_t seed) {
     RunContext ctx;
-    at::Generator gen = at::detail::createCPUGenerator(0);
+    at::Generator gen = at::detail::createCPUGenerator(seed ^ kTransformedDataSalt);
     ctx.generator = &gen;
     Interpreter in(*program, ctx, {data});
     in.set_print_budget(&print_budget);
@@ -248,11 +268,7 @@ struct StanModel::Impl {
     for (const StmtP& s : program->ast.parameters) names.insert(s->name);
     for (const StmtP& s : program->ast.parameters) {
       const DeclType& d = s->decl_type;
-      if (d.special == "unit_vector" || d.special == "corr_matrix")
-        fail(d.loc, d.special + " parameters are not supported" +
-                        (d.special == "corr_matrix" ? std::string(" (declare a cholesky_factor_corr L and use "
-                                                                  "multiply_lower_tri_self_transpose(L))")
-                                                    : std::string()));
+      if (d.special == "unit_vector") fail(d.loc, "unit_vector parameters are not supported");
       for (const auto& e : d.array_sizes)
         if (mentions(*e, names)) fail(e->loc, "a size that depends on parameters is not supported");
       for (const auto& e : d.sizes)
@@ -278,7 +294,7 @@ struct StanModel::Impl {
     for (const StmtP& s : program->ast.transformed_parameters) {
       if (s->kind != Stmt::Kind::decl) continue;
       const DeclType& d = s->decl_type;
-      if (d.special == "unit_vector" || d.special == "corr_matrix") fail(d.loc, d.special + " is not supported");
+      if (d.special == "unit_vector") fail(d.loc, "unit_vector is not supported");
       std::set<std::string> later = names;
       for (const StmtP& t : program->ast.transformed_parameters)
         if (t->kind == Stmt::Kind::decl) later.insert(t->name);
@@ -321,6 +337,15 @@ struct StanModel::Impl {
         in.add_target(at::log(multiplier).expand_as(t), d.loc);
         t = offset + multiplier * t;
       }
+      if (d.special == "corr_matrix") {
+        // The site is the Cholesky factor L of the correlation matrix, as Stan
+        // parameterises it; the density of L is that of L Lᵀ times the Jacobian
+        // prod_i L_ii^(K - i) (1-based i; Joe 2006), the LKJ density's two forms.
+        const int64_t K = t.size(-1);
+        const at::Tensor power = at::arange(K - 1, -1, -1, at::TensorOptions().dtype(ctx.dtype));
+        in.add_target(power * at::log(t.diagonal(0, -2, -1)), d.loc);
+        t = at::matmul(t, t.transpose(-1, -2));
+      }
       in.scopes()[0][name] = {Val{t, d.type(), false}, true, true};
     }
     return in;
@@ -344,7 +369,7 @@ struct StanModel::Impl {
         if (!std::isnan(lo)) each = each & (v >= lo);
         if (!std::isnan(hi)) each = each & (v <= hi);
       } else {
-        each = c.support.check(v, 1e-8);
+        each = keeps(c, v, 1e-8);
       }
       each = each.dim() > 1 ? each.flatten(1).all(1) : each;
       ok = ok & each.expand({S});
@@ -355,12 +380,13 @@ struct StanModel::Impl {
 
 StanModel::~StanModel() = default;
 
-StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data) : impl_(std::make_unique<Impl>()) {
+StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data, uint64_t seed)
+    : impl_(std::make_unique<Impl>()) {
   if (!program) throw std::invalid_argument("StanModel: the program is null");
   impl_->program = std::move(program);
   impl_->filename = impl_->program->file.filename;
   impl_->read_data(data);
-  impl_->run_transformed_data();
+  impl_->run_transformed_data(seed);
   impl_->declare_parameters(sites_);
   // One evaluation at Stan's default start (uniform on (-2, 2) unconstrained), so
   // that sizes that do not fit and unsupported uses are reported before a fit.
