@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark suite (docs/performance.md): configures a Release build with the
-# benchmarks in build-bench/, builds the driver, runs the suite (about 6 minutes
+# benchmarks in build-bench/, builds the driver, runs the suite (about 10 minutes, every configuration in both dtypes
 # on 2 cores) and writes
 #   bench/results/<name>.jsonl      one JSON line per configuration (and self-check)
 #   bench/results/<name>-distributed.jsonl   data-parallel steps against ranks
