@@ -1,5 +1,6 @@
 # The suite's scaling curves, from the .dat files `vguide_bench_svi --report` writes
-# (columns: x, µs per step, hand-written floor µs, ratio, then the same in CPU time).
+# (columns: x, µs per step, hand-written floor µs, ratio, then the same in CPU time),
+# the float64 series (the fit's default; the float32 ones end in _float32).
 #   gnuplot -e "dir='bench/results/NAME'" bench/plot.gp              ->  dir/{N,D,S,threads}.png
 #   gnuplot -e "dir='bench/results/NAME'; cpu=1" bench/plot.gp       ->  dir/{N,D,S,threads}_cpu.png
 if (!exists("dir")) dir = "."
@@ -18,8 +19,8 @@ set title "Logistic regression (P = 20), normal guide, S = 1: step time against 
 set xlabel "data rows N"
 plot d."N_full.dat" u 1:(column(c)) w lp lw 2 pt 7 lc 1 t "vguide, full batch", \
      d."N_full.dat" u 1:(column(c+1)) w lp lw 1 pt 6 dt 2 lc 1 t "hand-written, full batch", \
-     for [f in system("ls " . d . "N_B=*.dat 2>/dev/null")] f u 1:(column(c)) w lp lw 2 pt 5 lc 2 t "vguide, minibatch ".substr(f, strstrt(f, "N_B=") + 2, strlen(f) - 4), \
-     for [f in system("ls " . d . "N_B=*.dat 2>/dev/null")] f u 1:(column(c+1)) w lp lw 1 pt 4 dt 2 lc 2 t "hand-written, minibatch"
+     for [f in system("ls " . d . "N_B=*.dat 2>/dev/null | grep -v _float32")] f u 1:(column(c)) w lp lw 2 pt 5 lc 2 t "vguide, minibatch ".substr(f, strstrt(f, "N_B=") + 2, strlen(f) - 4), \
+     for [f in system("ls " . d . "N_B=*.dat 2>/dev/null | grep -v _float32")] f u 1:(column(c+1)) w lp lw 1 pt 4 dt 2 lc 2 t "hand-written, minibatch"
 
 set output dir . "/D" . sfx . ".png"
 set title "Normal means (N = 1), S = 1: step time against the number of latents D"
@@ -46,7 +47,7 @@ set xrange [0.8:2.2]
 set xtics 1
 set key outside right
 set rmargin 45
-files = system("ls " . d . "threads_*.dat")
+files = system("ls " . d . "threads_*.dat | grep -v _float32")
 name(f) = substr(f, strstrt(f, "threads_") + 8, strlen(f) - 4)
 plot for [i = 1:words(files)] word(files, i) u 1:(column(c)) w lp lw 2 pt 7 lc i t "vguide ".name(word(files, i)), \
      for [i = 1:words(files)] word(files, i) u 1:(column(c+1)) w lp lw 1 pt 6 dt 2 lc i t "hand-written ".name(word(files, i))

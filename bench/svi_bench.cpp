@@ -177,14 +177,16 @@ std::vector<Case> make_cases(const Sizes& z) {
     cs.push_back({"threads", "means_K" + std::to_string(z.wide_K) + "_lowrank_mvn_S16", t, wide, "lowrank_mvn",
                   {"rank=5"}, 16, 0, t});
   }
-  // Every configuration in both precisions (float64 is the fit's default), the
-  // dtype named in its series so that tables and curves keep them apart.
+  // Every configuration in both precisions (float64 is the fit's default). A table's
+  // heading names its dtype; a curve's float32 series gets a suffix without spaces
+  // (the series names the plots' .dat files; bench/plot.gp draws the float64 ones).
   std::vector<Case> both;
   for (const Case& c : cs) {
     for (const at::ScalarType dtype : {at::kDouble, at::kFloat}) {
       Case d = c;
       d.dtype = dtype;
-      d.series += ", " + vguide::dtype_name(dtype);
+      if (c.curve == "table") d.series += ", " + vguide::dtype_name(dtype);
+      else if (dtype == at::kFloat) d.series += "_float32";
       both.push_back(std::move(d));
     }
   }

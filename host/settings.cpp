@@ -113,8 +113,17 @@ int64_t parse_particles(const std::string& text) {
 std::string trajectory_text(const po::variables_map& vm) {
   // What changes the fit's trajectory; --steps may differ on resume (a longer fit).
   std::ostringstream s;
-  for (const char* key : {"objective", "particles", "optimizer", "schedule", "convergence", "init", "dtype"})
+  for (const char* key : {"objective", "optimizer", "schedule", "convergence", "init", "dtype"})
     s << key << "=" << vm[key].as<std::string>() << ";";
+  // As parsed, so that "8" and "08" resume each other ("auto" stays auto: the count it
+  // chooses depends on the family, which the checkpoint records apart).
+  const std::string particles = vm["particles"].as<std::string>();
+  try {
+    const int64_t n = parse_particles(particles);
+    s << "particles=" << (n == 0 ? std::string("auto") : std::to_string(n)) << ";";
+  } catch (const std::invalid_argument&) {
+    s << "particles=" << particles << ";";  // refused when the options are read
+  }
   for (const char* key : {"lr", "momentum", "weight-decay", "gamma", "min-lr", "clip-norm", "tol-rel-obj", "init-radius"})
     s << key << "=" << vm[key].as<double>() << ";";
   for (const char* key : {"step-size", "eval-elbo", "batch-size", "max-non-finite"})

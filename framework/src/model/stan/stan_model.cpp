@@ -369,7 +369,8 @@ struct StanModel::Impl {
         if (!std::isnan(lo)) each = each & (v >= lo);
         if (!std::isnan(hi)) each = each & (v <= hi);
       } else {
-        each = keeps(c, v, 1e-8);
+        // Rounding of the fit's own dtype: a float32 L Lᵀ misses a unit diagonal by ~1e-7.
+        each = keeps(c, v, v.scalar_type() == at::kFloat ? 1e-5 : 1e-8);
       }
       each = each.dim() > 1 ? each.flatten(1).all(1) : each;
       ok = ok & each.expand({S});
