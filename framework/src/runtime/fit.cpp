@@ -156,6 +156,14 @@ std::string diagnose_non_finite(const Model& model, Guide& guide) {
   return "the objective is not finite for some draws";
 }
 
+// Whether the guide is, or holds, a normalizing flow (the particles and the averaging
+// rule treat flows apart).
+bool holds_flow(Guide& guide) {
+  for (const auto& [name, g] : guides_in(guide))
+    if (dynamic_cast<const flow::FlowGuide*>(g) != nullptr) return true;
+  return false;
+}
+
 // Each guide's step scales (a mixture's components too), by the position of their
 // parameter in `params`; undefined where a parameter has none.
 std::vector<at::Tensor> step_units(const std::vector<Guide*>& guides, const std::vector<at::Tensor>& params) {
@@ -255,8 +263,7 @@ void validate(const FitOptions& o) {
 }
 
 int64_t default_particles(Guide& guide) {
-  for (const auto& module : guide.modules(/*include_self=*/true))
-    if (dynamic_cast<const flow::FlowGuide*>(module.get()) != nullptr) return 8;
+  if (holds_flow(guide)) return 8;
   int64_t parameters = 0;
   for (const auto& p : guide.parameters(/*recurse=*/true)) parameters += p.numel();
   return parameters > 2 * guide.registry().total_unconstrained_dim() ? 4 : 1;
@@ -386,8 +393,7 @@ struct Fit::Impl {
   // a flow's every parameter is watched, the weights in unit 1.
   void make_averager() {
     const std::vector<at::Tensor> declared = step_units(all_guides, params);
-    const bool flow = std::any_of(all_guides.begin(), all_guides.end(),
-                                  [](Guide* g) { return dynamic_cast<const flow::FlowGuide*>(g) != nullptr; });
+    const bool flow = holds_flow(guide);
     std::vector<bool> watched(params.size(), false);
     bool any = false;
     for (size_t i = 0; i < params.size(); ++i) any = any || declared[i].defined();
