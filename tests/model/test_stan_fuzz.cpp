@@ -590,7 +590,7 @@ std::string without_numbers(const std::string& s) {
 }
 
 struct Counts {
-  int parsed = 0, rejected = 0, built = 0, build_rejected = 0, evaluated = 0;
+  int parsed = 0, rejected = 0, built = 0, build_rejected = 0, evaluated = 0, compiled = 0;
 };
 
 struct Failure {
@@ -646,6 +646,13 @@ std::string run_one(const std::string& text, const Data& data, Counts* counts, s
     return "build: a non-std exception escaped";
   }
   if (counts) ++counts->built;
+  // A compiled log joint that disagrees with the interpreter is a tracing bug, even
+  // though the model falls back to the interpreter.
+  if (model->interpreted_because().find("differs from the interpreter") != std::string::npos) {
+    *detail = model->interpreted_because();
+    return "compile: " + without_numbers(model->interpreted_because());
+  }
+  if (counts && model->compiled()) ++counts->compiled;
 
   try {
     constexpr int64_t S = 2;
@@ -918,7 +925,7 @@ TEST(StanFuzz, MutantsParseOrFailCleanly) {
   EXPECT_GT(counts.evaluated, 0);
   std::cout << "[ fuzz     ] " << kMutants << " mutants of " << seeds.size() << " seeds (" << corpus
             << " from the corpus): " << counts.parsed << " parsed, " << counts.rejected << " rejected, "
-            << counts.built << " models built (" << counts.build_rejected << " refused), " << counts.evaluated
+            << counts.built << " models built (" << counts.build_rejected << " refused, " << counts.compiled << " compiled), " << counts.evaluated
             << " log joints evaluated; " << failures.size() << " failure kinds; " << total << " s, slowest mutant "
             << slowest << " s\n";
   if (slowest > 1.0) std::cout << "[ fuzz     ] the slowest mutant:\n" << slowest_text << "\n";

@@ -257,6 +257,8 @@ bool has_args(Op op, int count) {
     case Op::div:
     case Op::pow:
     case Op::dot: return count == 2;
+    case Op::collect:
+    case Op::density: return false;  // built by collect() and density()
     default: return count == 1;
   }
 }
@@ -356,7 +358,64 @@ int Tape::index(int a, const std::vector<int64_t>& positions, const std::vector<
   return add(std::move(n));
 }
 
-bool Tape::term(Family family, int value, const std::vector<int>& params) {
+int Tape::collect(const std::vector<int>& sources, const std::vector<int64_t>& offsets,
+                  const std::vector<double>& constants, const std::vector<int64_t>& shape) {
+  const size_t n = sources.size();
+  if (offsets.size() != n || constants.size() != n || numel_of(shape) != static_cast<int64_t>(n)) return -1;
+  for (size_t j = 0; j < n; ++j) {
+    const int src = sources[j];
+    if (src < -1 || src >= static_cast<int>(nodes_.size())) return -1;
+    if (src >= 0 && (offsets[j] < 0 || offsets[j] >= nodes_[static_cast<size_t>(src)].numel)) return -1;
+  }
+  Node node;
+  node.op = Op::collect;
+  node.shape = shape;
+  node.sources = sources;
+  node.map_a = offsets;
+  node.values = constants;
+  return add(std::move(node));
+}
+
+int Tape::density(Family family, int value, const std::vector<int>& params) {
+  if (value < 0 || static_cast<int>(params.size()) != param_count(family)) return -1;
+  std::vector<int64_t> full = shape(value);
+  for (int p : params) {
+    std::vector<int64_t> next;
+    if (p < 0 || !broadcast(full, shape(p), &next)) return -1;
+    full = next;
+  }
+  if (full.empty()) return -1;
+  Node node;
+  node.op = Op::density;
+  node.family = family;
+  node.sources.push_back(value);
+  node.sources.insert(node.sources.end(), params.begin(), params.end());
+  for (int a : node.sources) node.arg_maps.push_back(broadcast_map(shape(a), full));
+  node.inner = full.back();
+  node.shape.assign(full.begin(), full.end() - 1);
+  const int out = add(std::move(node));
+  work_ += numel_of(full);
+  return out;
+}
+
+bool Tape::sum_term(int node, double scale) {
+  if (node < 0 || node >= static_cast<int>(nodes_.size())) return false;
+  sums_.push_back({node, scale});
+  work_ += nodes_[static_cast<size_t>(node)].numel;
+  return true;
+}
+
+void Tape::rewind(const Mark& m) {
+  nodes_.resize(std::min(nodes_.size(), m.nodes));
+  terms_.resize(std::min(terms_.size(), m.terms));
+  sums_.resize(std::min(sums_.size(), m.sums));
+  work_ = m.work;
+  num_latents_ = 0;
+  for (const Node& node : nodes_)
+    if (node.op == Op::latent) num_latents_ = std::max(num_latents_, node.latent + 1);
+}
+
+bool Tape::term(Family family, int value, const std::vector<int>& params, double scale) {
   if (value < 0 || static_cast<int>(params.size()) != param_count(family)) return false;
   std::vector<int64_t> full = shape(value);
   for (int p : params) {
@@ -370,6 +429,7 @@ bool Tape::term(Family family, int value, const std::vector<int>& params) {
   t.value = value;
   t.params = params;
   t.numel = numel_of(full);
+  t.scale = scale;
   t.maps.push_back(broadcast_map(shape(value), full));
   for (int p : params) t.maps.push_back(broadcast_map(shape(p), full));
   work_ += t.numel;
@@ -381,6 +441,33 @@ bool Tape::term(Family family, int value, const std::vector<int>& params) {
 
 void Tape::evaluate(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                     const std::vector<double*>* grads) const {
+  // The buffers hold every node's values for every particle: a long tape (a Stan
+  // program's loops, unrolled) at many particles (the final ELBO's 1000 draws) runs
+  // in blocks of particles, each within about 32 MB.
+  int64_t per_particle = 1;
+  for (const Node& node : nodes_)
+    if (node.op != Op::constant && node.op != Op::latent) per_particle += node.numel;
+  const int64_t block = std::max<int64_t>(1, (int64_t{4} << 20) / per_particle);
+  if (S <= block) {
+    evaluate_block(S, latents, log_joint, grads);
+    return;
+  }
+  std::vector<int64_t> latent_numel(latents.size(), 0);
+  for (const Node& node : nodes_)
+    if (node.op == Op::latent) latent_numel[static_cast<size_t>(node.latent)] = node.numel;
+  for (int64_t p0 = 0; p0 < S; p0 += block) {
+    const int64_t n = std::min(block, S - p0);
+    std::vector<const double*> in(latents.size());
+    std::vector<double*> out;
+    for (size_t k = 0; k < latents.size(); ++k) in[k] = latents[k] + p0 * latent_numel[k];
+    if (grads)
+      for (size_t k = 0; k < grads->size(); ++k) out.push_back((*grads)[k] + p0 * latent_numel[k]);
+    evaluate_block(n, in, log_joint + p0, grads ? &out : nullptr);
+  }
+}
+
+void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, double* log_joint,
+                          const std::vector<double*>* grads) const {
   const size_t n = nodes_.size();
   // Values: constants and latents in place, the rest in one buffer.
   std::vector<int64_t> offset(n, -1);
@@ -425,6 +512,28 @@ void Tape::evaluate(int64_t S, const std::vector<const double*>& latents, double
           }
         }
       }
+      continue;
+    }
+    if (node.op == Op::density) {
+      double q[3];
+      const size_t k = node.sources.size() - 1;
+      for (int64_t p = 0; p < S; ++p)
+        for (int64_t j = 0; j < m; ++j) {
+          double sum = 0;
+          for (int64_t e = j * node.inner; e < (j + 1) * node.inner; ++e) {
+            for (size_t i = 0; i < k; ++i) q[i] = block(node.sources[i + 1], p)[at_map(node.arg_maps[i + 1], e)];
+            sum += family_log_prob(node.family, block(node.sources[0], p)[at_map(node.arg_maps[0], e)], q, nullptr);
+          }
+          out[p * m + j] = sum;
+        }
+      continue;
+    }
+    if (node.op == Op::collect) {
+      for (int64_t p = 0; p < S; ++p)
+        for (int64_t j = 0; j < m; ++j) {
+          const int src = node.sources[static_cast<size_t>(j)];
+          out[p * m + j] = src < 0 ? node.values[static_cast<size_t>(j)] : block(src, p)[node.map_a[static_cast<size_t>(j)]];
+        }
       continue;
     }
     if (node.op == Op::dot) {
@@ -517,9 +626,22 @@ void Tape::evaluate(int64_t S, const std::vector<const double*>& latents, double
         d[0] = d[1] = d[2] = d[3] = 0;
         sum += family_log_prob(t.family, xv, q, d);
         for (size_t i = 0; i <= k; ++i)
-          if (grad[i]) grad[i][map[i] ? map[i][j] : j] += d[i];
+          if (grad[i]) grad[i][map[i] ? map[i][j] : j] += t.scale * d[i];
       }
-      log_joint[p] += sum;
+      log_joint[p] += t.scale * sum;
+    }
+  }
+  for (const Sum& s : sums_) {
+    const Node& node = nodes_[static_cast<size_t>(s.node)];
+    const bool to_node = backward && node.op != Op::constant;
+    for (int64_t p = 0; p < S; ++p) {
+      const double* v = block(s.node, p);
+      double total = 0;
+      for (int64_t j = 0; j < node.numel; ++j) total += v[j];
+      log_joint[p] += s.scale * total;
+      if (!to_node) continue;
+      double* g = adj[static_cast<size_t>(s.node)] + p * node.numel;
+      for (int64_t j = 0; j < node.numel; ++j) g[j] += s.scale;
     }
   }
   if (!backward) return;
@@ -528,6 +650,36 @@ void Tape::evaluate(int64_t S, const std::vector<const double*>& latents, double
   for (size_t i = n; i-- > 0;) {
     const Node& node = nodes_[i];
     if (node.op == Op::constant || node.op == Op::latent) continue;
+    if (node.op == Op::density) {
+      double q[3], d[4];
+      const size_t k = node.sources.size() - 1;
+      for (int64_t p = 0; p < S; ++p) {
+        const double* g = adj[i] + p * node.numel;
+        for (int64_t e = 0; e < node.numel * node.inner; ++e) {
+          for (size_t a = 0; a < k; ++a) q[a] = block(node.sources[a + 1], p)[at_map(node.arg_maps[a + 1], e)];
+          d[0] = d[1] = d[2] = d[3] = 0;
+          family_log_prob(node.family, block(node.sources[0], p)[at_map(node.arg_maps[0], e)], q, d);
+          for (size_t a = 0; a <= k; ++a) {
+            const Node& in = nodes_[static_cast<size_t>(node.sources[a])];
+            if (in.op == Op::constant) continue;
+            adj[static_cast<size_t>(node.sources[a])][p * in.numel + at_map(node.arg_maps[a], e)] +=
+                g[e / node.inner] * d[a];
+          }
+        }
+      }
+      continue;
+    }
+    if (node.op == Op::collect) {
+      for (int64_t p = 0; p < S; ++p) {
+        const double* g = adj[i] + p * node.numel;
+        for (int64_t j = 0; j < node.numel; ++j) {
+          const int src = node.sources[static_cast<size_t>(j)];
+          if (src < 0 || nodes_[static_cast<size_t>(src)].op == Op::constant) continue;
+          adj[static_cast<size_t>(src)][p * nodes_[static_cast<size_t>(src)].numel + node.map_a[static_cast<size_t>(j)]] += g[j];
+        }
+      }
+      continue;
+    }
     const bool to_a = nodes_[static_cast<size_t>(node.a)].op != Op::constant;
     const bool to_b = node.b >= 0 && nodes_[static_cast<size_t>(node.b)].op != Op::constant;
     const int64_t m = node.numel;

@@ -26,6 +26,8 @@ enum class Op : uint8_t {
   // two arguments, numpy broadcasting of the own dims
   add, sub, mul, div, pow,
   dot,  // broadcast product summed over the last own dim
+  collect,  // each element read from any earlier node (`sources`, `map_a`) or a constant
+  density,  // a family's log density of `sources` (value, params), summed over the last dim
 };
 
 /// The scalar families the tape evaluates (their log densities and derivatives
@@ -55,7 +57,28 @@ class Tape {
   int index(int a, const std::vector<int64_t>& positions, const std::vector<int64_t>& index_shape);
   /// Adds log family(value | params) summed over the broadcast own dims. False if
   /// the shapes do not broadcast or the parameter count is wrong.
-  bool term(Family family, int value, const std::vector<int>& params);
+  bool term(Family family, int value, const std::vector<int>& params, double scale = 1.0);
+  /// Adds `scale` times the sum of a node's elements.
+  bool sum_term(int node, double scale = 1.0);
+  /// A node of `shape` whose element j is element `offsets[j]` of node `sources[j]`,
+  /// or `constants[j]` where `sources[j]` is -1 (a gather over several nodes, for
+  /// values assembled element by element). -1 if a source or offset does not exist.
+  int collect(const std::vector<int>& sources, const std::vector<int64_t>& offsets, const std::vector<double>& constants,
+              const std::vector<int64_t>& shape);
+
+  /// log family(value | params) as a node: the arguments broadcast, then summed over
+  /// the last dim of that shape (a `normal_lpdf(y | mu, sigma)` used in an expression).
+  int density(Family family, int value, const std::vector<int>& params);
+
+  /// The tape's size, to undo what a failed attempt recorded (`rewind`).
+  struct Mark {
+    size_t nodes = 0, terms = 0, sums = 0;
+    int64_t work = 0;
+  };
+  Mark mark() const { return {nodes_.size(), terms_.size(), sums_.size(), work_}; }
+  void rewind(const Mark& m);
+  size_t num_nodes() const noexcept { return nodes_.size(); }
+  bool empty() const noexcept { return terms_.empty() && sums_.empty(); }
 
   const std::vector<int64_t>& shape(int node) const { return nodes_.at(static_cast<size_t>(node)).shape; }
   int num_latents() const noexcept { return num_latents_; }
@@ -80,6 +103,9 @@ class Tape {
     // the terms they run over the broadcast shape, whose last dim (dot) is summed.
     std::vector<int64_t> map_a, map_b;
     int64_t inner = 1;  // dot: the length of the summed dim
+    std::vector<int> sources;  // collect: each element's node (-1: `values[j]`); density: value, params
+    Family family = Family::normal;                // density
+    std::vector<std::vector<int64_t>> arg_maps;  // density: each argument's broadcast map
   };
   struct Term {
     Family family;
@@ -87,12 +113,20 @@ class Tape {
     std::vector<int> params;
     int64_t numel = 1;                       // broadcast elements
     std::vector<std::vector<int64_t>> maps;  // value, then params; empty = same shape
+    double scale = 1.0;
+  };
+  struct Sum {
+    int node = -1;
+    double scale = 1.0;
   };
 
  private:
   int add(Node node);
+  void evaluate_block(int64_t S, const std::vector<const double*>& latents, double* log_joint,
+                      const std::vector<double*>* grads) const;
   std::vector<Node> nodes_;
   std::vector<Term> terms_;
+  std::vector<Sum> sums_;
   int num_latents_ = 0;
   int64_t work_ = 0;
 };

@@ -46,6 +46,12 @@ struct StanQuantity {
   enum class Block { parameters, transformed_parameters, generated_quantities } block = Block::parameters;
 };
 
+struct StanOptions {
+  /// Compile the log joint for the fused evaluator (docs/stan.md#speed) when the
+  /// program allows it; false keeps it interpreted (to compare the two).
+  bool compile = true;
+};
+
 class VGUIDE_API StanModel : public Model {
  public:
   /// Reads the data block's variables from `data` (sizes, integer-ness and declared
@@ -54,7 +60,7 @@ class VGUIDE_API StanModel : public Model {
   ///        size that is not a non-negative integer, a `reject` or an error while
   ///        running transformed data, a bound that depends on parameters.
   /// `seed` seeds the `_rng` calls of transformed data (the host passes --seed).
-  StanModel(std::shared_ptr<const StanProgram> program, Data data, uint64_t seed = 0);
+  StanModel(std::shared_ptr<const StanProgram> program, Data data, uint64_t seed = 0, StanOptions options = {});
   ~StanModel() override;
 
   /// One latent site per parameters-block variable, in declaration order.
@@ -72,7 +78,16 @@ class VGUIDE_API StanModel : public Model {
   /// The program's source file name, as given to parse_stan.
   const std::string& filename() const;
 
+  /// True if log_joint runs the compiled tape; if not, interpreted_because() says why
+  /// (the first construct the tape cannot express, e.g. "an if whose condition
+  /// depends on parameters").
+  bool compiled() const;
+  const std::string& interpreted_because() const;
+  /// The log joint by the interpreter, whether or not the model is compiled.
+  at::Tensor log_joint_interpreted(const at::Tensor& x, const SiteValues& values) const;
+
  private:
+  void compile();
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::vector<SiteInfo> sites_;

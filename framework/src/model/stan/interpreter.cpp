@@ -1,11 +1,14 @@
 #include "interpreter.hpp"
 
+#include "trace.hpp"
+
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <set>
 #include <sstream>
 
 namespace vguide::model::stan {
@@ -56,6 +59,13 @@ std::string value_text(const at::Tensor& t) {
   return s.str();
 }
 
+// std_normal(y) is the tape's normal(y | 0, 1).
+void standard_normal_arguments(const std::string& dist, std::vector<Val>* args) {
+  if (dist != "std_normal") return;
+  args->push_back(Val{at::zeros({1}, at::kDouble), Type{Base::real, 0}, true});
+  args->push_back(Val{at::ones({1}, at::kDouble), Type{Base::real, 0}, true});
+}
+
 }  // namespace
 
 Interpreter::Interpreter(const StanProgram& program, RunContext& context, std::vector<Scope> globals)
@@ -64,6 +74,10 @@ Interpreter::Interpreter(const StanProgram& program, RunContext& context, std::v
   for (const auto& f : program_.ast.functions)
     if (f.defined) functions_[f.name] = &f;
   target_ = at::zeros({1}, at::TensorOptions().dtype(context_.dtype));
+}
+
+void Interpreter::trace_only_data(const Val& v, const char* what) const {
+  if (traced(v)) Tracer::abort(what);
 }
 
 void Interpreter::fail(const SourceLoc& loc, const std::string& message) const {
@@ -228,20 +242,45 @@ bool Interpreter::data_condition(const Expr& e) {
 }
 
 Interpreter::Flow Interpreter::exec(const Stmt& s) {
+  if (!tracer_) return exec_statement(s);
+  try {
+    return exec_statement(s);
+  } catch (TraceAbort& a) {
+    // The innermost statement names the line.
+    if (a.why.find(" (line ") == std::string::npos) a.why += " (line " + std::to_string(s.loc.line) + ")";
+    throw;
+  }
+}
+
+Interpreter::Flow Interpreter::exec_statement(const Stmt& s) {
   switch (s.kind) {
     case Stmt::Kind::empty: return Flow::normal;
     case Stmt::Kind::decl: declare(s); return Flow::normal;
     case Stmt::Kind::block: return exec_list(s.body, true);
     case Stmt::Kind::assign: assign(s); return Flow::normal;
     case Stmt::Kind::target: {
+      if (tracer_ && s.value->kind == Expr::Kind::call) {
+        // `target += normal_lpdf(y | mu, sigma)` is a `~` statement for the tape.
+        const std::string& name = s.value->text;
+        for (const char* sfx : {"_lpdf", "_lupdf", "_lpmf", "_lupmf"}) {
+          const size_t n = std::char_traits<char>::length(sfx);
+          if (name.size() > n && name.compare(name.size() - n, n, sfx) == 0 && !functions_.count(name)) {
+            std::vector<Val> args;
+            for (const auto& a : s.value->args) args.push_back(evaluate(*a));
+            tilde(name.substr(0, name.size() - n), s.value->loc, std::move(args), s.loc);
+            return Flow::normal;
+          }
+        }
+      }
       const Val v = evaluate(*s.value);
       add_target(as_real(v, context_.dtype), s.loc);
+      if (tracer_) tracer_->add_target(v);
       return Flow::normal;
     }
     case Stmt::Kind::tilde: {
       std::vector<Val> args{evaluate(*s.value)};
       for (const auto& a : s.args) args.push_back(evaluate(*a));
-      add_target(density(s.dist, s.dist_loc, std::move(args)), s.loc);
+      tilde(s.dist, s.dist_loc, std::move(args), s.loc);
       return Flow::normal;
     }
     case Stmt::Kind::for_range: {
@@ -265,9 +304,15 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
         // A matrix's elements in column-major order, as Stan iterates them.
         items = t.base == Base::matrix ? over.t.transpose(-1, -2).reshape({over.t.size(0), -1}) : over.t;
       }
+      at::Tensor item_ids;
+      if (over.ids.defined())
+        item_ids = t.array_dims == 0 && t.base == Base::matrix ? over.ids.transpose(-1, -2).reshape({over.ids.size(0), -1})
+                                                               : over.ids;
       const int64_t n = items.size(1);
       for (int64_t i = 0; i < n; ++i) {
-        const Flow f = iteration(s, Val{items.select(1, i), element, over.data_only});
+        Val item{items.select(1, i), element, over.data_only};
+        if (item_ids.defined()) item.ids = item_ids.select(1, i);
+        const Flow f = iteration(s, std::move(item));
         if (f == Flow::break_) break;
         if (f == Flow::return_) return f;
       }
@@ -285,6 +330,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
     }
     case Stmt::Kind::if_: {
       const Val c = evaluate(*s.cond);
+      trace_only_data(c, "an if whose condition depends on parameters");
       const at::Tensor yes = c.t.reshape({c.t.size(0)}) != 0;
       const bool all = yes.all().item<bool>(), none = !yes.any().item<bool>();
       if (all || none) {
@@ -301,6 +347,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
       return Flow::return_;
     case Stmt::Kind::print:
     case Stmt::Kind::reject: {
+      if (tracer_) Tracer::abort(s.kind == Stmt::Kind::print ? "a print statement" : "a reject statement that runs");
       std::string text;
       for (const auto& a : s.args) {
         if (a->kind == Expr::Kind::string_lit) text += a->text;
@@ -334,8 +381,10 @@ bool Interpreter::run_vectorised(const Stmt& s, int64_t lo, int64_t hi) {
   const int64_t n = hi - lo + 1, S = context_.particles;
   const std::vector<Scope> saved = scopes_;
   const at::Tensor saved_target = target_;
+  const fused::Tape::Mark mark = tracer_ ? tracer_->tape()->mark() : fused::Tape::Mark{};
   try {
     vectorising_ = true;
+    if (tracer_) tracer_->rows = n;
     for (auto& scope : scopes_)
       for (auto& [name, var] : scope) {
         var.shared = true;
@@ -350,6 +399,7 @@ bool Interpreter::run_vectorised(const Stmt& s, int64_t lo, int64_t hi) {
     const at::Tensor per_row = target_;
     scopes_ = saved;
     vectorising_ = false;
+    if (tracer_) tracer_->rows = 0;
     const at::Tensor sum = per_row.size(0) == S * n ? per_row.reshape({S, n}).sum(1) : per_row * static_cast<double>(n);
     target_ = saved_target + sum;
     return true;
@@ -357,6 +407,10 @@ bool Interpreter::run_vectorised(const Stmt& s, int64_t lo, int64_t hi) {
     scopes_ = saved;
     target_ = saved_target;
     vectorising_ = false;
+    if (tracer_) {
+      tracer_->rows = 0;
+      tracer_->tape()->rewind(mark);
+    }
     return false;
   }
 }
@@ -382,6 +436,7 @@ at::Tensor Interpreter::gather_rows(const at::Tensor& t, int64_t dim, const at::
 // particle, from the same state, and each particle keeps its own branch's
 // variables and target.
 Interpreter::Flow Interpreter::exec_per_particle(const Stmt& s, const at::Tensor& yes) {
+  if (tracer_) Tracer::abort("an if whose condition differs between particles");
   for (auto& scope : scopes_)
     for (auto& [name, var] : scope) var.shared = true;  // a branch's writes must not reach the other's
   const std::vector<Scope> before = scopes_;
@@ -486,6 +541,14 @@ void Interpreter::assign(const Stmt& s) {
     v.shared = false;
   }
   v.value.data_only = v.value.data_only && rhs.data_only;
+  // While tracing, the same write moves the ids (-1 where the value is data).
+  at::Tensor id_view, id_value;
+  if (tracer_ && (v.value.ids.defined() || traced(rhs))) {
+    v.value.ids = v.value.ids.defined() ? expand_particles(v.value.ids, P).clone()
+                                        : at::full(v.value.t.sizes(), -1, at::kLong);
+    id_view = v.value.ids;
+    id_value = Tracer::ids_of(rhs);
+  }
   at::Tensor view = v.value.t;
   int64_t dim = 1;
   for (const auto& ix : s.indices) {
@@ -497,6 +560,7 @@ void Interpreter::assign(const Stmt& s) {
           fail(ix.lo->loc, "index " + std::to_string(i) + " is out of range for '" + s.name + "' (1 to " +
                                std::to_string(size) + ")");
         view = view.select(dim, i - 1);
+        if (id_view.defined()) id_view = id_view.select(dim, i - 1);
         break;
       }
       case Index::Kind::all: ++dim; break;
@@ -504,18 +568,23 @@ void Interpreter::assign(const Stmt& s) {
       case Index::Kind::upper:
       case Index::Kind::range: {
         view = narrow_to(view, dim, ix, s.name_loc, " for '" + s.name + "'");
+        if (id_view.defined()) id_view = narrow_to(id_view, dim, ix, s.name_loc, " for '" + s.name + "'");
         ++dim;
         break;
       }
       case Index::Kind::multi: {
         const at::Tensor flat = multi_index(ix, size, " for '" + s.name + "'");
         // Each listed position in turn (a multi-index on the left writes element by element).
-        const at::Tensor src = lift(value, view.dim());
-        for (int64_t k = 0; k < flat.numel(); ++k) {
-          at::Tensor piece = src.dim() > dim ? src.select(dim, std::min<int64_t>(k, src.size(dim) - 1)) : src;
-          at::Tensor slot = view.select(dim, flat[k].item<int64_t>() - 1);
-          slot.copy_(piece.dim() < slot.dim() ? lift(piece, slot.dim()).expand_as(slot) : piece.expand_as(slot));
-        }
+        const auto write = [&](const at::Tensor& into, const at::Tensor& from) {
+          const at::Tensor src = lift(from, into.dim());
+          for (int64_t k = 0; k < flat.numel(); ++k) {
+            at::Tensor piece = src.dim() > dim ? src.select(dim, std::min<int64_t>(k, src.size(dim) - 1)) : src;
+            at::Tensor slot = into.select(dim, flat[k].item<int64_t>() - 1);
+            slot.copy_(piece.dim() < slot.dim() ? lift(piece, slot.dim()).expand_as(slot) : piece.expand_as(slot));
+          }
+        };
+        write(view, value);
+        if (id_view.defined()) write(id_view, id_value);
         return;
       }
     }
@@ -523,6 +592,7 @@ void Interpreter::assign(const Stmt& s) {
   const at::Tensor src = value.dim() < view.dim() ? lift(value, view.dim()) : value;
   try {
     view.copy_(src.expand_as(view));
+    if (id_view.defined()) id_view.copy_((id_value.dim() < id_view.dim() ? lift(id_value, id_view.dim()) : id_value).expand_as(id_view));
   } catch (const std::exception&) {
     fail(s.value->loc, "the value's size " + shape_text(value.sizes()) + " does not fit '" + s.name + "[...]' of size " +
                            shape_text(view.sizes()));
@@ -555,7 +625,11 @@ Val Interpreter::evaluate_uncached(const Expr& e) {
     }
     case Expr::Kind::unary: {
       const Val a = evaluate(*e.args[0]);
-      if (e.text == "!") return {(a.t == 0).to(at::kLong), e.type, a.data_only};
+      if (e.text == "!") {
+        trace_only_data(a, "'!' of a value that depends on parameters");
+        return {(a.t == 0).to(at::kLong), e.type, a.data_only};
+      }
+      if (traced(a)) return tracer_->unary(fused::Op::neg, a, -a.t, e.type);
       return {-a.t, e.type, a.data_only};
     }
     case Expr::Kind::binary: return binary(e);
@@ -565,13 +639,19 @@ Val Interpreter::evaluate_uncached(const Expr& e) {
         const bool yes = c.t.reshape({-1})[0].item<double>() != 0.0;
         return convert(evaluate(*e.args[yes ? 1 : 2]), e.type);
       }
+      trace_only_data(c, "a ?: whose condition depends on parameters");
       const Val a = convert(evaluate(*e.args[1]), e.type), b = convert(evaluate(*e.args[2]), e.type);
       const int64_t dims = std::max(a.t.dim(), b.t.dim());
-      return {at::where(lift(c.t != 0, dims), lift(a.t, dims), lift(b.t, dims)), e.type, false};
+      Val out{at::where(lift(c.t != 0, dims), lift(a.t, dims), lift(b.t, dims)), e.type, false};
+      if (traced(a) || traced(b))  // a data condition by iteration: it only picks elements
+        out.ids = at::where(lift(c.t != 0, dims), lift(Tracer::ids_of(a), dims), lift(Tracer::ids_of(b), dims));
+      return out;
     }
     case Expr::Kind::transpose: {
-      const Val a = evaluate(*e.args[0]);
-      return {a.type.base == Base::matrix ? a.t.transpose(-1, -2) : a.t, e.type, a.data_only};
+      Val a = evaluate(*e.args[0]);
+      if (a.type.base == Base::matrix) a = Tracer::view(a, [](const at::Tensor& t) { return t.transpose(-1, -2); });
+      a.type = e.type;
+      return a;
     }
     case Expr::Kind::index: return index(e);
     case Expr::Kind::array_lit:
@@ -589,7 +669,13 @@ Val Interpreter::evaluate_uncached(const Expr& e) {
       }
       for (auto& v : vals) parts.push_back(expand_particles(v.t, P));
       try {
-        return {at::stack(parts, 1), e.type, data_only};
+        Val out{at::stack(parts, 1), e.type, data_only};
+        if (tracer_ && !data_only) {
+          std::vector<at::Tensor> ids;
+          for (const auto& v : vals) ids.push_back(expand_particles(Tracer::ids_of(v), P));
+          out.ids = at::stack(ids, 1);
+        }
+        return out;
       } catch (const std::exception&) {
         fail(e.loc, "the elements of this literal differ in size");
       }
@@ -608,6 +694,46 @@ Val Interpreter::binary(const Expr& e) {
     if (op == "||" && left) return {at::ones({1}, at::kLong), e.type, true};
   }
   const Val b = evaluate(*e.args[1]);
+  if (traced(a) || traced(b)) return trace_binary(e, a, b, binary_of(e, a, b));
+  return binary_of(e, a, b);
+}
+
+// Records a binary operator on values of which one depends on parameters; `r` is
+// its value. Elementwise operators are one node; the products of vectors and
+// matrices are one dot node over views of their operands.
+Val Interpreter::trace_binary(const Expr& e, const Val& a, const Val& b, const Val& r) {
+  using fused::Op;
+  const std::string& op = e.text;
+  const Type &ta = a.type, &tb = b.type;
+  const bool sa = ta.is_scalar(), sb = tb.is_scalar();
+  const auto with = [](const Val& v, auto f) { return Tracer::view(v, f); };
+  if (op == "+" || op == "-" || op == ".*" || op == "./" || op == ".^" || op == "^" || ((op == "*" || op == "/") && (sa || sb))) {
+    const int64_t dims = std::max(a.t.dim(), b.t.dim());
+    const auto up = [dims](const at::Tensor& t) { return lift(t, dims); };
+    const Op f = op == "+" ? Op::add : op == "-" ? Op::sub : (op == ".*" || op == "*") ? Op::mul
+               : (op == "./" || op == "/") ? Op::div : Op::pow;
+    return tracer_->binary(f, with(a, up), with(b, up), r.t, e.type);
+  }
+  if (op == "*") {
+    const auto last_first = [](const at::Tensor& t) { return t.transpose(-1, -2); };
+    if (ta.base == Base::row_vector && tb.base == Base::vector) return tracer_->binary(Op::dot, a, b, r.t, e.type);
+    if (ta.base == Base::vector && tb.base == Base::row_vector)
+      return tracer_->binary(Op::mul, with(a, [](const at::Tensor& t) { return t.unsqueeze(-1); }),
+                             with(b, [](const at::Tensor& t) { return t.unsqueeze(-2); }), r.t, e.type);
+    if (ta.base == Base::matrix && tb.base == Base::vector)
+      return tracer_->binary(Op::dot, a, with(b, [](const at::Tensor& t) { return t.unsqueeze(-2); }), r.t, e.type);
+    if (ta.base == Base::row_vector && tb.base == Base::matrix)
+      return tracer_->binary(Op::dot, with(a, [](const at::Tensor& t) { return t.unsqueeze(-2); }), with(b, last_first),
+                             r.t, e.type);
+    if (ta.base == Base::matrix && tb.base == Base::matrix)
+      return tracer_->binary(Op::dot, with(a, [](const at::Tensor& t) { return t.unsqueeze(-2); }),
+                             with(b, [&](const at::Tensor& t) { return last_first(t).unsqueeze(-3); }), r.t, e.type);
+  }
+  Tracer::abort("the operator '" + op + "' on values that depend on parameters");
+}
+
+Val Interpreter::binary_of(const Expr& e, const Val& a, const Val& b) {
+  const std::string& op = e.text;
   const bool data_only = a.data_only && b.data_only;
   const Type &ta = a.type, &tb = b.type;
   const bool ints = e.type.base == Base::int_;
@@ -689,6 +815,7 @@ Val Interpreter::index(const Expr& e) {
     v = evaluate(base);
   }
   at::Tensor t = v.t;
+  at::Tensor ids = traced(v) ? v.ids : at::Tensor();  // moved as t is
   int64_t dim = 1;
   for (const auto& ix : e.indices) {
     if (dim >= t.dim()) fail(e.loc, "too many indexes");
@@ -698,12 +825,14 @@ Val Interpreter::index(const Expr& e) {
         const Val iv = evaluate(*ix.lo);
         if (iv.data_only && iv.t.size(0) > 1) {  // a vectorised loop's index: one per row
           t = gather_rows(t, dim, iv.t.reshape({-1}), ix.lo->loc);
+          if (ids.defined()) ids = gather_rows(ids, dim, iv.t.reshape({-1}), ix.lo->loc);
           break;
         }
         const int64_t i = data_int(iv, ix.lo->loc, "an index");
         if (i < 1 || i > size)
           fail(ix.lo->loc, "index " + std::to_string(i) + " is out of range (1 to " + std::to_string(size) + ")");
         t = t.select(dim, i - 1);
+        if (ids.defined()) ids = ids.select(dim, i - 1);
         break;
       }
       case Index::Kind::all: ++dim; break;
@@ -711,12 +840,14 @@ Val Interpreter::index(const Expr& e) {
       case Index::Kind::upper:
       case Index::Kind::range: {
         t = narrow_to(t, dim, ix, e.loc, "");
+        if (ids.defined()) ids = narrow_to(ids, dim, ix, e.loc, "");
         ++dim;
         break;
       }
       case Index::Kind::multi: {
         const at::Tensor flat = multi_index(ix, size, "");
         t = t.index_select(dim, flat - 1);
+        if (ids.defined()) ids = ids.index_select(dim, flat - 1);
         ++dim;
         break;
       }
@@ -724,7 +855,9 @@ Val Interpreter::index(const Expr& e) {
   }
   // A copy, so that later writes into the variable leave this value alone.
   if (copy) t = t.clone();
-  return {t, e.type, v.data_only};
+  Val out{t, e.type, v.data_only};
+  if (ids.defined()) out.ids = ids.clone();
+  return out;
 }
 
 Val Interpreter::call(const Expr& e) {
@@ -740,7 +873,13 @@ Val Interpreter::call(const Expr& e) {
           if (!a.data_only) return false;
         return true;
       }();
-      return {density(name.substr(0, name.size() - n), e.loc, std::move(args)), e.type, data_only};
+      const std::string dist = name.substr(0, name.size() - n);
+      if (!tracer_ || data_only) return {density(dist, e.loc, std::move(args)), e.type, data_only};
+      at::Tensor lp = density(dist, e.loc, args);
+      fused::Family family;
+      if (!stan_family(dist, &family)) Tracer::abort("the distribution '" + dist + "' of values that depend on parameters");
+      standard_normal_arguments(dist, &args);
+      return tracer_->density(family, args, std::move(lp));
     }
   }
   const Builtin* b = find_builtin(name);
@@ -748,6 +887,15 @@ Val Interpreter::call(const Expr& e) {
   try {
     Val out = b->run(args, context_);
     out.type = e.type;
+    // Sizes depend on declarations only, never on the parameters' values.
+    static const std::set<std::string> kSizes = {"num_elements", "size", "rows", "cols", "dims"};
+    if (kSizes.count(name)) {
+      out.data_only = true;
+      return out;
+    }
+    if (tracer_ && std::any_of(args.begin(), args.end(), [&](const Val& a) { return traced(a); }) &&
+        !trace_builtin(*tracer_, name, *b, args, context_, &out))
+      Tracer::abort("the function '" + name + "' of values that depend on parameters");
     return out;
   } catch (const ProgramError&) {
     throw;
@@ -767,6 +915,7 @@ Val Interpreter::call_user(const Function& f, std::vector<Val> args, const Sourc
   for (size_t i = 0; i < f.params.size(); ++i) scopes_.back()[f.params[i].name] = {convert(args[i], f.params[i].type), true};
   ++call_depth_;
   const at::Tensor saved_target = target_;
+  const fused::Tape::Mark mark = tracer_ ? tracer_->tape()->mark() : fused::Tape::Mark{};
   Flow flow;
   try {
     flow = exec_list(f.body, false);
@@ -778,10 +927,41 @@ Val Interpreter::call_user(const Function& f, std::vector<Val> args, const Sourc
   --call_depth_;
   scopes_.swap(saved);
   target_ = saved_target;
+  if (tracer_) {
+    const fused::Tape::Mark after = tracer_->tape()->mark();
+    if (after.terms != mark.terms || after.sums != mark.sums) Tracer::abort("a function that adds to target");
+  }
   if (f.ret.base == Base::void_) return {at::zeros({1}), f.ret, true};
   if (flow != Flow::return_) fail(f.loc, "'" + f.name + "' ended without returning a value");
   Val out = convert(return_value_, f.ret);
   return out;
+}
+
+void Interpreter::tilde(const std::string& dist, const SourceLoc& dist_loc, std::vector<Val> args, const SourceLoc& loc) {
+  if (!tracer_) {
+    add_target(density(dist, dist_loc, std::move(args)), loc);
+    return;
+  }
+  for (const char* sfx : {"_lpdf", "_lpmf"}) {
+    const auto it = functions_.find(dist + sfx);
+    if (it != functions_.end()) {
+      const Val lp = call_user(*it->second, std::move(args), dist_loc);
+      add_target(as_real(lp, context_.dtype), loc);
+      tracer_->add_target(lp);
+      return;
+    }
+  }
+  const bool data_only = std::all_of(args.begin(), args.end(), [](const Val& a) { return a.data_only; });
+  const at::Tensor lp = density(dist, dist_loc, args);
+  add_target(lp, loc);
+  if (data_only) {
+    tracer_->add_target(Val{lp, Type{Base::real, 0}, true});
+    return;
+  }
+  fused::Family family;
+  if (!stan_family(dist, &family)) Tracer::abort("the distribution '" + dist + "' of values that depend on parameters");
+  standard_normal_arguments(dist, &args);
+  tracer_->add_density(family, args);
 }
 
 at::Tensor Interpreter::density(const std::string& dist, const SourceLoc& loc, std::vector<Val> args) {

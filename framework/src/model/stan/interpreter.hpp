@@ -43,6 +43,8 @@ struct ConstantCache {
   std::unordered_map<const Expr*, Val> values;
 };
 
+class Tracer;
+
 class Interpreter {
  public:
   Interpreter(const StanProgram& program, RunContext& context, std::vector<Scope> globals);
@@ -67,12 +69,15 @@ class Interpreter {
   void set_constant_cache(ConstantCache* cache) { cache_ = cache; }
   /// Print statements left before they are suppressed.
   void set_print_budget(std::atomic<int>* budget) { print_budget_ = budget; }
+  /// Records what runs into `tracer`'s tape (trace.hpp); run with one particle.
+  void set_tracer(Tracer* tracer) { tracer_ = tracer; }
 
   [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const;
 
  private:
   enum class Flow { normal, break_, continue_, return_ };
   Flow exec(const Stmt& s);
+  Flow exec_statement(const Stmt& s);
   Flow exec_list(const std::vector<StmtP>& list, bool new_scope);
   Flow exec_per_particle(const Stmt& s, const at::Tensor& yes);
   Flow iteration(const Stmt& loop, Val value);
@@ -85,10 +90,14 @@ class Interpreter {
   Variable& lookup(const std::string& name, const SourceLoc& loc);
   Val evaluate_uncached(const Expr& e);
   Val binary(const Expr& e);
+  Val binary_of(const Expr& e, const Val& a, const Val& b);
+  Val trace_binary(const Expr& e, const Val& a, const Val& b, const Val& r);
   Val index(const Expr& e);
   Val call(const Expr& e);
   Val call_user(const Function& f, std::vector<Val> args, const SourceLoc& loc);
   at::Tensor density(const std::string& dist, const SourceLoc& loc, std::vector<Val> args);
+  /// target += dist(args[0] | args[1..]), recorded on the tape while tracing.
+  void tilde(const std::string& dist, const SourceLoc& dist_loc, std::vector<Val> args, const SourceLoc& loc);
   Val convert(Val v, const Type& to) const;
   int64_t data_int(const Val& v, const SourceLoc& loc, const char* what) const;
   bool data_condition(const Expr& e);
@@ -103,6 +112,10 @@ class Interpreter {
   bool vectorising_ = false;
   ConstantCache* cache_ = nullptr;
   std::atomic<int>* print_budget_ = nullptr;
+  Tracer* tracer_ = nullptr;
+  /// While tracing: v depends on the parameters (and so has ids).
+  bool traced(const Val& v) const { return tracer_ && !v.data_only; }
+  void trace_only_data(const Val& v, const char* what) const;
 };
 
 }  // namespace vguide::model::stan

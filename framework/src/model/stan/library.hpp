@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ast.hpp"
@@ -18,9 +19,16 @@ namespace vguide::model::stan {
 /// 1 (the same for every particle) or S. Ints are int64, reals the fit's dtype.
 /// `data_only`: the value does not depend on the parameters.
 struct Val {
+  Val() = default;
+  Val(at::Tensor value, Type type_, bool data_only_ = true) : t(std::move(value)), type(type_), data_only(data_only_) {}
+
   at::Tensor t;
   Type type;
   bool data_only = true;
+  /// While a program is compiled (trace.hpp): for a value that depends on the
+  /// parameters, which element of the tape holds each element of `t` (same shape,
+  /// int64; -1 for an element that is data, its value in `t`). Undefined otherwise.
+  at::Tensor ids;
 };
 
 /// What a library function may need besides its arguments.

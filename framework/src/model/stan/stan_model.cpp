@@ -5,7 +5,10 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <spdlog/spdlog.h>
+#include <torch/csrc/autograd/autograd.h>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <mutex>
@@ -14,6 +17,7 @@
 
 #include "interpreter.hpp"
 #include "parser.hpp"
+#include "trace.hpp"
 #include "vguide/bijector.hpp"
 #include "vguide/constraint.hpp"
 
@@ -127,6 +131,9 @@ struct StanModel::Impl {
   /// Transformed parameters, checked per particle: defined (not NaN) and within
   /// their declared constraint.
   std::vector<std::pair<const Stmt*, Declared>> checked_transformed;
+  /// The log joint compiled for the fused evaluator (trace.hpp), or null; if null, why.
+  std::shared_ptr<const fused::Tape> tape;
+  std::string interpreted_because;
 
   [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const {
     throw ProgramError(program->file, loc, message);
@@ -303,27 +310,42 @@ struct StanModel::Impl {
   }
 
   // Runs transformed parameters (and then `then`) over the particles of `values`.
-  Interpreter start(RunContext& ctx, const SiteValues& values) const {
+  // The value of parameter p in `values`, checked and in the fit's dtype.
+  at::Tensor parameter_value(const Parameter& p, const SiteValues& values, const RunContext& ctx) const {
+    const std::string& name = p.decl->name;
+    const auto it = values.find(name);
+    if (it == values.end()) throw std::invalid_argument(filename + ": no value for the parameter '" + name + "'");
+    std::vector<int64_t> want{ctx.particles};
+    want.insert(want.end(), p.shape.begin(), p.shape.end());
+    if (it->second.sizes().vec() != want)
+      throw std::invalid_argument(filename + ": the parameter '" + name + "' has shape " +
+                                  shape_to_string(it->second.sizes().vec()) + ", but must be " + shape_to_string(want));
+    return it->second.scalar_type() == ctx.dtype ? it->second : it->second.to(ctx.dtype);
+  }
+
+  Interpreter start(RunContext& ctx, const SiteValues& values, stan::Tracer* tracer = nullptr) const {
     Interpreter in(*program, ctx, {data_for(ctx.dtype)});
     in.set_print_budget(&print_budget);
+    in.set_tracer(tracer);
     {
       std::lock_guard<std::mutex> lock(mutex);
       auto& cache = constants[ctx.dtype];
       if (!cache) cache = std::make_unique<stan::ConstantCache>();
       in.set_constant_cache(cache.get());
     }
-    for (const auto& p : parameters) {
+    for (size_t k = 0; k < parameters.size(); ++k) {
+      const Parameter& p = parameters[k];
       const std::string& name = p.decl->name;
-      const auto it = values.find(name);
-      if (it == values.end())
-        throw std::invalid_argument(filename + ": no value for the parameter '" + name + "'");
-      std::vector<int64_t> want{ctx.particles};
-      want.insert(want.end(), p.shape.begin(), p.shape.end());
-      if (it->second.sizes().vec() != want)
-        throw std::invalid_argument(filename + ": the parameter '" + name + "' has shape " +
-                                    shape_to_string(it->second.sizes().vec()) + ", but must be " + shape_to_string(want));
-      at::Tensor t = it->second.scalar_type() == ctx.dtype ? it->second : it->second.to(ctx.dtype);
+      at::Tensor t = parameter_value(p, values, ctx);
       const DeclType& d = p.decl->decl_type;
+      if (tracer) {
+        if (d.special == "corr_matrix") stan::Tracer::abort("a corr_matrix parameter");
+        Val z{t, d.type(), false};
+        z.ids = tracer->latent(static_cast<int>(k), p.shape);
+        if (d.offset || d.multiplier) z = offset_multiplier(in, *tracer, d, z);
+        in.scopes()[0][name] = {z, true, true};
+        continue;
+      }
       if (d.offset || d.multiplier) {
         // As Stan: the site is the standardised value z, the parameter offset +
         // multiplier * z (offset and multiplier may use earlier parameters), and the
@@ -349,6 +371,31 @@ struct StanModel::Impl {
       in.scopes()[0][name] = {Val{t, d.type(), false}, true, true};
     }
     return in;
+  }
+
+  // offset + multiplier * z, and target += log(multiplier) per element, recorded.
+  static Val offset_multiplier(Interpreter& in, stan::Tracer& tracer, const DeclType& d, const Val& z) {
+    using fused::Op;
+    const int64_t dims = z.t.dim();
+    const auto scalar = [&](const stan::ExprP& e, double otherwise) {
+      if (!e) return Val{at::full({1}, otherwise, at::kDouble), Type{Base::real, 0}, true};
+      const Val v = in.evaluate(*e);
+      if (!v.t.is_floating_point()) return Val{v.t.to(at::kDouble), Type{Base::real, 0}, true};
+      return v;
+    };
+    const auto up = [dims](const at::Tensor& t) { return stan::lift(t, dims); };
+    const Val offset = stan::Tracer::view(scalar(d.offset, 0.0), up);
+    const Val multiplier = stan::Tracer::view(scalar(d.multiplier, 1.0), up);
+    const auto apply = [&](Op op, const Val& a, const Val& b, const at::Tensor& t) {
+      return a.data_only && b.data_only ? Val{t, z.type, true} : tracer.binary(op, a, b, t, z.type);
+    };
+    const at::Tensor log_m = at::log(multiplier.t);
+    const Val log_multiplier = multiplier.data_only ? Val{log_m, z.type, true} : tracer.unary(Op::log, multiplier, log_m, z.type);
+    const Val per_element = stan::Tracer::view(log_multiplier, [&](const at::Tensor& t) { return t.expand_as(z.t); });
+    in.add_target(per_element.t, d.loc);
+    tracer.add_target(per_element);
+    const Val scaled = apply(Op::mul, multiplier, z, multiplier.t * z.t);
+    return apply(Op::add, offset, scaled, offset.t + scaled.t);
   }
 
   // Particles whose transformed parameters keep their declared constraints: (P,) bool.
@@ -379,9 +426,117 @@ struct StanModel::Impl {
   }
 };
 
+namespace {
+
+// Stan's default start: uniform(-2, 2) in each site's unconstrained space, S draws.
+SiteValues random_point(const std::vector<SiteInfo>& sites, int64_t S, at::Generator& gen) {
+  SiteValues values;
+  for (const auto& site : sites) {
+    const auto bijector = biject_to(site.support);
+    std::vector<int64_t> shape{S};
+    for (int64_t n : bijector->unconstrained_shape(site.shape)) shape.push_back(n);
+    const at::Tensor u = at::empty(shape, at::kDouble).uniform_(-2, 2, gen);
+    values[site.name] = bijector->forward(u);
+  }
+  return values;
+}
+
+bool close(double a, double b) {
+  if (!std::isfinite(a) || !std::isfinite(b)) return !std::isfinite(a) && !std::isfinite(b);
+  return std::abs(a - b) <= 1e-8 * std::max(1.0, std::max(std::abs(a), std::abs(b)));
+}
+
+}  // namespace
+
+// Traces the log joint into a tape for the fused evaluator (trace.hpp) and keeps it
+// if it gives the interpreter's value and gradient at a few random points.
+void StanModel::compile() {
+  Impl& m = *impl_;
+  for (const auto& [decl, c] : m.checked_transformed)
+    if (c.support.kind() != ConstraintKind::real || c.correlation) {
+      m.interpreted_because = "the transformed parameter '" + decl->name + "' has a declared constraint, checked per draw";
+      return;
+    }
+  at::Generator gen = at::detail::createCPUGenerator(0x7ace);
+  stan::Tracer tracer;
+  try {
+    RunContext ctx;
+    ctx.dtype = at::kDouble;
+    ctx.particles = 1;
+    Interpreter in = m.start(ctx, random_point(sites_, 1, gen), &tracer);
+    in.run_block(m.program->ast.transformed_parameters);
+    for (const auto& [decl, c] : m.checked_transformed)
+      if (at::isnan(in.scopes()[0].at(decl->name).value.t).any().item<bool>()) {
+        m.interpreted_because = "the transformed parameter '" + decl->name + "' is not defined everywhere";
+        return;
+      }
+    in.run_block(m.program->ast.model);
+  } catch (const stan::TraceAbort& a) {
+    m.interpreted_because = a.why;
+    return;
+  } catch (const stan::Rejected&) {
+    m.interpreted_because = "a reject statement that runs";
+    return;
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    m.interpreted_because = what.substr(0, what.find('\n'));
+    return;
+  }
+  const std::shared_ptr<const fused::Tape> tape = tracer.tape();
+  for (int trial = 0; trial < 3; ++trial) {
+    constexpr int64_t S = 2;
+    SiteValues values = random_point(sites_, S, gen);
+    std::vector<at::Tensor> leaves;
+    std::vector<const double*> latents;
+    for (const auto& site : sites_) {
+      at::Tensor& v = values[site.name];
+      v = v.detach().contiguous().requires_grad_(true);
+      leaves.push_back(v);
+      latents.push_back(v.data_ptr<double>());
+    }
+    const at::Tensor want = log_joint_interpreted(at::empty({S}, at::kDouble), values);
+    std::vector<at::Tensor> want_grads(leaves.size());
+    if (want.requires_grad())
+      want_grads = torch::autograd::grad({want.sum()}, leaves, {}, false, false, /*allow_unused=*/true);
+    std::vector<double> got(S);
+    std::vector<std::vector<double>> grads(leaves.size());
+    std::vector<double*> grad_ptrs;
+    for (size_t k = 0; k < leaves.size(); ++k) {
+      grads[k].assign(static_cast<size_t>(leaves[k].numel()), 0.0);
+      grad_ptrs.push_back(grads[k].data());
+    }
+    tape->evaluate(S, latents, got.data(), &grad_ptrs);
+    const at::Tensor w = want.detach().contiguous();
+    for (int64_t p = 0; p < S; ++p) {
+      const double wp = w[p].item<double>();
+      if (!close(wp, got[static_cast<size_t>(p)])) {
+        m.interpreted_because = "the compiled log joint differs from the interpreter's (" + std::to_string(got[p]) +
+                                " vs " + std::to_string(wp) + ")";
+        return;
+      }
+      if (!std::isfinite(wp)) continue;
+      for (size_t k = 0; k < leaves.size(); ++k) {
+        const int64_t per = leaves[k].numel() / S;
+        const at::Tensor g = want_grads[k].defined() ? want_grads[k].contiguous() : at::zeros_like(leaves[k]);
+        const double* gp = g.data_ptr<double>();
+        for (int64_t j = p * per; j < (p + 1) * per; ++j)
+          if (!close(gp[j], grads[k][static_cast<size_t>(j)])) {
+            m.interpreted_because = "the compiled gradient of '" + sites_[k].name + "' differs from the interpreter's";
+            return;
+          }
+      }
+    }
+  }
+  m.tape = tape;
+}
+
+bool StanModel::compiled() const { return impl_->tape != nullptr; }
+
+const std::string& StanModel::interpreted_because() const { return impl_->interpreted_because; }
+
 StanModel::~StanModel() = default;
 
-StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data, uint64_t seed)
+StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data, uint64_t seed, StanOptions options)
     : impl_(std::make_unique<Impl>()) {
   if (!program) throw std::invalid_argument("StanModel: the program is null");
   impl_->program = std::move(program);
@@ -392,20 +547,38 @@ StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data, uint
   // One evaluation at Stan's default start (uniform on (-2, 2) unconstrained), so
   // that sizes that do not fit and unsupported uses are reported before a fit.
   at::Generator gen = at::detail::createCPUGenerator(0);
-  SiteValues values;
-  for (const auto& site : sites_) {
-    const auto bijector = biject_to(site.support);
-    std::vector<int64_t> shape{1};
-    for (int64_t n : bijector->unconstrained_shape(site.shape)) shape.push_back(n);
-    const at::Tensor u = at::empty(shape, at::kDouble).uniform_(-2, 2, gen);
-    values[site.name] = bijector->forward(u);
-  }
+  const SiteValues values = random_point(sites_, 1, gen);
   const at::Tensor x = at::empty({1}, at::kDouble);
   log_joint(x, values);
   quantities(values, gen);
+  const auto started = std::chrono::steady_clock::now();
+  if (options.compile) compile();
+  else impl_->interpreted_because = "compilation is turned off (StanOptions::compile)";
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  if (impl_->tape)
+    spdlog::debug("{}: the log joint is compiled for the fused evaluator ({} nodes, {:.0f} ms)", impl_->filename,
+                  impl_->tape->num_nodes(), ms);
+  else
+    spdlog::debug("{}: the log joint is interpreted: {}", impl_->filename, impl_->interpreted_because);
 }
 
 at::Tensor StanModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
+  if (!impl_->tape) return log_joint_interpreted(x, values);
+  RunContext ctx;
+  ctx.dtype = x.scalar_type();
+  ctx.particles = x.size(0);
+  std::vector<at::Tensor> latents;
+  for (const auto& p : impl_->parameters) latents.push_back(impl_->parameter_value(p, values, ctx));
+  // Higher derivatives (a Laplace guide's Hessian) differentiate the interpreter.
+  auto reference = [this, x](const std::vector<at::Tensor>& at_latents) {
+    SiteValues v;
+    for (size_t k = 0; k < at_latents.size(); ++k) v[impl_->parameters[k].decl->name] = at_latents[k];
+    return log_joint_interpreted(x, v);
+  };
+  return fused::log_joint(impl_->tape, ctx.particles, latents, ctx.dtype, reference);
+}
+
+at::Tensor StanModel::log_joint_interpreted(const at::Tensor& x, const SiteValues& values) const {
   RunContext ctx;
   ctx.dtype = x.scalar_type();
   ctx.particles = x.size(0);
