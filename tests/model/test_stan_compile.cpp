@@ -98,7 +98,7 @@ std::vector<std::string> corpus() {
   return names;
 }
 
-StanModel corpus_model(const std::string& name, StanOptions options = {}) {
+StanModel corpus_model(const std::string& name, StanOptions options = {StanEvaluator::compiled}) {
   return StanModel(load_stan(kDir + "/" + name + ".stan"), load_data(kDir + "/" + name + ".json"), 0, options);
 }
 
@@ -123,9 +123,24 @@ TEST(StanCompile, SaysWhyAProgramStaysInterpreted) {
             "the operator '>' on values that depend on parameters (line 9)");
   EXPECT_EQ(corpus_model("vector_math").interpreted_because().rfind("the function 'cumulative_sum' of values", 0), 0u)
       << corpus_model("vector_math").interpreted_because();
-  EXPECT_EQ(corpus_model("ar5", StanOptions{false}).interpreted_because(),
-            "compilation is turned off (StanOptions::compile)");
-  EXPECT_FALSE(corpus_model("ar5", StanOptions{false}).compiled());
+  EXPECT_EQ(corpus_model("ar5", StanOptions{StanEvaluator::interpreted}).interpreted_because(),
+            "the evaluator is StanEvaluator::interpreted");
+  EXPECT_FALSE(corpus_model("ar5", StanOptions{StanEvaluator::interpreted}).compiled());
+}
+
+// The automatic evaluator takes the tape for small steps and the interpreter's
+// vectorised kernels when S times the tape's elements outgrows its node count.
+TEST(StanCompile, AutomaticChoosesByStepSize) {
+  const StanModel model = corpus_model("ar5", StanOptions{});
+  ASSERT_TRUE(model.compiled());
+  const auto node_at = [&](int64_t S) {
+    SiteValues values = random_values(model, S, at::kDouble, 5);
+    for (auto& [name, v] : values) v.requires_grad_(true);
+    const at::Tensor lj = model.log_joint(at::empty({S}, at::kDouble), values);
+    return std::string(lj.grad_fn() ? lj.grad_fn()->name() : "(none)");
+  };
+  EXPECT_EQ(node_at(1), "FusedLogJointBackward");
+  EXPECT_NE(node_at(4000), "FusedLogJointBackward");
 }
 
 StanModel program(const std::string& text, const std::string& json) {
@@ -134,7 +149,7 @@ StanModel program(const std::string& text, const std::string& json) {
     std::ofstream out(path);
     out << json;
   }
-  return StanModel(parse_stan(text, "t.stan"), load_data(path));
+  return StanModel(parse_stan(text, "t.stan"), load_data(path), 0, StanOptions{StanEvaluator::compiled});
 }
 
 TEST(StanCompile, ElementWritesConditionsOnDataAndLoopsThatFallBack) {

@@ -477,7 +477,10 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
       offset[i] = total;
       total += S * nodes_[i].numel;
     }
-  std::vector<double> buffer(static_cast<size_t>(total));
+  // Scratch kept per thread: buffers of a fresh allocation this size would be mapped
+  // and zeroed page by page on every call (malloc hands large blocks to mmap).
+  thread_local std::vector<double> buffer, adjoint;
+  if (buffer.size() < static_cast<size_t>(total)) buffer.resize(static_cast<size_t>(total));
   std::vector<const double*> value(n);
   auto out_of = [&](size_t i) { return buffer.data() + offset[i]; };
   // Particle p's block of node i (constants have one block).
@@ -586,7 +589,7 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
 
   // Terms, with their derivatives when a gradient is wanted.
   const bool backward = grads != nullptr;
-  std::vector<double> adjoint(backward ? static_cast<size_t>(total) : 0, 0.0);
+  if (backward) adjoint.assign(static_cast<size_t>(total), 0.0);
   std::vector<std::vector<double>> latent_adjoint;  // latents have no slot in `adjoint`
   std::vector<double*> adj(n, nullptr);
   if (backward) {

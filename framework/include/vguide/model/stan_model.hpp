@@ -46,10 +46,24 @@ struct StanQuantity {
   enum class Block { parameters, transformed_parameters, generated_quantities } block = Block::parameters;
 };
 
+/// How StanModel::log_joint runs the program (docs/stan.md#speed).
+enum class StanEvaluator {
+  /// Compiled for the fused evaluator when the program allows it, and used when the
+  /// step is small for it (S times its elements at most kStanTapeWorkPerNode times
+  /// its nodes); else interpreted, with LibTorch's vectorised kernels. The default.
+  automatic,
+  /// Compiled when the program allows it, and then used at any size.
+  compiled,
+  /// Always interpreted.
+  interpreted,
+};
+
+/// See StanEvaluator::automatic: the interpreter issues a few LibTorch ops (about
+/// 10 us each, forward and backward) per compiled node, the tape a few ns per element.
+constexpr int64_t kStanTapeWorkPerNode = 8000;
+
 struct StanOptions {
-  /// Compile the log joint for the fused evaluator (docs/stan.md#speed) when the
-  /// program allows it; false keeps it interpreted (to compare the two).
-  bool compile = true;
+  StanEvaluator evaluator = StanEvaluator::automatic;
 };
 
 class VGUIDE_API StanModel : public Model {
@@ -78,7 +92,7 @@ class VGUIDE_API StanModel : public Model {
   /// The program's source file name, as given to parse_stan.
   const std::string& filename() const;
 
-  /// True if log_joint runs the compiled tape; if not, interpreted_because() says why
+  /// True if the log joint was compiled; if not, interpreted_because() says why
   /// (the first construct the tape cannot express, e.g. "an if whose condition
   /// depends on parameters").
   bool compiled() const;

@@ -134,6 +134,7 @@ struct StanModel::Impl {
   /// The log joint compiled for the fused evaluator (trace.hpp), or null; if null, why.
   std::shared_ptr<const fused::Tape> tape;
   std::string interpreted_because;
+  StanEvaluator evaluator = StanEvaluator::automatic;
 
   [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const {
     throw ProgramError(program->file, loc, message);
@@ -552,21 +553,26 @@ StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data, uint
   log_joint(x, values);
   quantities(values, gen);
   const auto started = std::chrono::steady_clock::now();
-  if (options.compile) compile();
-  else impl_->interpreted_because = "compilation is turned off (StanOptions::compile)";
+  impl_->evaluator = options.evaluator;
+  if (options.evaluator != StanEvaluator::interpreted) compile();
+  else impl_->interpreted_because = "the evaluator is StanEvaluator::interpreted";
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   if (impl_->tape)
-    spdlog::debug("{}: the log joint is compiled for the fused evaluator ({} nodes, {:.0f} ms)", impl_->filename,
-                  impl_->tape->num_nodes(), ms);
+    spdlog::debug("{}: the log joint is compiled for the fused evaluator ({} nodes, {} elements a particle, {:.0f} ms)",
+                  impl_->filename, impl_->tape->num_nodes(), impl_->tape->work(), ms);
   else
     spdlog::debug("{}: the log joint is interpreted: {}", impl_->filename, impl_->interpreted_because);
 }
 
 at::Tensor StanModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
-  if (!impl_->tape) return log_joint_interpreted(x, values);
+  const int64_t S = x.size(0);
+  const std::shared_ptr<const fused::Tape>& tape = impl_->tape;
+  if (!tape || (impl_->evaluator == StanEvaluator::automatic &&
+                S * tape->work() > kStanTapeWorkPerNode * static_cast<int64_t>(tape->num_nodes())))
+    return log_joint_interpreted(x, values);
   RunContext ctx;
   ctx.dtype = x.scalar_type();
-  ctx.particles = x.size(0);
+  ctx.particles = S;
   std::vector<at::Tensor> latents;
   for (const auto& p : impl_->parameters) latents.push_back(impl_->parameter_value(p, values, ctx));
   // Higher derivatives (a Laplace guide's Hessian) differentiate the interpreter.
