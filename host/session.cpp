@@ -50,7 +50,7 @@ ModelInputs load_model(const Settings& settings) {
   in.data_names = data.names();
   if (settings.stan) {  // the settings refused minibatches and ranks
     in.model = std::make_unique<model::StanModel>(model::parse_stan(in.model_text, model_path), std::move(data),
-                                                  settings.seed);
+                                                  settings.seed, model::StanOptions{settings.stan_evaluator});
     return in;
   }
   in.model = program_model(model::parse_program(in.model_text, model_path), std::move(data), in);

@@ -29,6 +29,8 @@ po::options_description make_options() {
   po::options_description model("Model and guide");
   model.add_options()("model", po::value<std::string>(), "the program to fit: a .qvr or a .stan file")(
       "language", po::value<std::string>(), "the model's language, qvr or stan (default: by the file's extension)")(
+      "stan-evaluator", po::value<std::string>(),
+      "auto, compiled or interpreted: how a Stan program's log joint runs (default auto; docs/stan.md)")(
       "data", po::value<std::string>(), "CmdStan JSON data")(
       "guide", po::value<std::string>(), "family to fit with (default: the only one loaded)")(
       "guide-opt", po::value<std::vector<std::string>>()->composing(), "guide option name=value; repeatable");
@@ -144,6 +146,15 @@ void read_model_and_guide(const po::variables_map& vm, const PluginManager& plug
     if (language != "stan" && language != "qvr")
       throw UsageError("--language " + language + ": must be qvr or stan");
     s.stan = language == "stan";
+  }
+  if (vm.count("stan-evaluator")) {
+    const std::string e = vm["stan-evaluator"].as<std::string>();
+    if (e != "auto" && e != "compiled" && e != "interpreted")
+      throw UsageError("--stan-evaluator " + e + ": must be auto, compiled or interpreted");
+    if (!s.stan) throw UsageError("--stan-evaluator: the model is not a Stan program");
+    s.stan_evaluator = e == "compiled"      ? model::StanEvaluator::compiled
+                       : e == "interpreted" ? model::StanEvaluator::interpreted
+                                            : model::StanEvaluator::automatic;
   }
   s.data_path = vm["data"].as<std::string>();
   const auto families = plugins.families();

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "vguide/model/stan_model.hpp"
 #include "vguide/runtime/distributed.hpp"
 #include "vguide/runtime/fit.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
@@ -61,6 +62,7 @@ struct Settings {
   // read_fit_settings
   std::string model_path;
   bool stan = false;  ///< a Stan program (by --language or the .stan extension)
+  model::StanEvaluator stan_evaluator = model::StanEvaluator::automatic;  ///< --stan-evaluator
   std::string data_path;  ///< may hold "{rank}"
   std::string family;
   std::string guide_options_text;  ///< the parsed guide options, as Options::to_string

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -115,6 +116,20 @@ TEST_F(HostStan, RstanReadsTheDrawsWithStansOwnNames) {
       << out;
 }
 
+// The compiled and the interpreted log joint give the same fit to rounding.
+TEST_F(HostStan, CompiledAndInterpretedFitsAgree) {
+  std::map<std::string, double> means;
+  for (const std::string evaluator : {"compiled", "interpreted"}) {
+    const fs::path out = dir_ / evaluator;
+    const HostRun r = vguide::test::run_host("--plugin normal " + model_args() + " --stan-evaluator " + evaluator +
+                                             " --steps 300 --seed 3 --quiet --output " + out.string());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::ifstream in(out / "summary.json");
+    means[evaluator] = nlohmann::json::parse(in)["sites"]["mu"]["mean"].get<double>();
+  }
+  EXPECT_NEAR(means["compiled"], means["interpreted"], 1e-9);
+}
+
 TEST_F(HostStan, RefusalsAreOneLineWithTheirExitCode) {
   HostRun r = vguide::test::run_host("--plugin normal " + model_args() + " --batch-size 5");
   EXPECT_EQ(r.exit_code, 2);
@@ -124,6 +139,10 @@ TEST_F(HostStan, RefusalsAreOneLineWithTheirExitCode) {
   r = vguide::test::run_host("--plugin normal " + model_args() + " --language julia");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.output, "vguide-host: error: --language julia: must be qvr or stan (see --help)\n");
+  r = vguide::test::run_host("--plugin normal " + model_args() + " --stan-evaluator fast");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.output,
+            "vguide-host: error: --stan-evaluator fast: must be auto, compiled or interpreted (see --help)\n");
   std::ofstream(dir_ / "bad.stan") << "parameters {\n  real mu\n}\n";
   r = vguide::test::run_host("--plugin normal --model " + (dir_ / "bad.stan").string() + " --data " +
                              (dir_ / "normal_mean.json").string() + " --output " + (dir_ / "out").string());
