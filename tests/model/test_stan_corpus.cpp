@@ -703,6 +703,40 @@ std::vector<Case> corpus() {
                    },
                    std::nullopt});
 
+  cases.push_back({"cdfs",
+                   {real_p("mu"), pos_p("sigma"), pos_p("rate"), pos_p("k")},
+                   [](const Point& p) {
+                     const double mu = p.r("mu"), s = p.r("sigma"), rate = p.r("rate"), k = p.r("k");
+                     const double u = p.dr("u");
+                     const std::vector<double> y = p.dv("y"), c = p.dv("c");
+                     // Both tails through erfc, so that neither rounds to 0 or 1.
+                     const auto Phi = [](double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); };
+                     const auto Phic = [](double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); };
+                     double lp = normal_lp(mu, 0, 3) + std::log(1.0) - s + std::log(1.0) - rate - k;
+                     for (double v : y) lp += normal_lp(v, mu, s);
+                     double cdf_product = 1;
+                     for (double v : c) {
+                       const double z = (v - mu) / s;
+                       lp += std::log(Phic(z)) - rate * v - std::pow(v / 2, k);
+                       cdf_product *= Phi(z);
+                       lp += z < 0 ? std::log(0.5 * std::exp(z)) : std::log(1 - 0.5 * std::exp(-z));  // double_exponential
+                       lp += z < 0 ? std::log(1 - 0.5 * std::exp(z)) : std::log(0.5 * std::exp(-z));
+                     }
+                     lp += std::log(cdf_product);
+                     const double zu = (u - mu) / s;
+                     lp += std::log(Phi(zu)) + std::log(Phi(mu / 3));
+                     lp += 2 * std::log(-std::expm1(-rate * u));
+                     lp += std::log(-std::expm1(-std::pow(u / 2, k)));
+                     lp += -std::log1p(std::exp(-zu)) - std::log1p(std::exp(zu));
+                     lp += std::log(0.5 + std::atan(zu) / M_PI) + std::log(0.5 - std::atan(zu) / M_PI);
+                     const double zl = (std::log(u) - mu) / s;
+                     lp += std::log(Phi(zl)) + std::log(Phic(zl));
+                     lp += -std::exp(-zu) + std::log(-std::expm1(-std::exp(-zu)));
+                     lp += std::log((u + 5) / 10) + std::log(1 - (u + 5) / 10);
+                     return lp;
+                   },
+                   std::nullopt});
+
   cases.push_back({"vector_math",
                    {real_p("v", {5}), real_p("r", {5})},
                    [](const Point& p) {

@@ -73,8 +73,8 @@ TEST(StanErrors, UnsupportedConstructsAreNamed) {
   expect_refusal("parameters { complex z; }\n", 1, 14, "the type complex is not supported");
   expect_refusal("parameters { real mu; }\nmodel { increment_log_prob(-mu^2); }\n", 2, 9,
                  "increment_log_prob is not supported (write target += ...)");
-  expect_refusal("data { real x; }\nmodel { real y = normal_cdf(x | 0, 1); }\n", 2, 18,
-                 "the function normal_cdf is not supported");
+  expect_refusal("data { real x; }\nmodel { real y = gamma_cdf(x | 2, 1); }\n", 2, 18,
+                 "the function gamma_cdf is not supported");
   expect_refusal("functions { real f_rng(real a) { return a; } }\n", 1, 18,
                  "user-defined _rng functions are not supported");
   expect_refusal("functions {\n real f(real a) { return a; }\n real f(real a) { return 2 * a; }\n}\n", 3, 7,

@@ -653,8 +653,16 @@ class Checker {
       e.type = {Base::real, 0};
       return;
     }
-    for (const char* sfx : {"_cdf", "_lcdf", "_lccdf"})
-      if (ends_with(name, sfx) && !functions_.count(name)) fail(e.loc, "the function " + name + " is not supported");
+    for (const char* sfx : {"_cdf", "_lcdf", "_lccdf"}) {
+      if (!ends_with(name, sfx) || functions_.count(name)) continue;
+      const CdfDef* c = find_cdf(name);
+      if (!c) fail(e.loc, "the function " + name + " is not supported");
+      const std::string dist = name.substr(0, name.size() - std::char_traits<char>::length(sfx));
+      if (types.empty()) fail(e.loc, name + " needs the variate as its first argument");
+      check_density_call(dist, e.loc, types, "");
+      e.type = {Base::real, 0};
+      return;
+    }
     if (e.conditional && !(ends_with(name, "_lpdf") || ends_with(name, "_lpmf") || ends_with(name, "_lupdf") ||
                            ends_with(name, "_lupmf")))
       fail(e.loc, "'|' separates a density's variate from its parameters; '" + name + "' is not a density");

@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <map>
 #include <stdexcept>
 
@@ -18,7 +20,7 @@ namespace {
 using namespace detail;
 
 // ---- distributions ------------------------------------------------------------------------
-using Elementwise = at::Tensor (*)(const std::vector<at::Tensor>&);
+using Elementwise = std::function<at::Tensor(const std::vector<at::Tensor>&)>;
 
 // Every argument flattened to (P, K) or (P, 1), broadcast, the log density summed.
 DistributionDef elementwise(bool discrete, int params, Elementwise f) {
@@ -305,6 +307,88 @@ std::map<std::string, DistributionDef> make_distributions() {
 
 const DistributionDef* find_distribution(const std::string& name) {
   static const std::map<std::string, DistributionDef> table = make_distributions();
+  const auto it = table.find(name);
+  return it == table.end() ? nullptr : &it->second;
+}
+
+namespace {
+
+// log P(Y <= y) and log P(Y > y) of one element, over broadcast (P, K) tensors.
+struct Tails {
+  Elementwise lcdf, lccdf;
+};
+
+// Where a branch is not taken its input is clamped, so that neither its value nor its
+// gradient is NaN (at::where passes a NaN gradient of the branch not taken).
+std::map<std::string, Tails> make_tails() {
+  std::map<std::string, Tails> t;
+  const auto z_of = [](const std::vector<at::Tensor>& a) { return (a[0] - a[1]) / a[2]; };
+  t["normal"] = {[z_of](const std::vector<at::Tensor>& a) { return at::special_log_ndtr(z_of(a)); },
+                 [z_of](const std::vector<at::Tensor>& a) { return at::special_log_ndtr(-z_of(a)); }};
+  t["std_normal"] = {[](const std::vector<at::Tensor>& a) { return at::special_log_ndtr(a[0]); },
+                     [](const std::vector<at::Tensor>& a) { return at::special_log_ndtr(-a[0]); }};
+  const auto log_z = [](const std::vector<at::Tensor>& a) {
+    return (at::log(a[0].clamp_min(std::numeric_limits<double>::min())) - a[1]) / a[2];
+  };
+  t["lognormal"] = {[log_z](const std::vector<at::Tensor>& a) {
+                      return at::where(a[0] > 0, at::special_log_ndtr(log_z(a)), at::full_like(log_z(a), -INFINITY));
+                    },
+                    [log_z](const std::vector<at::Tensor>& a) {
+                      return at::where(a[0] > 0, at::special_log_ndtr(-log_z(a)), at::zeros_like(log_z(a)));
+                    }};
+  t["cauchy"] = {[z_of](const std::vector<at::Tensor>& a) { return at::log(0.5 + at::atan(z_of(a)) / M_PI); },
+                 [z_of](const std::vector<at::Tensor>& a) { return at::log(0.5 - at::atan(z_of(a)) / M_PI); }};
+  t["double_exponential"] = {[z_of](const std::vector<at::Tensor>& a) {
+                               const at::Tensor z = z_of(a);
+                               return at::where(z < 0, std::log(0.5) + z.clamp_max(0), at::log1p(-0.5 * at::exp(-z.clamp_min(0))));
+                             },
+                             [z_of](const std::vector<at::Tensor>& a) {
+                               const at::Tensor z = z_of(a);
+                               return at::where(z < 0, at::log1p(-0.5 * at::exp(z.clamp_max(0))), std::log(0.5) - z.clamp_min(0));
+                             }};
+  t["logistic"] = {[z_of](const std::vector<at::Tensor>& a) { return -at::softplus(-z_of(a)); },
+                   [z_of](const std::vector<at::Tensor>& a) { return -at::softplus(z_of(a)); }};
+  t["gumbel"] = {[z_of](const std::vector<at::Tensor>& a) { return -at::exp(-z_of(a)); },
+                 [z_of](const std::vector<at::Tensor>& a) { return log1m_exp(-at::exp(-z_of(a))); }};
+  // -(rate * y) and -(y / sigma)^alpha: the log survival of the two, where y > 0.
+  const auto exponential_h = [](const std::vector<at::Tensor>& a) { return a[1] * a[0].clamp_min(0); };
+  const auto weibull_h = [](const std::vector<at::Tensor>& a) { return at::pow(a[0].clamp_min(0) / a[2], a[1]); };
+  for (const auto& [name, hazard] :
+       std::vector<std::pair<std::string, Elementwise>>{{"exponential", exponential_h}, {"weibull", weibull_h}}) {
+    t[name] = {[hazard](const std::vector<at::Tensor>& a) {
+                 const at::Tensor H = hazard(a);
+                 return at::where(a[0] > 0, log1m_exp(-H.clamp_min(std::numeric_limits<double>::min())), at::full_like(H, -INFINITY));
+               },
+               [hazard](const std::vector<at::Tensor>& a) { return -hazard(a); }};
+  }
+  t["uniform"] = {[](const std::vector<at::Tensor>& a) { return at::log(((a[0] - a[1]) / (a[2] - a[1])).clamp(0, 1)); },
+                  [](const std::vector<at::Tensor>& a) { return at::log1p(-((a[0] - a[1]) / (a[2] - a[1])).clamp(0, 1)); }};
+  return t;
+}
+
+}  // namespace
+
+const CdfDef* find_cdf(const std::string& name) {
+  static const std::map<std::string, CdfDef> table = [] {
+    std::map<std::string, CdfDef> out;
+    for (const auto& [dist, tails] : make_tails()) {
+      const DistributionDef* d = find_distribution(dist);
+      for (const char* sfx : {"_cdf", "_lcdf", "_lccdf"}) {
+        const std::string suffix = sfx;
+        const Elementwise f = suffix == "_lccdf" ? tails.lccdf : tails.lcdf;
+        const auto log_total = elementwise(false, d->max_params, f).log_density;
+        CdfDef c;
+        c.distribution = d;
+        c.evaluate = suffix == "_cdf" ? std::function<at::Tensor(const std::vector<Val>&, RunContext&)>(
+                                            [log_total](const std::vector<Val>& a, RunContext& ctx) {
+                                              return at::exp(log_total(a, ctx));
+                                            })
+                                      : log_total;
+        out[dist + suffix] = c;
+      }
+    }
+    return out;
+  }();
   const auto it = table.find(name);
   return it == table.end() ? nullptr : &it->second;
 }

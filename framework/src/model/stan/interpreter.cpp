@@ -882,6 +882,16 @@ Val Interpreter::call(const Expr& e) {
       return tracer_->density(family, args, std::move(lp));
     }
   }
+  if (const CdfDef* c = find_cdf(name); c && !functions_.count(name)) {
+    const bool data_only = std::all_of(args.begin(), args.end(), [](const Val& a) { return a.data_only; });
+    if (tracer_ && !data_only) Tracer::abort("the function '" + name + "' of values that depend on parameters");
+    try {
+      return {c->evaluate(args, context_), e.type, data_only};
+    } catch (const std::exception& ex) {
+      const std::string what = ex.what();
+      fail(e.loc, name + ": " + what.substr(0, what.find('\n')));
+    }
+  }
   const Builtin* b = find_builtin(name);
   if (!b) fail(e.loc, "unknown function '" + name + "'");
   try {

@@ -61,6 +61,16 @@ struct DistributionDef {
 /// `normal`, `poisson_log`, ... (no suffix).
 const DistributionDef* find_distribution(const std::string& name);
 
+/// `normal_cdf`, `normal_lcdf`, `normal_lccdf`: P(Y <= y) (the product over the
+/// elements), its log (the sum) and log P(Y > y), for the continuous distributions
+/// with a closed-form cdf. Null if `name` is not one of them.
+struct CdfDef {
+  const DistributionDef* distribution = nullptr;  ///< the parameters' count and type rule
+  /// (P,) from the variate and parameters (variate first).
+  std::function<at::Tensor(const std::vector<Val>&, RunContext&)> evaluate;
+};
+const CdfDef* find_cdf(const std::string& name);
+
 /// The element type of a real: int -> real promotion for arithmetic.
 at::Tensor as_real(const Val& v, at::ScalarType dtype);
 /// Appends size-1 dims to a scalar-per-particle (P,) tensor until it has `dims`.
