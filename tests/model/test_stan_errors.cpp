@@ -228,6 +228,30 @@ TEST(StanErrors, ARejectedDrawIsMinusInfinityNotAnError) {
   EXPECT_NEAR(lp2[1].item<double>(), -0.5 * 0.25 - 0.5 * std::log(2 * M_PI), 1e-12);
 }
 
+// Generated quantities keep their declared constraints on the output draws, as Stan
+// checks them; the error names the quantity, its element and the draw.
+TEST(StanErrors, GeneratedQuantitiesThatBreakTheirConstraintAreNamed) {
+  StanModel model(parse_stan("parameters { real mu; }\nmodel { mu ~ normal(0, 1); }\n"
+                             "generated quantities {\n  real<lower=0> shifted = mu + 1;\n"
+                             "  array[2] real<upper=0> neg = {-1.0, mu};\n  simplex[2] w = [0.5, 0.5]';\n"
+                             "  simplex[2] v = [0.5, mu]';\n}\n",
+                             "model.stan"),
+                  parse_data("{}", "data.json"));
+  at::Generator gen = at::detail::createCPUGenerator(1);
+  const auto first_line = [&](double mu0, double mu1) -> std::string {
+    try {
+      model.quantities({{"mu", at::tensor({mu0, mu1}, at::kDouble)}}, gen);
+    } catch (const ProgramError& e) {
+      const std::string what = e.what();
+      return what.substr(0, what.find('\n'));
+    }
+    return "(no error)";
+  };
+  EXPECT_EQ(first_line(-0.2, -2.5), "model.stan:4:17: generated quantity 'shifted' is -1.5, but is declared <lower=0> (output draw 2)");
+  EXPECT_EQ(first_line(-0.2, 0.25), "model.stan:5:26: generated quantity 'neg[2]' is 0.25, but is declared <upper=0> (output draw 2)");
+  EXPECT_EQ(first_line(-0.5, -0.5), "model.stan:7:14: generated quantity 'v' is not a simplex (output draw 1)");
+}
+
 TEST(StanErrors, AnIfOnAParameterKeepsEachParticlesOwnBranch) {
   StanModel model(parse_stan("parameters { real mu; }\nmodel {\n  real s = 0;\n  if (mu > 0) { s = 2 * mu; target += -s; }\n"
                              "  else { s = -mu; if (mu < -1) reject(\"far\"); }\n  target += -0.5 * s^2;\n}\n",

@@ -131,6 +131,11 @@ struct StanModel::Impl {
   /// Transformed parameters, checked per particle: defined (not NaN) and within
   /// their declared constraint.
   std::vector<std::pair<const Stmt*, Declared>> checked_transformed;
+  /// Generated quantities with a declared constraint (bounds of data only).
+  std::vector<std::pair<const Stmt*, Declared>> checked_generated;
+  /// Set once the constructor's trial evaluation at a random point is done: that
+  /// point may break a constraint that the fitted draws keep.
+  bool built = false;
   /// The log joint compiled for the fused evaluator (trace.hpp), or null; if null, why.
   std::shared_ptr<const fused::Tape> tape;
   std::string interpreted_because;
@@ -307,6 +312,38 @@ struct StanModel::Impl {
       for (const StmtP& t : program->ast.transformed_parameters)
         if (t->kind == Stmt::Kind::decl) later.insert(t->name);
       checked_transformed.emplace_back(s.get(), declared(d, in, later));
+    }
+    // Generated quantities' constraints are checked on the output draws, as Stan
+    // checks them; one whose bound mentions a parameter or a quantity is not.
+    std::set<std::string> computed = names;
+    for (const auto* block : {&program->ast.transformed_parameters, &program->ast.generated_quantities})
+      for (const StmtP& t : *block)
+        if (t->kind == Stmt::Kind::decl) computed.insert(t->name);
+    for (const StmtP& s : program->ast.generated_quantities) {
+      if (s->kind != Stmt::Kind::decl) continue;
+      const DeclType& d = s->decl_type;
+      if (d.special == "unit_vector" || (d.special.empty() && !d.lower && !d.upper)) continue;
+      if ((d.lower && mentions(*d.lower, computed)) || (d.upper && mentions(*d.upper, computed))) continue;
+      checked_generated.emplace_back(s.get(), declared(d, in, {}));
+    }
+  }
+
+  // Throws, naming the quantity, the draw and the element, if a generated quantity
+  // breaks its declared constraint (values: (S, *shape)).
+  void check_generated(const Interpreter& in) const {
+    for (const auto& [decl, c] : checked_generated) {
+      const at::Tensor v = in.scopes()[0].at(decl->name).value.t.detach().to(at::kDouble);
+      const int64_t S = v.size(0);
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t bad = first_violation(c, v[s], decl->decl_type);
+        if (bad < 0) continue;
+        const std::string where = " (output draw " + std::to_string(s + 1) + ")";
+        if (decl->decl_type.special.empty())
+          fail(decl->name_loc, "generated quantity '" + element_name(decl->name, v[s].sizes(), bad) + "' is " +
+                                   number_text(v[s].reshape({-1})[bad].item<double>()) + ", but is declared <" + c.text +
+                                   ">" + where);
+        fail(decl->name_loc, "generated quantity '" + decl->name + "' is not a " + decl->decl_type.special + where);
+      }
     }
   }
 
@@ -552,6 +589,7 @@ StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data, uint
   const at::Tensor x = at::empty({1}, at::kDouble);
   log_joint(x, values);
   quantities(values, gen);
+  impl_->built = true;
   const auto started = std::chrono::steady_clock::now();
   impl_->evaluator = options.evaluator;
   if (options.evaluator != StanEvaluator::interpreted) compile();
@@ -625,6 +663,7 @@ std::vector<StanQuantity> StanModel::quantities(const SiteValues& values, at::Ge
   } catch (const stan::Rejected& r) {
     throw ProgramError(impl_->program->file, r.loc, std::string("reject while computing the outputs: ") + r.what());
   }
+  if (impl_->built) impl_->check_generated(in);
   for (const auto& p : impl_->parameters) take(*p.decl, StanQuantity::Block::parameters);
   for (const auto& s : impl_->program->ast.transformed_parameters)
     if (s->kind == Stmt::Kind::decl) take(*s, StanQuantity::Block::transformed_parameters);
