@@ -153,9 +153,10 @@ StanModel program(const std::string& text, const std::string& json) {
 }
 
 TEST(StanCompile, ElementWritesConditionsOnDataAndLoopsThatFallBack) {
-  // mu is filled element by element (one gather); the vectorisable loop declares a
-  // vector whose size differs by iteration, so it falls back to one iteration at a
-  // time after recording part of its body (the tape must forget that part).
+  // mu is filled element by element (one gather); two loops that could run at once
+  // fall back to one iteration at a time after recording part of their body (the
+  // tape must forget that part): one has an if on data that differs by iteration,
+  // the other declares a vector whose size does.
   const std::string text = R"(
 data { int N; vector[N] y; array[N] int g; }
 parameters { real a; real<lower=0> s; vector[2] b; }
@@ -166,6 +167,10 @@ model {
     else mu[n] = a - b[2];
   }
   y ~ normal(mu, s);
+  for (n in 1:N) {  // run at once, the if differs by iteration: one at a time instead
+    if (g[n] == 1) y[n] ~ normal(a, s);
+    else y[n] ~ normal(b[1], 2 * s);
+  }
   for (n in 1:N) {
     real scaled = b[1] * y[n];
     vector[n] w = rep_vector(scaled, n);

@@ -382,6 +382,15 @@ bool Interpreter::run_vectorised(const Stmt& s, int64_t lo, int64_t hi) {
   const std::vector<Scope> saved = scopes_;
   const at::Tensor saved_target = target_;
   const fused::Tape::Mark mark = tracer_ ? tracer_->tape()->mark() : fused::Tape::Mark{};
+  const auto restore = [&] {
+    scopes_ = saved;
+    target_ = saved_target;
+    vectorising_ = false;
+    if (tracer_) {
+      tracer_->rows = 0;
+      tracer_->tape()->rewind(mark);
+    }
+  };
   try {
     vectorising_ = true;
     if (tracer_) tracer_->rows = n;
@@ -404,13 +413,12 @@ bool Interpreter::run_vectorised(const Stmt& s, int64_t lo, int64_t hi) {
     target_ = saved_target + sum;
     return true;
   } catch (const std::exception&) {
-    scopes_ = saved;
-    target_ = saved_target;
-    vectorising_ = false;
-    if (tracer_) {
-      tracer_->rows = 0;
-      tracer_->tape()->rewind(mark);
-    }
+    restore();
+    return false;
+  } catch (const TraceAbort&) {
+    // Something the tape cannot hold at once (an `if` on data that differs between
+    // iterations): one iteration at a time may resolve it, or abort again.
+    restore();
     return false;
   }
 }
