@@ -184,6 +184,28 @@ model {
   expect_same_as_interpreted(model, "element writes");
 }
 
+// A draw whose transformed parameter is NaN is rejected on the tape as the
+// interpreter rejects it, even where the model does not use that parameter.
+TEST(StanCompile, AnUndefinedTransformedParameterRejectsTheDraw) {
+  const StanModel model = program(R"(
+parameters { real x; }
+transformed parameters { real r = log(x + 1.9); }
+model { x ~ normal(0, 1); }
+)",
+                                  "{}");
+  ASSERT_TRUE(model.compiled()) << model.interpreted_because();
+  const at::Tensor x = at::tensor({-1.95, 0.5}, at::kDouble).requires_grad_(true);
+  const at::Tensor lj = model.log_joint(at::empty({2}, at::kDouble), {{"x", x}});
+  EXPECT_EQ(lj[0].item<double>(), -INFINITY);
+  EXPECT_NEAR(lj[1].item<double>(), -0.125 - 0.5 * std::log(2 * M_PI), 1e-12);
+  // Seeded with 1 for both particles: the rejected one has no gradient.
+  const at::Tensor g = torch::autograd::grad({lj}, {x}, {at::ones_like(lj)})[0];
+  EXPECT_EQ(g[0].item<double>(), 0.0);
+  EXPECT_NEAR(g[1].item<double>(), -0.5, 1e-12);
+  const at::Tensor want = model.log_joint_interpreted(at::empty({2}, at::kDouble), {{"x", x.detach()}});
+  EXPECT_EQ(want[0].item<double>(), -INFINITY);
+}
+
 TEST(StanCompile, MultiplierThatIsAParameterAndMatrixProducts) {
   const std::string text = R"(
 data { int N; int K; matrix[N, K] X; vector[N] y; }

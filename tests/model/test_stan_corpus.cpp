@@ -1230,6 +1230,31 @@ std::string param_name(const ::testing::TestParamInfo<std::string>& info) { retu
 INSTANTIATE_TEST_SUITE_P(StanCorpus, Corpus, ::testing::ValuesIn(case_names()), param_name);
 INSTANTIATE_TEST_SUITE_P(StanCorpus, QvrCorpus, ::testing::ValuesIn(qvr_case_names()), param_name);
 
+// The cdfs at their edges: finite values and gradients where Stan's are finite
+// (weibull at y = 0 with alpha < 1, far tails of gumbel, cauchy and exponential).
+TEST(StanCorpus, CdfEdgesHaveFiniteValuesAndGradients) {
+  const std::string text = R"(
+parameters { real<lower=0> alpha; real<lower=0> sigma; real mu; }
+model {
+  target += weibull_lccdf(0 | alpha, sigma) + weibull_lcdf(1e-3 | 6 * alpha, sigma);
+  target += gumbel_lccdf(40 + mu | mu, 1) + cauchy_lccdf(1e17 | mu, sigma) + exponential_lcdf(1e-18 | sigma);
+}
+)";
+  StanModel model(parse_stan(text, "edges.stan"), parse_data("{}", "edges.json"));
+  const at::Tensor alpha = at::tensor({0.5}, at::kDouble).requires_grad_(true);
+  const at::Tensor sigma = at::tensor({1.0}, at::kDouble).requires_grad_(true);
+  const at::Tensor mu = at::tensor({0.0}, at::kDouble).requires_grad_(true);
+  const at::Tensor lj = model.log_joint(at::empty({1}, at::kDouble), {{"alpha", alpha}, {"sigma", sigma}, {"mu", mu}});
+  // weibull_lccdf(0) = 0; weibull_lcdf(1e-3 | 3, 1) = log(1 - exp(-1e-9)); gumbel_lccdf
+  // at z = 40: log(1 - exp(-exp(-40))); cauchy_lccdf(1e17) = log(atan(1e-17) / pi);
+  // exponential_lcdf(1e-18 | 1) = log(1 - exp(-1e-18)).
+  const double want = std::log(-std::expm1(-1e-9)) + std::log(-std::expm1(-std::exp(-40.0))) +
+                      std::log(std::atan(1e-17) / M_PI) + std::log(-std::expm1(-1e-18));
+  EXPECT_NEAR(lj.item<double>(), want, 1e-9 * std::abs(want));
+  const auto g = torch::autograd::grad({lj.sum()}, {alpha, sigma, mu});
+  for (const auto& t : g) EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << t;
+}
+
 TEST(StanCorpus, EveryProgramHasDataAndAReference) {
   std::set<std::string> programs;
   for (const auto& entry : std::filesystem::directory_iterator(kDir))

@@ -405,10 +405,18 @@ bool Tape::sum_term(int node, double scale) {
   return true;
 }
 
+bool Tape::reject_if_nan(int node) {
+  if (node < 0 || node >= static_cast<int>(nodes_.size())) return false;
+  guards_.push_back(node);
+  work_ += nodes_[static_cast<size_t>(node)].numel;
+  return true;
+}
+
 void Tape::rewind(const Mark& m) {
   nodes_.resize(std::min(nodes_.size(), m.nodes));
   terms_.resize(std::min(terms_.size(), m.terms));
   sums_.resize(std::min(sums_.size(), m.sums));
+  guards_.resize(std::min(guards_.size(), m.guards));
   work_ = m.work;
   num_latents_ = 0;
   for (const Node& node : nodes_)
@@ -647,6 +655,19 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
       for (int64_t j = 0; j < node.numel; ++j) g[j] += s.scale;
     }
   }
+  // Particles with a NaN in a guarded node are rejected: -inf, and (below) no gradient.
+  std::vector<char> rejected(static_cast<size_t>(S), 0);
+  bool any_rejected = false;
+  for (int g : guards_) {
+    const int64_t m = nodes_[static_cast<size_t>(g)].numel;
+    for (int64_t p = 0; p < S; ++p) {
+      const double* v = block(g, p);
+      for (int64_t j = 0; j < m && !rejected[static_cast<size_t>(p)]; ++j)
+        if (std::isnan(v[j])) rejected[static_cast<size_t>(p)] = any_rejected = true;
+    }
+  }
+  for (int64_t p = 0; p < S; ++p)
+    if (rejected[static_cast<size_t>(p)]) log_joint[p] = -kInf;
   if (!backward) return;
 
   // The reverse sweep.
@@ -752,8 +773,10 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
     const Node& node = nodes_[i];
     if (node.op != Op::latent) continue;
     double* out = grads->at(static_cast<size_t>(node.latent));
-    const int64_t len = S * node.numel;
-    for (int64_t j = 0; j < len; ++j) out[j] += adj[i][j];
+    for (int64_t p = 0; p < S; ++p) {
+      if (any_rejected && rejected[static_cast<size_t>(p)]) continue;
+      for (int64_t j = p * node.numel; j < (p + 1) * node.numel; ++j) out[j] += adj[i][j];
+    }
   }
 }
 

@@ -60,6 +60,9 @@ class Tape {
   bool term(Family family, int value, const std::vector<int>& params, double scale = 1.0);
   /// Adds `scale` times the sum of a node's elements.
   bool sum_term(int node, double scale = 1.0);
+  /// A particle for which an element of `node` is NaN gets a log joint of -inf and
+  /// no gradient (Stan's rejection of a draw whose transformed parameter is undefined).
+  bool reject_if_nan(int node);
   /// A node of `shape` whose element j is element `offsets[j]` of node `sources[j]`,
   /// or `constants[j]` where `sources[j]` is -1 (a gather over several nodes, for
   /// values assembled element by element). -1 if a source or offset does not exist.
@@ -72,10 +75,10 @@ class Tape {
 
   /// The tape's size, to undo what a failed attempt recorded (`rewind`).
   struct Mark {
-    size_t nodes = 0, terms = 0, sums = 0;
+    size_t nodes = 0, terms = 0, sums = 0, guards = 0;
     int64_t work = 0;
   };
-  Mark mark() const { return {nodes_.size(), terms_.size(), sums_.size(), work_}; }
+  Mark mark() const { return {nodes_.size(), terms_.size(), sums_.size(), guards_.size(), work_}; }
   void rewind(const Mark& m);
   size_t num_nodes() const noexcept { return nodes_.size(); }
   bool empty() const noexcept { return terms_.empty() && sums_.empty(); }
@@ -127,6 +130,7 @@ class Tape {
   std::vector<Node> nodes_;
   std::vector<Term> terms_;
   std::vector<Sum> sums_;
+  std::vector<int> guards_;  // reject_if_nan
   int num_latents_ = 0;
   int64_t work_ = 0;
 };

@@ -336,8 +336,9 @@ std::map<std::string, Tails> make_tails() {
                     [log_z](const std::vector<at::Tensor>& a) {
                       return at::where(a[0] > 0, at::special_log_ndtr(-log_z(a)), at::zeros_like(log_z(a)));
                     }};
-  t["cauchy"] = {[z_of](const std::vector<at::Tensor>& a) { return at::log(0.5 + at::atan(z_of(a)) / M_PI); },
-                 [z_of](const std::vector<at::Tensor>& a) { return at::log(0.5 - at::atan(z_of(a)) / M_PI); }};
+  // 1/2 + atan(z)/pi is atan2(1, -z)/pi, which keeps its precision in the far tails.
+  t["cauchy"] = {[z_of](const std::vector<at::Tensor>& a) { return at::log(at::atan2(at::ones_like(z_of(a)), -z_of(a)) / M_PI); },
+                 [z_of](const std::vector<at::Tensor>& a) { return at::log(at::atan2(at::ones_like(z_of(a)), z_of(a)) / M_PI); }};
   t["double_exponential"] = {[z_of](const std::vector<at::Tensor>& a) {
                                const at::Tensor z = z_of(a);
                                return at::where(z < 0, std::log(0.5) + z.clamp_max(0), at::log1p(-0.5 * at::exp(-z.clamp_min(0))));
@@ -352,7 +353,13 @@ std::map<std::string, Tails> make_tails() {
                  [z_of](const std::vector<at::Tensor>& a) { return log1m_exp(-at::exp(-z_of(a))); }};
   // -(rate * y) and -(y / sigma)^alpha: the log survival of the two, where y > 0.
   const auto exponential_h = [](const std::vector<at::Tensor>& a) { return a[1] * a[0].clamp_min(0); };
-  const auto weibull_h = [](const std::vector<at::Tensor>& a) { return at::pow(a[0].clamp_min(0) / a[2], a[1]); };
+  // At y = 0 the power's base is replaced by 1 and the hazard selected as 0: the power
+  // of 0 has an infinite derivative for alpha < 1, and 0 times it is NaN.
+  const auto weibull_h = [](const std::vector<at::Tensor>& a) {
+    const at::Tensor positive = a[0] > 0;
+    const at::Tensor base = at::where(positive, a[0], at::ones_like(a[0])) / a[2];
+    return at::where(positive, at::pow(base, a[1]), at::zeros_like(base));
+  };
   for (const auto& [name, hazard] :
        std::vector<std::pair<std::string, Elementwise>>{{"exponential", exponential_h}, {"weibull", weibull_h}}) {
     t[name] = {[hazard](const std::vector<at::Tensor>& a) {

@@ -100,7 +100,10 @@ inline Val binary_real(const std::vector<Val>& a, RunContext& c, at::Tensor (*f)
 inline at::Tensor reduce_all(const at::Tensor& t) { return t.dim() == 1 ? t : t.flatten(1); }
 
 inline at::Tensor log1m_exp(const at::Tensor& x) {  // log(1 - exp(x)), x < 0
-  return at::where(x > -0.6931471805599453, at::log(-at::expm1(x)), at::log1p(-at::exp(x)));
+  // Each branch's input is clamped to its side, so the branch not taken has neither a
+  // NaN value nor a NaN gradient (at::where passes both through a zero).
+  constexpr double kLog2 = 0.6931471805599453;
+  return at::where(x > -kLog2, at::log(-at::expm1(x.clamp_min(-kLog2))), at::log1p(-at::exp(x.clamp_max(-kLog2))));
 }
 inline at::Tensor log_inv_logit(const at::Tensor& x) { return -at::softplus(-x); }
 inline at::Tensor log1m_inv_logit(const at::Tensor& x) { return -at::softplus(x); }

@@ -182,7 +182,8 @@ struct StanModel::Impl {
   }
 
   // The elements of `value` (no particle dim) that break `c`, or -1.
-  static int64_t first_violation(const Declared& c, const at::Tensor& value, const DeclType& d) {
+  // `tol`: for the special types (simplex, ...), the rounding of the values' dtype.
+  static int64_t first_violation(const Declared& c, const at::Tensor& value, const DeclType& d, double tol = 1e-8) {
     if (c.support.kind() == ConstraintKind::real) return -1;
     const at::Tensor v = value.to(at::kDouble);
     at::Tensor ok;
@@ -193,7 +194,7 @@ struct StanModel::Impl {
       if (!std::isnan(lo)) ok = ok & (v >= lo);
       if (!std::isnan(hi)) ok = ok & (v <= hi);
     } else {
-      ok = keeps(c, v, 1e-8);
+      ok = keeps(c, v, tol);
     }
     const at::Tensor bad = (~ok).reshape({-1}).nonzero();
     return bad.numel() == 0 ? -1 : bad[0][0].item<int64_t>();
@@ -332,10 +333,12 @@ struct StanModel::Impl {
   // breaks its declared constraint (values: (S, *shape)).
   void check_generated(const Interpreter& in) const {
     for (const auto& [decl, c] : checked_generated) {
-      const at::Tensor v = in.scopes()[0].at(decl->name).value.t.detach().to(at::kDouble);
+      const at::Tensor& value = in.scopes()[0].at(decl->name).value.t;
+      const double tol = value.scalar_type() == at::kFloat ? 1e-5 : 1e-8;  // as transformed_ok
+      const at::Tensor v = value.detach().to(at::kDouble);
       const int64_t S = v.size(0);
       for (int64_t s = 0; s < S; ++s) {
-        const int64_t bad = first_violation(c, v[s], decl->decl_type);
+        const int64_t bad = first_violation(c, v[s], decl->decl_type, tol);
         if (bad < 0) continue;
         const std::string where = " (output draw " + std::to_string(s + 1) + ")";
         if (decl->decl_type.special.empty())
@@ -480,7 +483,7 @@ SiteValues random_point(const std::vector<SiteInfo>& sites, int64_t S, at::Gener
 }
 
 bool close(double a, double b) {
-  if (!std::isfinite(a) || !std::isfinite(b)) return !std::isfinite(a) && !std::isfinite(b);
+  if (!std::isfinite(a) || !std::isfinite(b)) return (std::isnan(a) && std::isnan(b)) || a == b;
   return std::abs(a - b) <= 1e-8 * std::max(1.0, std::max(std::abs(a), std::abs(b)));
 }
 
@@ -503,11 +506,18 @@ void StanModel::compile() {
     ctx.particles = 1;
     Interpreter in = m.start(ctx, random_point(sites_, 1, gen), &tracer);
     in.run_block(m.program->ast.transformed_parameters);
-    for (const auto& [decl, c] : m.checked_transformed)
-      if (at::isnan(in.scopes()[0].at(decl->name).value.t).any().item<bool>()) {
+    // As the interpreter rejects a draw whose transformed parameter is NaN: an element
+    // that is data is NaN for every draw (left interpreted), one that depends on the
+    // parameters is guarded on the tape.
+    for (const auto& [decl, c] : m.checked_transformed) {
+      const Val& v = in.scopes()[0].at(decl->name).value;
+      const at::Tensor data_nan = at::isnan(v.t) & (v.ids.defined() ? v.ids < 0 : at::ones_like(v.t, at::kBool));
+      if (data_nan.any().item<bool>()) {
         m.interpreted_because = "the transformed parameter '" + decl->name + "' is not defined everywhere";
         return;
       }
+      tracer.reject_if_nan(v);
+    }
     in.run_block(m.program->ast.model);
   } catch (const stan::TraceAbort& a) {
     m.interpreted_because = a.why;

@@ -11,7 +11,7 @@ namespace {
 constexpr int64_t kElementMask = (int64_t{1} << 32) - 1;
 // Past this many nodes (loops unrolled over long data) tracing costs seconds and
 // the interpreter's vectorised kernels are the better choice.
-constexpr size_t kMaxNodes = 50'000;
+constexpr size_t kMaxNodes = 20'000;
 
 std::vector<int64_t> shape_of(const at::Tensor& t) { return t.sizes().vec(); }
 
@@ -103,6 +103,11 @@ std::vector<int> Tracer::density_arguments(const std::vector<Val>& args, int64_t
     nodes.push_back(node(flat));
   }
   return nodes;
+}
+
+void Tracer::reject_if_nan(const Val& v) {
+  if (!v.ids.defined()) return;  // data: its NaNs are known now
+  if (!tape_->reject_if_nan(node(v))) abort("a check the tape cannot hold");
 }
 
 void Tracer::add_density(fused::Family family, const std::vector<Val>& args) {

@@ -68,6 +68,8 @@ class Tracer {
   /// target += family(value | params), each argument flattened to (rows, K) as the
   /// library's elementwise densities take them.
   void add_density(fused::Family family, const std::vector<Val>& args);
+  /// A particle for which an element of v is NaN is rejected (see Tape::reject_if_nan).
+  void reject_if_nan(const Val& v);
   /// family(value | params) as a value (`normal_lpdf(...)` in an expression), whose
   /// interpreted value is t, (rows,).
   Val density(fused::Family family, const std::vector<Val>& args, at::Tensor t);
