@@ -423,7 +423,7 @@ void Tape::rewind(const Mark& m) {
     if (node.op == Op::latent) num_latents_ = std::max(num_latents_, node.latent + 1);
 }
 
-bool Tape::term(Family family, int value, const std::vector<int>& params, double scale) {
+bool Tape::term(Family family, int value, const std::vector<int>& params) {
   if (value < 0 || static_cast<int>(params.size()) != param_count(family)) return false;
   std::vector<int64_t> full = shape(value);
   for (int p : params) {
@@ -437,7 +437,6 @@ bool Tape::term(Family family, int value, const std::vector<int>& params, double
   t.value = value;
   t.params = params;
   t.numel = numel_of(full);
-  t.scale = scale;
   t.maps.push_back(broadcast_map(shape(value), full));
   for (int p : params) t.maps.push_back(broadcast_map(shape(p), full));
   work_ += t.numel;
@@ -637,9 +636,9 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
         d[0] = d[1] = d[2] = d[3] = 0;
         sum += family_log_prob(t.family, xv, q, d);
         for (size_t i = 0; i <= k; ++i)
-          if (grad[i]) grad[i][map[i] ? map[i][j] : j] += t.scale * d[i];
+          if (grad[i]) grad[i][map[i] ? map[i][j] : j] += d[i];
       }
-      log_joint[p] += t.scale * sum;
+      log_joint[p] += sum;
     }
   }
   for (const Sum& s : sums_) {

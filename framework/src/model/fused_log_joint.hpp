@@ -57,7 +57,7 @@ class Tape {
   int index(int a, const std::vector<int64_t>& positions, const std::vector<int64_t>& index_shape);
   /// Adds log family(value | params) summed over the broadcast own dims. False if
   /// the shapes do not broadcast or the parameter count is wrong.
-  bool term(Family family, int value, const std::vector<int>& params, double scale = 1.0);
+  bool term(Family family, int value, const std::vector<int>& params);
   /// Adds `scale` times the sum of a node's elements.
   bool sum_term(int node, double scale = 1.0);
   /// A particle for which an element of `node` is NaN gets a log joint of -inf and
@@ -116,7 +116,6 @@ class Tape {
     std::vector<int> params;
     int64_t numel = 1;                       // broadcast elements
     std::vector<std::vector<int64_t>> maps;  // value, then params; empty = same shape
-    double scale = 1.0;
   };
   struct Sum {
     int node = -1;

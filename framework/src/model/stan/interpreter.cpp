@@ -259,19 +259,6 @@ Interpreter::Flow Interpreter::exec_statement(const Stmt& s) {
     case Stmt::Kind::block: return exec_list(s.body, true);
     case Stmt::Kind::assign: assign(s); return Flow::normal;
     case Stmt::Kind::target: {
-      if (tracer_ && s.value->kind == Expr::Kind::call) {
-        // `target += normal_lpdf(y | mu, sigma)` is a `~` statement for the tape.
-        const std::string& name = s.value->text;
-        for (const char* sfx : {"_lpdf", "_lupdf", "_lpmf", "_lupmf"}) {
-          const size_t n = std::char_traits<char>::length(sfx);
-          if (name.size() > n && name.compare(name.size() - n, n, sfx) == 0 && !functions_.count(name)) {
-            std::vector<Val> args;
-            for (const auto& a : s.value->args) args.push_back(evaluate(*a));
-            tilde(name.substr(0, name.size() - n), s.value->loc, std::move(args), s.loc);
-            return Flow::normal;
-          }
-        }
-      }
       const Val v = evaluate(*s.value);
       add_target(as_real(v, context_.dtype), s.loc);
       if (tracer_) tracer_->add_target(v);
@@ -280,7 +267,9 @@ Interpreter::Flow Interpreter::exec_statement(const Stmt& s) {
     case Stmt::Kind::tilde: {
       std::vector<Val> args{evaluate(*s.value)};
       for (const auto& a : s.args) args.push_back(evaluate(*a));
-      tilde(s.dist, s.dist_loc, std::move(args), s.loc);
+      const Val lp = density_value(s.dist, s.dist_loc, std::move(args));
+      add_target(as_real(lp, context_.dtype), s.loc);
+      if (tracer_) tracer_->add_target(lp);
       return Flow::normal;
     }
     case Stmt::Kind::for_range: {
@@ -876,18 +865,9 @@ Val Interpreter::call(const Expr& e) {
   for (const char* sfx : {"_lpdf", "_lupdf", "_lpmf", "_lupmf"}) {
     const size_t n = std::char_traits<char>::length(sfx);
     if (name.size() > n && name.compare(name.size() - n, n, sfx) == 0) {
-      const bool data_only = [&] {
-        for (const auto& a : args)
-          if (!a.data_only) return false;
-        return true;
-      }();
-      const std::string dist = name.substr(0, name.size() - n);
-      if (!tracer_ || data_only) return {density(dist, e.loc, std::move(args)), e.type, data_only};
-      at::Tensor lp = density(dist, e.loc, args);
-      fused::Family family;
-      if (!stan_family(dist, &family)) Tracer::abort("the distribution '" + dist + "' of values that depend on parameters");
-      standard_normal_arguments(dist, &args);
-      return tracer_->density(family, args, std::move(lp));
+      Val lp = density_value(name.substr(0, name.size() - n), e.loc, std::move(args));
+      lp.type = e.type;
+      return lp;
     }
   }
   if (const CdfDef* c = find_cdf(name); c && !functions_.count(name)) {
@@ -955,38 +935,21 @@ Val Interpreter::call_user(const Function& f, std::vector<Val> args, const Sourc
   return out;
 }
 
-void Interpreter::tilde(const std::string& dist, const SourceLoc& dist_loc, std::vector<Val> args, const SourceLoc& loc) {
-  if (!tracer_) {
-    add_target(density(dist, dist_loc, std::move(args)), loc);
-    return;
-  }
+Val Interpreter::density_value(const std::string& dist, const SourceLoc& loc, std::vector<Val> args) {
   for (const char* sfx : {"_lpdf", "_lpmf"}) {
     const auto it = functions_.find(dist + sfx);
-    if (it != functions_.end()) {
-      const Val lp = call_user(*it->second, std::move(args), dist_loc);
-      add_target(as_real(lp, context_.dtype), loc);
-      tracer_->add_target(lp);
-      return;
-    }
+    if (it != functions_.end()) return convert(call_user(*it->second, std::move(args), loc), Type{Base::real, 0});
   }
   const bool data_only = std::all_of(args.begin(), args.end(), [](const Val& a) { return a.data_only; });
-  const at::Tensor lp = density(dist, dist_loc, args);
-  add_target(lp, loc);
-  if (data_only) {
-    tracer_->add_target(Val{lp, Type{Base::real, 0}, true});
-    return;
-  }
+  at::Tensor lp = density(dist, loc, args);
+  if (!tracer_ || data_only) return {std::move(lp), Type{Base::real, 0}, data_only};
   fused::Family family;
   if (!stan_family(dist, &family)) Tracer::abort("the distribution '" + dist + "' of values that depend on parameters");
   standard_normal_arguments(dist, &args);
-  tracer_->add_density(family, args);
+  return tracer_->density(family, args, std::move(lp));
 }
 
-at::Tensor Interpreter::density(const std::string& dist, const SourceLoc& loc, std::vector<Val> args) {
-  for (const char* sfx : {"_lpdf", "_lpmf"}) {
-    const auto it = functions_.find(dist + sfx);
-    if (it != functions_.end()) return as_real(call_user(*it->second, std::move(args), loc), context_.dtype);
-  }
+at::Tensor Interpreter::density(const std::string& dist, const SourceLoc& loc, const std::vector<Val>& args) {
   const DistributionDef* d = find_distribution(dist);
   if (!d) fail(loc, "unknown distribution '" + dist + "'");
   try {

@@ -95,9 +95,11 @@ class Interpreter {
   Val index(const Expr& e);
   Val call(const Expr& e);
   Val call_user(const Function& f, std::vector<Val> args, const SourceLoc& loc);
-  at::Tensor density(const std::string& dist, const SourceLoc& loc, std::vector<Val> args);
-  /// target += dist(args[0] | args[1..]), recorded on the tape while tracing.
-  void tilde(const std::string& dist, const SourceLoc& dist_loc, std::vector<Val> args, const SourceLoc& loc);
+  /// dist(args[0] | args[1..]) summed per particle: a user-defined `_lpdf`/`_lpmf` or
+  /// the library's; while tracing, a density node.
+  Val density_value(const std::string& dist, const SourceLoc& loc, std::vector<Val> args);
+  /// The library's density only.
+  at::Tensor density(const std::string& dist, const SourceLoc& loc, const std::vector<Val>& args);
   Val convert(Val v, const Type& to) const;
   int64_t data_int(const Val& v, const SourceLoc& loc, const char* what) const;
   bool data_condition(const Expr& e);

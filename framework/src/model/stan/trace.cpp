@@ -94,32 +94,15 @@ void Tracer::add_target(const Val& v) {
   if (!tape_->sum_term(node(v), scale_for(leading))) abort("a target term the tape cannot hold");
 }
 
-std::vector<int> Tracer::density_arguments(const std::vector<Val>& args, int64_t* leading) {
-  std::vector<int> nodes;
-  *leading = 1;
-  for (const Val& a : args) {
-    const Val flat = view(a, [](const at::Tensor& t) { return t.dim() == 1 ? t.unsqueeze(1) : t.flatten(1); });
-    *leading = std::max(*leading, flat.t.size(0));
-    nodes.push_back(node(flat));
-  }
-  return nodes;
-}
-
 void Tracer::reject_if_nan(const Val& v) {
   if (!v.ids.defined()) return;  // data: its NaNs are known now
   if (!tape_->reject_if_nan(node(v))) abort("a check the tape cannot hold");
 }
 
-void Tracer::add_density(fused::Family family, const std::vector<Val>& args) {
-  int64_t leading = 1;
-  const std::vector<int> nodes = density_arguments(args, &leading);
-  const std::vector<int> params(nodes.begin() + 1, nodes.end());
-  if (!tape_->term(family, nodes[0], params, scale_for(leading))) abort("a density whose arguments the tape cannot broadcast");
-}
-
 Val Tracer::density(fused::Family family, const std::vector<Val>& args, at::Tensor t) {
-  int64_t leading = 1;
-  const std::vector<int> nodes = density_arguments(args, &leading);
+  std::vector<int> nodes;
+  for (const Val& a : args)
+    nodes.push_back(node(view(a, [](const at::Tensor& v) { return v.dim() == 1 ? v.unsqueeze(1) : v.flatten(1); })));
   const std::vector<int> params(nodes.begin() + 1, nodes.end());
   return result(tape_->density(family, nodes[0], params), std::move(t), Type{Base::real, 0});
 }

@@ -65,13 +65,11 @@ class Tracer {
   /// loop a value without a row per iteration counts once per iteration, as the
   /// interpreter counts it.
   void add_target(const Val& v);
-  /// target += family(value | params), each argument flattened to (rows, K) as the
-  /// library's elementwise densities take them.
-  void add_density(fused::Family family, const std::vector<Val>& args);
   /// A particle for which an element of v is NaN is rejected (see Tape::reject_if_nan).
   void reject_if_nan(const Val& v);
-  /// family(value | params) as a value (`normal_lpdf(...)` in an expression), whose
-  /// interpreted value is t, (rows,).
+  /// family(value | params) as a value (of `~`, or `normal_lpdf(...)` in an
+  /// expression), whose interpreted value is t, (rows,); each argument flattened to
+  /// (rows, K) as the library's elementwise densities take them.
   Val density(fused::Family family, const std::vector<Val>& args, at::Tensor t);
 
   /// Iterations of the vectorised loop being traced (0: none).
@@ -80,7 +78,6 @@ class Tracer {
   [[noreturn]] static void abort(const std::string& why) { throw TraceAbort{why}; }
 
  private:
-  std::vector<int> density_arguments(const std::vector<Val>& args, int64_t* leading);
   double scale_for(int64_t leading) const { return rows > 0 && leading == 1 ? static_cast<double>(rows) : 1.0; }
   std::shared_ptr<fused::Tape> tape_;
 };
