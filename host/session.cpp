@@ -27,7 +27,36 @@ std::string read_text(const std::string& path, const char* flag) {
 std::unique_ptr<Model> program_model(model::ProgramFile file, model::Data data, ModelInputs& in) {
   auto program = std::make_unique<model::ProgramModel>(std::move(file), std::move(data));
   in.program = program.get();
+  in.rows = program.get();
   return program;
+}
+
+// The start Pathfinder finds on the whole data, with the fit's own init stream, for
+// a fit whose ranks then see their own rows.
+std::optional<InitialPoint> whole_data_start(const Settings& settings, const Model& model,
+                                             const std::vector<std::string>& observed) {
+  const FitOptions& options = settings.fit;
+  if (options.init.strategy != InitStrategy::pathfinder) return std::nullopt;
+  at::Generator init_stream = at::detail::createCPUGenerator(options.seed ^ kInitStreamSalt);
+  return initial_point(model, LatentRegistry::from_model(model, observed), options.init, init_stream, options.dtype);
+}
+
+// A Stan program: every rank reads all the data (transformed data may use all of
+// it) and its log joint covers the rank's block of rows.
+void split_stan_rows(const Settings& settings, model::StanModel& stan, ModelInputs& in) {
+  const int64_t rank = settings.dist.rank, world = settings.dist.world_size;
+  const std::string& model_path = settings.model_path;
+  if (in.per_rank_data)
+    throw InputError("--data " + settings.data_path + ": one data file per rank ({rank}) is not supported for Stan " +
+                     "programs; every rank reads all the data and fits its own block of rows (docs/stan.md)");
+  const int64_t N = stan.num_rows();
+  if (N == 0) throw InputError("--model " + model_path + ": no data rows can be split: " + stan.rows_refusal());
+  if (N < world)
+    throw InputError("--data " + in.data_path + ": " + std::to_string(N) + " data rows cannot be split between " +
+                     std::to_string(world) + " ranks");
+  in.whole_data_start = whole_data_start(settings, stan, {});
+  stan.set_row_range(N * rank / world, N * (rank + 1) / world);
+  stan.set_row_weight(static_cast<double>(world));
 }
 
 }  // namespace
@@ -48,9 +77,12 @@ ModelInputs load_model(const Settings& settings) {
   in.data_text = read_text(data_path, "--data");
   model::Data data = model::parse_data(in.data_text, data_path);
   in.data_names = data.names();
-  if (settings.stan) {  // the settings refused minibatches and ranks
-    in.model = std::make_unique<model::StanModel>(model::parse_stan(in.model_text, model_path), std::move(data),
-                                                  settings.seed, model::StanOptions{settings.stan_evaluator});
+  if (settings.stan) {
+    auto stan = std::make_unique<model::StanModel>(model::parse_stan(in.model_text, model_path), std::move(data),
+                                                   settings.seed, model::StanOptions{settings.stan_evaluator});
+    if (distributed) split_stan_rows(settings, *stan, in);
+    in.rows = stan.get();
+    in.model = std::move(stan);
     return in;
   }
   in.model = program_model(model::parse_program(in.model_text, model_path), std::move(data), in);
@@ -66,15 +98,8 @@ ModelInputs load_model(const Settings& settings) {
     } catch (const std::invalid_argument& e) {
       throw InputError("--model " + model_path + ": " + e.what());
     }
-    // Pathfinder on the whole data, with the fit's own init stream (then the whole
-    // data is let go).
-    const FitOptions& options = settings.fit;
-    if (options.init.strategy == InitStrategy::pathfinder) {
-      at::Generator init_stream = at::detail::createCPUGenerator(options.seed ^ kInitStreamSalt);
-      in.whole_data_start = initial_point(
-          *in.model, LatentRegistry::from_model(*in.model, in.program->observed_names()), options.init, init_stream,
-          options.dtype);
-    }
+    // Pathfinder on the whole data (then the whole data is let go).
+    in.whole_data_start = whole_data_start(settings, *in.model, in.program->observed_names());
     in.model = program_model(model::parse_program(in.model_text, model_path), std::move(shard), in);
   }
   if (distributed) {
@@ -104,6 +129,7 @@ void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plu
   const std::string& family = settings.family;
   Model& model = *inputs.model;
   model::ProgramModel* program = inputs.program;
+  model::DataRows* rows = inputs.rows;
 
   session.guide = plugins.create(family, model, program ? program->observed_names() : std::vector<std::string>{},
                                  settings.guide_options);
@@ -113,14 +139,14 @@ void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plu
   // The start (Pathfinder's L-BFGS) sees all the rows; the steps then see minibatches.
   // A model that cannot be subsampled is refused before any work.
   if (batch > 0) {
-    program->set_minibatch(batch, session.rows);
-    program->set_minibatch(program->num_rows(), session.rows);
+    rows->set_minibatch(batch, session.rows);
+    rows->set_minibatch(rows->num_rows(), session.rows);
   }
   FitOptions options = settings.fit;
   if (inputs.whole_data_start) options.init.given = *inputs.whole_data_start;
   Fit& fit = session.fit.emplace(model, *session.guide, options);
   if (!settings.resume) spdlog::info("init: {}", fit.result().init);
-  if (batch > 0) program->set_minibatch(batch, session.rows);
+  if (batch > 0) rows->set_minibatch(batch, session.rows);
   if (batch > 0) fit.track_generator("rows", session.rows);
 
   std::string data_fingerprint = fingerprint(inputs.data_text);
@@ -140,7 +166,7 @@ void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plu
                                      {"world size", std::to_string(world)},
                                      {"vguide version", VGUIDE_SDK_VERSION}});
     spdlog::info("rank {} of {} joined at {}:{}; rows {} of this rank", rank, world, dist.master_addr,
-                 dist.master_port, program->num_rows());
+                 dist.master_port, rows->num_rows());
     if (inputs.per_rank_data) {
       std::string all;
       for (const auto& f : all_gather(*session.comm, data_fingerprint, "the data fingerprints")) all += f;
@@ -176,7 +202,7 @@ void finish_fit(const Settings& settings, ModelInputs& inputs, FitSession& sessi
   // The checkpoint keeps the state to continue training from and, once after_fit has
   // run, the fitted guide to draw from (Fit::save_checkpoint).
   if (settings.batch_size > 0)  // outputs score the full data
-    inputs.program->set_minibatch(inputs.program->num_rows(), session.rows);
+    inputs.rows->set_minibatch(inputs.rows->num_rows(), session.rows);
   if (result.reason != StopReason::non_finite) fit.finish();
   fit.save_checkpoint(checkpoint_path(settings), session.fingerprints);
   for (const auto& [key, value] : session.guide->diagnostics()) spdlog::info("{} = {}", key, value);

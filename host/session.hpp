@@ -12,6 +12,7 @@
 
 #include "settings.hpp"
 #include "vguide/guide.hpp"
+#include "vguide/model/data_rows.hpp"
 #include "vguide/model/program_model.hpp"
 #include "vguide/runtime/distributed.hpp"
 #include "vguide/runtime/fit.hpp"
@@ -29,14 +30,15 @@ struct ModelInputs {
   std::vector<std::string> data_names;
   std::unique_ptr<Model> model;  ///< a .qvr program over this rank's rows, or a Stan program
   model::ProgramModel* program = nullptr;  ///< `model` if it is a .qvr program, else null
+  model::DataRows* rows = nullptr;         ///< `model`'s rows, for minibatches and ranks
   /// A distributed fit split from one file: the start Pathfinder found on the whole
   /// data, so that every rank starts where one process would.
   std::optional<InitialPoint> whole_data_start;
 };
 
 /// Reads --model and --data and builds the model: a Stan program (settings.stan) or a
-/// .qvr program; a .qvr program distributed is over this rank's block of rows (or
-/// its own file), its log joint weighted by the number of ranks.
+/// .qvr program. Distributed, the model covers this rank's block of rows (a .qvr
+/// program may also read its own file), its log joint weighted by the number of ranks.
 /// @throw InputError for a file that cannot be read or rows that cannot be split;
 /// the parsers' errors for a bad program or bad data.
 ModelInputs load_model(const Settings& settings);

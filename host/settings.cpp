@@ -315,13 +315,6 @@ void read_fit_settings(const CommandLine& command_line, const PluginManager& plu
   read_model_and_guide(vm, plugins, s);
   read_fit_options(vm, s);
   read_ranks(command_line, s);
-  // Minibatches and ranks split a .qvr program's data rows; a Stan program does not
-  // say which of its data are rows.
-  if (s.stan && s.batch_size > 0)
-    throw UsageError("--batch-size: minibatches are not supported for Stan programs yet (docs/stan.md)");
-  if (s.stan && (s.launch || s.dist.world_size > 1))
-    throw UsageError(std::string(s.launch ? "--launch" : "--world-size") +
-                     ": data-parallel fits are not supported for Stan programs yet (docs/stan.md)");
   if (s.launch) return;
 
   s.output = vm["output"].as<std::string>();

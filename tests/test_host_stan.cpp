@@ -130,12 +130,62 @@ TEST_F(HostStan, CompiledAndInterpretedFitsAgree) {
   EXPECT_NEAR(means["compiled"], means["interpreted"], 1e-9);
 }
 
+double summary_mean(const fs::path& out, const std::string& site) {
+  std::ifstream in(out / "summary.json");
+  return nlohmann::json::parse(in)["sites"][site]["mean"].get<double>();
+}
+
+// Minibatches of the rows of N reach the exact posterior; two ranks, each over its
+// block of rows, fit what one process fits.
+TEST_F(HostStan, MinibatchesAndRanksFitTheRows) {
+  double precision = 1.0 / 9.0, shift = 1.0 / 9.0;
+  for (double y : kY) {
+    precision += 0.25;
+    shift += y / 4.0;
+  }
+  const double mean = shift / precision, sd = 1.0 / std::sqrt(precision);
+  HostRun r = vguide::test::run_host("--plugin normal " + model_args() + " --batch-size 4 --seed 5 --quiet --output " +
+                                     (dir_ / "batch").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NEAR(summary_mean(dir_ / "batch", "mu"), mean, 0.25 * sd);
+
+  const std::string fit = "--plugin normal " + model_args() + " --steps 200 --seed 2 --draws 50 --quiet --output ";
+  r = vguide::test::run_host(fit + (dir_ / "one").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = vguide::test::run_host("--launch 2 " + fit + (dir_ / "two").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NEAR(summary_mean(dir_ / "two", "mu"), summary_mean(dir_ / "one", "mu"), 1e-5);
+  EXPECT_NEAR(summary_mean(dir_ / "two", "mu2"), summary_mean(dir_ / "one", "mu2"), 2e-5);
+}
+
 TEST_F(HostStan, RefusalsAreOneLineWithTheirExitCode) {
-  HostRun r = vguide::test::run_host("--plugin normal " + model_args() + " --batch-size 5");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.output,
-            "vguide-host: error: --batch-size: minibatches are not supported for Stan programs yet (docs/stan.md) "
-            "(see --help)\n");
+  // Eight schools' theta has one value per school: its rows cannot be cut.
+  std::ofstream(dir_ / "schools.stan") << "data {\n  int<lower=0> J;\n  array[J] real y;\n}\n"
+                                          "parameters {\n  vector[J] theta;\n}\n"
+                                          "model {\n  theta ~ normal(0, 5);\n  y ~ normal(theta, 1);\n}\n";
+  std::ofstream(dir_ / "schools.json") << R"({"J": 3, "y": [1, 2, 3]})";
+  const std::string schools =
+      "--plugin normal --model " + (dir_ / "schools.stan").string() + " --data " + (dir_ / "schools.json").string();
+  HostRun r = vguide::test::run_host(schools + " --batch-size 2 --output " + (dir_ / "refused").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "vguide-host: error: set_minibatch: " + (dir_ / "schools.stan").string() +
+                          ": no data rows can be subsampled: the parameter 'theta' (line 6) is sized by J, and a "
+                          "parameter with one value per row cannot be subsampled or split (the guide draws every row "
+                          "of it while the log joint would see only some)\n");
+  r = vguide::test::run_host(schools + " --world-size 2 --rank 0 --output " + (dir_ / "refused").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "vguide-host[rank 0]: error: --model " + (dir_ / "schools.stan").string() +
+                          ": no data rows can be split: the parameter 'theta' (line 6) is sized by J, and a parameter "
+                          "with one value per row cannot be subsampled or split (the guide draws every row of it "
+                          "while the log joint would see only some)\n");
+  fs::copy_file(dir_ / "normal_mean.json", dir_ / "normal_mean1.json");
+  r = vguide::test::run_host("--plugin normal --model " + (dir_ / "normal_mean.stan").string() + " --data " +
+                             (dir_ / "normal_mean{rank}.json").string() + " --world-size 2 --rank 1 --output " +
+                             (dir_ / "refused").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "vguide-host[rank 1]: error: --data " + (dir_ / "normal_mean{rank}.json").string() +
+                          ": one data file per rank ({rank}) is not supported for Stan programs; every rank reads all "
+                          "the data and fits its own block of rows (docs/stan.md)\n");
   r = vguide::test::run_host("--plugin normal " + model_args() + " --language julia");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.output, "vguide-host: error: --language julia: must be qvr or stan (see --help)\n");

@@ -27,6 +27,8 @@ std::string format_number(double v) {
 
 ProgramModel::~ProgramModel() = default;
 
+DataRows::~DataRows() = default;
+
 ProgramModel::ProgramModel(ProgramFile file, Data data)
     : file_(std::make_shared<const ProgramFile>(std::move(file))),
       program_(&file_->output_program()),

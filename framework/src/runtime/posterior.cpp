@@ -22,17 +22,19 @@ PosteriorDraws draw_posterior(const Model& model, Guide& guide, int64_t num_draw
   PosteriorDraws out;
   out.log_p = model.log_joint(x, values).to(at::kDouble);
   out.log_g = guide.log_prob(x, values).to(at::kDouble);
+  // A rank's model computes the quantities of a data-parallel fit.
+  const auto* parallel = dynamic_cast<const DataParallelModel*>(&model);
+  const Model& local = parallel ? parallel->local() : model;
   // A Stan program's parameters, transformed parameters and generated quantities,
-  // in Stan's order; `_rng` calls draw from the guide's stream after the draws.
-  if (const auto* stan = dynamic_cast<const model::StanModel*>(&model)) {
+  // in Stan's order, over all the data (every rank has read it); `_rng` calls draw
+  // from the guide's stream after the draws.
+  if (const auto* stan = dynamic_cast<const model::StanModel*>(&local)) {
     for (auto& q : stan->quantities(values, guide.generator()))
       out.quantities.push_back({q.name, q.shape, q.values, q.block != model::StanQuantity::Block::parameters});
     return out;
   }
   std::vector<std::string> latents;
-  // A rank's program computes the `let` values of a data-parallel fit.
-  const auto* parallel = dynamic_cast<const DataParallelModel*>(&model);
-  const auto* program = dynamic_cast<const model::ProgramModel*>(parallel ? &parallel->local() : &model);
+  const auto* program = dynamic_cast<const model::ProgramModel*>(&local);
   if (program) {
     latents = program->latent_names();
   } else {

@@ -31,6 +31,7 @@
 #include "vguide/export.hpp"
 #include "vguide/model.hpp"
 #include "vguide/model/data.hpp"
+#include "vguide/model/data_rows.hpp"
 #include "vguide/model/program.hpp"
 
 namespace vguide::model {
@@ -52,7 +53,7 @@ enum class Evaluator {
 /// beat plain loops (docs/performance.md).
 inline constexpr int64_t kFusedAutoWork = 8192;
 
-class VGUIDE_API ProgramModel : public Model {
+class VGUIDE_API ProgramModel : public Model, public DataRows {
  public:
   /// Binds the output program of `file` to `data`.
   /// @throw ProgramError (located) for an observe site without data, an unknown size
@@ -81,16 +82,16 @@ class VGUIDE_API ProgramModel : public Model {
   /// (S, N, ...) value): what a data-parallel fit gathers from every rank's rows.
   std::vector<std::string> row_let_names() const;
   /// The number of data rows N (0 if no observed site has an array).
-  int64_t num_rows() const noexcept { return num_rows_; }
+  int64_t num_rows() const noexcept override { return num_rows_; }
 
   /// Evaluate B < N random rows per `log_joint` call, drawn from `generator`, with the
   /// row terms scaled by N/B. B == N restores full batches.
   /// @throw std::invalid_argument if B < 1, B > N, or a latent has one value per data
   ///        row (a per-row latent cannot be subsampled: its rows would drop out of
   ///        the log joint while the guide still draws all of them).
-  void set_minibatch(int64_t batch_size, at::Generator generator);
+  void set_minibatch(int64_t batch_size, at::Generator generator) override;
   /// The current batch size (N when not subsampling).
-  int64_t batch_size() const noexcept { return batch_size_; }
+  int64_t batch_size() const noexcept override { return batch_size_; }
 
   /// The data cut to rows [begin, end) for one rank of a data-parallel fit
   /// (docs/distributed.md): every array the program reads row by row (the observed
@@ -107,7 +108,7 @@ class VGUIDE_API ProgramModel : public Model {
   /// a minibatch). A data-parallel fit with W ranks sets W: the mean over the ranks
   /// of their log joints is then exactly the full log joint. Default 1.
   /// @throw std::invalid_argument unless weight is finite and > 0.
-  void set_row_weight(double weight);
+  void set_row_weight(double weight) override;
   double row_weight() const noexcept { return row_weight_; }
 
   /// Chooses how log_joint evaluates the program (every other method uses LibTorch

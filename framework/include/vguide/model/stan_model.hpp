@@ -22,6 +22,7 @@
 #include "vguide/export.hpp"
 #include "vguide/model.hpp"
 #include "vguide/model/data.hpp"
+#include "vguide/model/data_rows.hpp"
 #include "vguide/model/program.hpp"
 
 namespace vguide::model {
@@ -66,7 +67,7 @@ struct StanOptions {
   StanEvaluator evaluator = StanEvaluator::automatic;
 };
 
-class VGUIDE_API StanModel : public Model {
+class VGUIDE_API StanModel : public Model, public DataRows {
  public:
   /// Reads the data block's variables from `data` (sizes, integer-ness and declared
   /// constraints checked, naming the variable and element) and runs transformed data.
@@ -99,6 +100,29 @@ class VGUIDE_API StanModel : public Model {
   const std::string& interpreted_because() const;
   /// The log joint by the interpreter, whether or not the model is compiled.
   at::Tensor log_joint_interpreted(const at::Tensor& x, const SiteValues& values) const;
+
+  /// Data rows (docs/stan.md#minibatches). The rows are those of a data size N that
+  /// is the first size of data variables (`vector[N] y; matrix[N, K] x;`): the largest
+  /// such size whose declarations can be cut and whose log density sums over its rows,
+  /// which is checked at random points (all rows against two halves and none). A cut
+  /// log joint is target(no rows) + scale * (target(the rows) - target(no rows)), so
+  /// the terms that do not depend on the rows count once; it is interpreted.
+  /// The rows the log joint covers, 0 if the program has none that can be cut.
+  int64_t num_rows() const override;
+  /// The data size that counts the rows ("N"); "" if none can be cut.
+  std::string rows_size() const;
+  /// Why no rows can be cut ("" if they can).
+  std::string rows_refusal() const;
+  /// @throw std::invalid_argument with rows_refusal(), or for B out of [1, num_rows()].
+  void set_minibatch(int64_t batch_size, at::Generator generator) override;
+  int64_t batch_size() const override;
+  /// One rank's block [begin, end) of the rows, for a data-parallel fit in which every
+  /// rank has read all the data: the log joint covers those rows. Generated
+  /// quantities still see all of them.
+  /// @throw std::invalid_argument with rows_refusal(), or for a range that is empty or
+  ///        outside [0, N].
+  void set_row_range(int64_t begin, int64_t end);
+  void set_row_weight(double weight) override;
 
  private:
   void compile();

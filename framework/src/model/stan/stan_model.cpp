@@ -12,20 +12,24 @@
 #include <cmath>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include "interpreter.hpp"
 #include "parser.hpp"
+#include "rows.hpp"
 #include "trace.hpp"
 #include "vguide/bijector.hpp"
 #include "vguide/constraint.hpp"
+#include "vguide/model/program_model.hpp"  // sample_rows
 
 namespace vguide::model {
 
 using stan::Base;
 using stan::DeclType;
 using stan::Interpreter;
+using stan::mentions;
 using stan::RunContext;
 using stan::Scope;
 using stan::Stmt;
@@ -69,17 +73,6 @@ bool is_stan_path(const std::string& path) {
 }
 
 namespace {
-
-// Names an expression mentions, to refuse bounds that depend on parameters.
-bool mentions(const stan::Expr& e, const std::set<std::string>& names) {
-  if (e.kind == stan::Expr::Kind::name && names.count(e.text)) return true;
-  for (const auto& a : e.args)
-    if (mentions(*a, names)) return true;
-  for (const auto& ix : e.indices)
-    for (const auto* p : {&ix.lo, &ix.hi})
-      if (*p && mentions(**p, names)) return true;
-  return false;
-}
 
 std::string number_text(double v) {
   std::ostringstream s;
@@ -140,6 +133,24 @@ struct StanModel::Impl {
   std::shared_ptr<const fused::Tape> tape;
   std::string interpreted_because;
   StanEvaluator evaluator = StanEvaluator::automatic;
+
+  /// The rows minibatches and ranks cut (rows.hpp), chosen the first time a fit asks.
+  mutable std::once_flag rows_chosen;
+  mutable std::optional<stan::RowLayout> rows;
+  mutable std::string rows_refusal;
+  mutable int64_t row_begin = 0, row_end = 0;  ///< the block of rows covered, once chosen
+  mutable int64_t batch = 0;                   ///< < row_end - row_begin: a minibatch
+  mutable std::optional<at::Generator> row_stream;
+  double row_weight = 1.0;
+  /// The data with no rows, and with the block of rows, per dtype.
+  mutable std::map<at::ScalarType, Scope> no_rows, block_rows;
+
+  const stan::RowLayout* row_layout(const std::vector<SiteInfo>& sites) const;
+  std::string row_sum_problem(const std::vector<SiteInfo>& sites, const stan::RowLayout& layout) const;
+  const Scope& cut_data(std::map<at::ScalarType, Scope>& cache, at::ScalarType dtype, int64_t begin, int64_t end) const;
+  /// True when the log joint covers other rows than all, or weighs them.
+  bool cut() const;
+  at::Tensor row_log_joint(const at::Tensor& x, const SiteValues& values) const;
 
   [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const {
     throw ProgramError(program->file, loc, message);
@@ -364,11 +375,14 @@ struct StanModel::Impl {
     return it->second.scalar_type() == ctx.dtype ? it->second : it->second.to(ctx.dtype);
   }
 
-  Interpreter start(RunContext& ctx, const SiteValues& values, stan::Tracer* tracer = nullptr) const {
-    Interpreter in(*program, ctx, {data_for(ctx.dtype)});
+  // `rows`: the data cut to some rows (rows.hpp), else all the data; constant
+  // expressions are cached only for all the data.
+  Interpreter start(RunContext& ctx, const SiteValues& values, stan::Tracer* tracer = nullptr,
+                    const Scope* rows = nullptr) const {
+    Interpreter in(*program, ctx, {rows ? *rows : data_for(ctx.dtype)});
     in.set_print_budget(&print_budget);
     in.set_tracer(tracer);
-    {
+    if (!rows) {
       std::lock_guard<std::mutex> lock(mutex);
       auto& cache = constants[ctx.dtype];
       if (!cache) cache = std::make_unique<stan::ConstantCache>();
@@ -437,6 +451,25 @@ struct StanModel::Impl {
     tracer.add_target(per_element);
     const Val scaled = apply(Op::mul, multiplier, z, multiplier.t * z.t);
     return apply(Op::add, offset, scaled, offset.t + scaled.t);
+  }
+
+  // The log joint by the interpreter, over all the data or the given rows.
+  at::Tensor interpret(const at::Tensor& x, const SiteValues& values, const Scope* rows = nullptr) const {
+    RunContext ctx;
+    ctx.dtype = x.scalar_type();
+    ctx.particles = x.size(0);
+    const int64_t S = ctx.particles;
+    Interpreter in = start(ctx, values, nullptr, rows);
+    try {
+      in.run_block(program->ast.transformed_parameters);
+      const at::Tensor ok = transformed_ok(in, S);
+      in.run_block(program->ast.model);
+      at::Tensor target = in.target();
+      target = target.size(0) == S ? target : target.expand({S});
+      return at::where(ok, target, at::full({S}, -INFINITY, target.options()));
+    } catch (const stan::Rejected&) {
+      return at::full({S}, -INFINITY, at::TensorOptions().dtype(ctx.dtype));
+    }
   }
 
   // Particles whose transformed parameters keep their declared constraints: (P,) bool.
@@ -578,6 +611,152 @@ void StanModel::compile() {
   m.tape = tape;
 }
 
+// Whether the log density sums over the rows of `layout`: at a random point, all
+// the rows must add what the two halves add (each against no rows), and something.
+// Returns why not, or "".
+std::string StanModel::Impl::row_sum_problem(const std::vector<SiteInfo>& sites, const stan::RowLayout& layout) const {
+  at::Generator gen = at::detail::createCPUGenerator(0x2075);
+  const int64_t N = layout.rows, half = N / 2;
+  const auto target = [&](const SiteValues& values, int64_t begin, int64_t end) {
+    const Scope cut = stan::select_rows(data, layout, at::arange(begin, end, at::kLong));
+    return interpret(at::empty({2}, at::kDouble), values, &cut);
+  };
+  const std::string of = "the rows of " + layout.size;
+  try {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const SiteValues values = random_point(sites, 2, gen);
+      const at::Tensor all = interpret(at::empty({2}, at::kDouble), values);
+      const at::Tensor none = target(values, 0, 0), first = target(values, 0, half), second = target(values, half, N);
+      if (!at::cat({all, none, first, second}).isfinite().all().item<bool>()) continue;
+      const at::Tensor whole = all - none, halves = (first - none) + (second - none);
+      const at::Tensor tolerance = 1e-8 * (all.abs() + none.abs() + first.abs() + second.abs() + 1.0);
+      const int64_t p = ((whole - halves).abs() - tolerance).argmax().item<int64_t>();
+      if ((whole - halves).abs()[p].item<double>() > tolerance[p].item<double>())
+        return "the log density is not a sum over " + of + " (at a random point, all " + std::to_string(N) +
+               " rows add " + number_text(whole[p].item<double>()) + " to it, its two halves " +
+               number_text(halves[p].item<double>()) + ")";
+      if ((whole == 0).all().item<bool>()) return "the log density does not depend on " + of;
+      return "";
+    }
+    return "the log density is not finite at random points with all, half or none of " + of;
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    return "the program fails on part of " + of + ": " + what.substr(0, what.find('\n'));
+  }
+}
+
+// The largest data size whose rows can be cut and sum the log density, or why none.
+const stan::RowLayout* StanModel::Impl::row_layout(const std::vector<SiteInfo>& sites) const {
+  std::call_once(rows_chosen, [&] {
+    const std::vector<stan::RowLayout> candidates = stan::row_layouts(program->ast, data);
+    for (const stan::RowLayout& layout : candidates) {
+      const std::string problem = layout.refusal.empty() ? row_sum_problem(sites, layout) : layout.refusal;
+      if (problem.empty()) {
+        rows = layout;
+        row_end = batch = layout.rows;
+        spdlog::debug("{}: the data rows are those of {} ({} rows)", filename, layout.size, layout.rows);
+        return;
+      }
+      if (rows_refusal.empty()) rows_refusal = problem;
+    }
+    if (candidates.empty())
+      rows_refusal = "no data size is the first size of data variables, as N is in `vector[N] y`";
+  });
+  return rows ? &*rows : nullptr;
+}
+
+// The data cut to the block of rows (or to none), per dtype.
+const Scope& StanModel::Impl::cut_data(std::map<at::ScalarType, Scope>& cache, at::ScalarType dtype, int64_t begin,
+                                       int64_t end) const {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = cache.find(dtype);
+    if (it != cache.end()) return it->second;
+  }
+  Scope cut = stan::select_rows(data_for(dtype), *rows, at::arange(begin, end, at::kLong));
+  std::lock_guard<std::mutex> lock(mutex);
+  return cache.emplace(dtype, std::move(cut)).first->second;
+}
+
+// target(no rows) + scale * (target(rows) - target(no rows)): the terms without rows
+// once, the rows' terms scaled from the minibatch (or the rank's block) to all rows.
+at::Tensor StanModel::Impl::row_log_joint(const at::Tensor& x, const SiteValues& values) const {
+  const at::ScalarType dtype = x.scalar_type();
+  const int64_t block = row_end - row_begin;
+  const Scope& none = cut_data(no_rows, dtype, 0, 0);
+  at::Tensor with_rows;
+  if (batch < block) {
+    at::Tensor drawn;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      drawn = sample_rows(block, batch, *row_stream) + row_begin;
+    }
+    const Scope cut = stan::select_rows(data_for(dtype), *rows, drawn);
+    with_rows = interpret(x, values, &cut);
+  } else {
+    with_rows = interpret(x, values, &cut_data(block_rows, dtype, row_begin, row_end));
+  }
+  const at::Tensor without = interpret(x, values, &none);
+  const double scale = row_weight * static_cast<double>(block) / static_cast<double>(std::min(batch, block));
+  // A rejected draw is rejected with or without the rows (and -inf - -inf is NaN).
+  return at::where(at::isfinite(without), without + scale * (with_rows - without), without);
+}
+
+bool StanModel::Impl::cut() const {
+  return rows && (row_begin != 0 || row_end != rows->rows || batch < row_end - row_begin || row_weight != 1.0);
+}
+
+int64_t StanModel::num_rows() const {
+  return impl_->row_layout(sites_) ? impl_->row_end - impl_->row_begin : 0;
+}
+
+std::string StanModel::rows_size() const {
+  const stan::RowLayout* layout = impl_->row_layout(sites_);
+  return layout ? layout->size : "";
+}
+
+std::string StanModel::rows_refusal() const {
+  return impl_->row_layout(sites_) ? "" : impl_->rows_refusal;
+}
+
+int64_t StanModel::batch_size() const { return impl_->row_layout(sites_) ? impl_->batch : 0; }
+
+void StanModel::set_minibatch(int64_t batch_size, at::Generator generator) {
+  Impl& m = *impl_;
+  if (!m.row_layout(sites_))
+    throw std::invalid_argument("set_minibatch: " + m.filename + ": no data rows can be subsampled: " + m.rows_refusal);
+  const int64_t block = m.row_end - m.row_begin;
+  if (batch_size < 1 || batch_size > block)
+    throw std::invalid_argument("set_minibatch: batch size is " + std::to_string(batch_size) + ", but must be in [1, " +
+                                std::to_string(block) + "] (" + m.rows->size + " = " + std::to_string(block) + " rows)");
+  if (generator.device().type() != at::kCPU)
+    throw std::invalid_argument("set_minibatch: the rows' generator must be a CPU generator, got one on " +
+                                generator.device().str());
+  m.batch = batch_size;
+  m.row_stream = std::move(generator);
+}
+
+void StanModel::set_row_range(int64_t begin, int64_t end) {
+  Impl& m = *impl_;
+  if (!m.row_layout(sites_))
+    throw std::invalid_argument("set_row_range: " + m.filename + ": no data rows can be split: " + m.rows_refusal);
+  if (begin < 0 || end > m.rows->rows || begin >= end)
+    throw std::invalid_argument("set_row_range: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                ") are not a non-empty range of the " + std::to_string(m.rows->rows) + " rows of " +
+                                m.rows->size);
+  m.row_begin = begin;
+  m.row_end = end;
+  m.batch = end - begin;
+  std::lock_guard<std::mutex> lock(m.mutex);
+  m.block_rows.clear();
+}
+
+void StanModel::set_row_weight(double weight) {
+  if (!(weight > 0.0) || !std::isfinite(weight))
+    throw std::invalid_argument("set_row_weight: weight is " + std::to_string(weight) + ", but must be a positive number");
+  impl_->row_weight = weight;
+}
+
 bool StanModel::compiled() const { return impl_->tape != nullptr; }
 
 const std::string& StanModel::interpreted_because() const { return impl_->interpreted_because; }
@@ -613,6 +792,7 @@ StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data, uint
 }
 
 at::Tensor StanModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
+  if (impl_->cut()) return impl_->row_log_joint(x, values);
   const int64_t S = x.size(0);
   const std::shared_ptr<const fused::Tape>& tape = impl_->tape;
   if (!tape || (impl_->evaluator == StanEvaluator::automatic &&
@@ -633,21 +813,7 @@ at::Tensor StanModel::log_joint(const at::Tensor& x, const SiteValues& values) c
 }
 
 at::Tensor StanModel::log_joint_interpreted(const at::Tensor& x, const SiteValues& values) const {
-  RunContext ctx;
-  ctx.dtype = x.scalar_type();
-  ctx.particles = x.size(0);
-  const int64_t S = ctx.particles;
-  Interpreter in = impl_->start(ctx, values);
-  try {
-    in.run_block(impl_->program->ast.transformed_parameters);
-    const at::Tensor ok = impl_->transformed_ok(in, S);
-    in.run_block(impl_->program->ast.model);
-    at::Tensor target = in.target();
-    target = target.size(0) == S ? target : target.expand({S});
-    return at::where(ok, target, at::full({S}, -INFINITY, target.options()));
-  } catch (const stan::Rejected&) {
-    return at::full({S}, -INFINITY, at::TensorOptions().dtype(ctx.dtype));
-  }
+  return impl_->interpret(x, values);
 }
 
 std::vector<StanQuantity> StanModel::quantities(const SiteValues& values, at::Generator& generator) const {
