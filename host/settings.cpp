@@ -45,6 +45,8 @@ po::options_description make_options() {
       "objective", po::value<std::string>()->default_value("elbo"), "elbo or iwae")(
       "stl", "sticking-the-landing gradient (ELBO only)")(
       "optimizer", po::value<std::string>()->default_value("adam"), "adam, adamw, sgd or rmsprop")(
+      "step", po::value<std::string>()->default_value("auto"),
+      "auto, autograd or direct: how a step gets its gradients (docs/performance.md)")(
       "lr", po::value<double>()->default_value(0.01),
       "learning rate (a location's step is in units of the guide's own scale, see --no-scale-steps)")(
       "no-scale-steps", "take every parameter's step as the optimiser gives it (not in units of the guide's scale)")(
@@ -184,6 +186,7 @@ void read_fit_options(const po::variables_map& vm, Settings& s) {
   options.objective.particles = parse_choice(parse_particles, "particles", vm["particles"].as<std::string>());
   options.objective.stick_the_landing = vm.count("stl") != 0;
   options.optimizer.kind = parse_choice(parse_optimizer, "optimizer", vm["optimizer"].as<std::string>());
+  options.step_path = parse_choice(parse_step_path, "step", vm["step"].as<std::string>());
   options.optimizer.lr = vm["lr"].as<double>();
   options.optimizer.momentum = vm["momentum"].as<double>();
   options.optimizer.weight_decay = vm["weight-decay"].as<double>();

@@ -6,6 +6,7 @@
 #include <ostream>
 
 #include "vguide/guide.hpp"
+#include "vguide/location_scale.hpp"
 #include "vguide/plugins/delta/options.hpp"
 #include "vguide/plugin.hpp"
 
@@ -23,6 +24,7 @@ class DeltaGuide final : public vguide::Guide {
     at::Tensor init = at::randn({D}, generator(), at::kFloat) * options_.init_noise() + options_.init_value();
     loc_ = register_parameter("loc", init);
     step_scale_ = register_buffer("step_scale", at::ones({D}));
+    vguide::declare_location_scale(*this, {loc_, {}});  // a point mass: z = loc
   }
 
   vguide::SiteValues rsample(const at::Tensor& x) override {

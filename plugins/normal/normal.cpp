@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "vguide/flat_guide.hpp"
+#include "vguide/location_scale.hpp"
 #include "vguide/math/diag_normal_rsample.hpp"
 #include "vguide/math/normal_log_prob.hpp"
 #include "vguide/plugins/normal/options.hpp"
@@ -24,6 +25,8 @@ class NormalGuide final : public vguide::FlatGuide {
     const int64_t D = registry().total_unconstrained_dim();
     loc_ = register_parameter("loc", at::zeros({D}));
     log_scale_ = register_parameter("log_scale", at::full({D}, std::log(options_.init_scale())));
+    // sample_flat draws as location_scale.hpp says: the runtime may take the step itself.
+    vguide::declare_location_scale(*this, {loc_, log_scale_});
   }
 
   void initialize(const at::Tensor& location, const at::Tensor& scale) override {

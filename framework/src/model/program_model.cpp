@@ -29,6 +29,8 @@ ProgramModel::~ProgramModel() = default;
 
 DataRows::~DataRows() = default;
 
+DirectLogJoint::~DirectLogJoint() = default;
+
 ProgramModel::ProgramModel(ProgramFile file, Data data)
     : file_(std::make_shared<const ProgramFile>(std::move(file))),
       program_(&file_->output_program()),
@@ -311,5 +313,19 @@ void ProgramModel::set_evaluator(Evaluator evaluator) {
 }
 
 const std::string& ProgramModel::fusion_blocker() const noexcept { return plan_->unfused; }
+
+bool ProgramModel::direct_applies(int64_t S, bool any_size) const {
+  // As log_joint's choice of the tape.
+  const bool subsampled = batch_size_ < num_rows_ && generator_;
+  return plan_->tape && evaluator_ != Evaluator::reference && !subsampled && row_weight_ == 1.0 &&
+         (any_size || evaluator_ == Evaluator::fused || S * plan_->tape->work() <= kFusedAutoWork);
+}
+
+std::vector<std::string> ProgramModel::direct_latents() const { return latent_names(); }
+
+void ProgramModel::direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
+                                    const std::vector<double*>& grads) const {
+  plan_->tape->evaluate(S, latents, log_joint, &grads);
+}
 
 }  // namespace vguide::model

@@ -16,6 +16,7 @@
 #include "vguide/runtime/distributed.hpp"
 #include "vguide/runtime/elbo.hpp"
 #include "vguide/runtime/fused_adam.hpp"
+#include "direct_step.hpp"
 
 namespace vguide {
 
@@ -207,6 +208,22 @@ std::string to_string(Optimizer kind) {
   return "adam";
 }
 
+StepPath parse_step_path(const std::string& name) {
+  if (name == "auto") return StepPath::automatic;
+  if (name == "autograd") return StepPath::autograd;
+  if (name == "direct") return StepPath::direct;
+  throw std::invalid_argument("unknown step path '" + name + "'; valid: auto, autograd, direct");
+}
+
+std::string to_string(StepPath path) {
+  switch (path) {
+    case StepPath::automatic: return "auto";
+    case StepPath::autograd: return "autograd";
+    case StepPath::direct: return "direct";
+  }
+  return "auto";
+}
+
 std::string to_string(StopReason reason) {
   switch (reason) {
     case StopReason::steps: return "steps";
@@ -298,6 +315,8 @@ struct Fit::Impl {
   std::shared_ptr<Communicator> comm;       // set by distribute()
   const std::atomic<bool>* interrupt = nullptr;  // run()'s, read by a distributed step
   bool stop_everywhere = false;             // some rank was interrupted: all stop after this step
+  std::unique_ptr<detail::DirectStep> direct;  // null: every step through autograd
+  std::string autograd_because;
 
   int64_t rank() const { return comm ? comm->rank() : 0; }
   int64_t world_size() const { return comm ? comm->world_size() : 1; }
@@ -416,6 +435,15 @@ Fit::Fit(const Model& model, Guide& guide, FitOptions options) {
   for (const auto& [name, g] : guides_in(guide)) impl_->all_guides.push_back(g);
   impl_->optimizer = make_optimizer(impl_->params, impl_->options.optimizer);
   if (impl_->options.averaging.enabled) impl_->make_averager();
+  const StepPath path = impl_->options.step_path;
+  if (path == StepPath::autograd) {
+    impl_->autograd_because = "the step path is autograd";
+  } else {
+    impl_->direct = detail::DirectStep::make(model, guide, impl_->options.objective, path == StepPath::direct,
+                                             impl_->autograd_because);
+    if (!impl_->direct && path == StepPath::direct)
+      throw std::invalid_argument("the direct step does not apply: " + impl_->autograd_because);
+  }
 }
 
 Fit::~Fit() = default;
@@ -483,6 +511,15 @@ bool Fit::step() {
   s.guide.before_step({t, s.options.steps});
   const double lr = scheduled_lr(s.options.schedule, s.options.optimizer.lr, t, s.options.steps);
   for (auto& group : s.optimizer->param_groups()) group.options().set_lr(lr);
+  if (s.direct && s.direct->applies()) {
+    bool finite = false;
+    const double v = s.direct->run(finite);
+    if (!s.comm) return s.apply_step(finite, v);
+    const auto [mean, all_finite] = all_reduce_step(*s.comm, at::full({}, v, at::kDouble),
+                                                    s.interrupt && s.interrupt->load(), s.params, t + 1,
+                                                    s.stop_everywhere);
+    return s.apply_step(all_finite, mean);
+  }
   s.optimizer->zero_grad();
   at::Tensor value;
   try {
@@ -592,6 +629,8 @@ int64_t Fit::steps_done() const noexcept { return impl_->result.steps_done; }
 const std::vector<double>& Fit::trace() const noexcept { return impl_->trace; }
 const FitResult& Fit::result() const noexcept { return impl_->result; }
 const FitOptions& Fit::options() const noexcept { return impl_->options; }
+bool Fit::direct_steps() const noexcept { return impl_->direct != nullptr; }
+const std::string& Fit::autograd_because() const noexcept { return impl_->autograd_because; }
 
 void Fit::track_generator(const std::string& name, at::Generator generator) {
   impl_->extra_generators[name] = std::move(generator);

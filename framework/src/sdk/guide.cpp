@@ -3,10 +3,13 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "vguide/flat_guide.hpp"
+#include "vguide/location_scale.hpp"
 #include "vguide/plugin.hpp"
 
 namespace vguide {
@@ -26,7 +29,51 @@ Guide::Guide(std::string family, LatentRegistry registry, uint64_t seed)
     : torch::nn::Module(family), family_(std::move(family)), registry_(std::move(registry)),
       generator_(at::detail::createCPUGenerator(seed)) {}
 
-Guide::~Guide() = default;
+namespace {
+
+// The declarations of location_scale.hpp, beside the guides rather than in them, so
+// that Guide's layout (and every plugin built against it) stays as it was.
+struct Declarations {
+  std::mutex mutex;
+  std::unordered_map<const Guide*, LocationScale> by_guide;
+};
+
+Declarations& declarations() {
+  static Declarations* d = new Declarations;  // never destroyed: guides may outlive statics
+  return *d;
+}
+
+}  // namespace
+
+Guide::~Guide() {
+  Declarations& d = declarations();
+  std::lock_guard<std::mutex> lock(d.mutex);
+  d.by_guide.erase(this);
+}
+
+void declare_location_scale(Guide& guide, LocationScale structure) {
+  const int64_t D = guide.registry().total_unconstrained_dim();
+  const auto check = [&](const at::Tensor& t, const char* what) {
+    bool registered = false;
+    for (const auto& p : guide.parameters(/*recurse=*/false))
+      registered = registered || p.unsafeGetTensorImpl() == t.unsafeGetTensorImpl();
+    if (!t.defined() || t.dim() != 1 || t.size(0) != D || !registered)
+      throw std::invalid_argument("declare_location_scale: " + guide.family() + "'s " + what + " must be a (" +
+                                  std::to_string(D) + ",) parameter of the guide");
+  };
+  check(structure.loc, "loc");
+  if (structure.log_scale.defined()) check(structure.log_scale, "log_scale");
+  Declarations& d = declarations();
+  std::lock_guard<std::mutex> lock(d.mutex);
+  d.by_guide[&guide] = std::move(structure);
+}
+
+const LocationScale* location_scale(const Guide& guide) {
+  Declarations& d = declarations();
+  std::lock_guard<std::mutex> lock(d.mutex);
+  const auto it = d.by_guide.find(&guide);
+  return it == d.by_guide.end() ? nullptr : &it->second;
+}
 
 SiteValues Guide::sample(const at::Tensor& x) {
   at::NoGradGuard no_grad;

@@ -32,6 +32,7 @@
 #include "vguide/model.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/data_rows.hpp"
+#include "vguide/model/direct_log_joint.hpp"
 #include "vguide/model/program.hpp"
 
 namespace vguide::model {
@@ -53,7 +54,7 @@ enum class Evaluator {
 /// beat plain loops (docs/performance.md).
 inline constexpr int64_t kFusedAutoWork = 8192;
 
-class VGUIDE_API ProgramModel : public Model, public DataRows {
+class VGUIDE_API ProgramModel : public Model, public DataRows, public DirectLogJoint {
  public:
   /// Binds the output program of `file` to `data`.
   /// @throw ProgramError (located) for an observe site without data, an unknown size
@@ -121,6 +122,13 @@ class VGUIDE_API ProgramModel : public Model, public DataRows {
   /// Why the program cannot be fused ("family MultivariateNormal", "function
   /// cholesky of a latent value", ...), or "" if it can.
   const std::string& fusion_blocker() const noexcept;
+
+  /// The fused tape's latents (program order) when log_joint would take it (with
+  /// `any_size`, whatever the size); see DirectLogJoint.
+  bool direct_applies(int64_t S, bool any_size) const override;
+  std::vector<std::string> direct_latents() const override;
+  void direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
+                        const std::vector<double*>& grads) const override;
 
   /// Each latent drawn, in program order, from its prior given the values chosen for
   /// the earlier ones (the host's median / mean / sample init strategies).

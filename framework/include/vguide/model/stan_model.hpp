@@ -23,6 +23,7 @@
 #include "vguide/model.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/data_rows.hpp"
+#include "vguide/model/direct_log_joint.hpp"
 #include "vguide/model/program.hpp"
 
 namespace vguide::model {
@@ -67,7 +68,7 @@ struct StanOptions {
   StanEvaluator evaluator = StanEvaluator::automatic;
 };
 
-class VGUIDE_API StanModel : public Model, public DataRows {
+class VGUIDE_API StanModel : public Model, public DataRows, public DirectLogJoint {
  public:
   /// Reads the data block's variables from `data` (sizes, integer-ness and declared
   /// constraints checked, naming the variable and element) and runs transformed data.
@@ -123,6 +124,13 @@ class VGUIDE_API StanModel : public Model, public DataRows {
   ///        outside [0, N].
   void set_row_range(int64_t begin, int64_t end);
   void set_row_weight(double weight) override;
+
+  /// The parameters when the compiled log joint applies (all rows, unweighted; with
+  /// `any_size` false, also the automatic evaluator's size rule); see DirectLogJoint.
+  bool direct_applies(int64_t S, bool any_size) const override;
+  std::vector<std::string> direct_latents() const override;
+  void direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
+                        const std::vector<double*>& grads) const override;
 
  private:
   void compile();

@@ -45,6 +45,25 @@ struct OptimizerOptions {
   double weight_decay = -1.0;  ///< < 0: the kind's default (0.01 for adamw, else 0)
 };
 
+/// How a step gets its gradients (docs/performance.md#the-direct-step).
+enum class StepPath {
+  /// direct where it applies and the model would evaluate its compiled log joint at
+  /// this many particles, else autograd. The default.
+  automatic,
+  /// The guide's draw, the objective and backward() through LibTorch's autograd.
+  autograd,
+  /// No autograd: for a family that declares a location-scale structure
+  /// (location_scale.hpp), a model with a compiled log joint (DirectLogJoint), the
+  /// ELBO (with or without sticking the landing) and sites whose bijectors act
+  /// element by element; the gradients are computed in plain loops. A step that
+  /// cannot be direct (minibatches, a rank's rows) takes autograd.
+  direct,
+};
+
+/// "auto" | "autograd" | "direct". @throw std::invalid_argument.
+VGUIDE_API StepPath parse_step_path(const std::string& name);
+VGUIDE_API std::string to_string(StepPath path);
+
 /// "adam" | "adamw" | "sgd" | "rmsprop". @throw std::invalid_argument.
 VGUIDE_API Optimizer parse_optimizer(const std::string& name);
 VGUIDE_API std::string to_string(Optimizer kind);
@@ -68,6 +87,7 @@ struct FitOptions {
   /// (Guide::step_scales); false: every step as the optimiser takes it.
   bool scale_steps = true;
   InitOptions init;
+  StepPath step_path = StepPath::automatic;
   int64_t max_non_finite = 20;  ///< stop after this many non-finite steps in a row
   uint64_t seed = 0;            ///< the init strategies' stream
 };
@@ -158,6 +178,9 @@ class VGUIDE_API Fit {
   const std::vector<double>& trace() const noexcept;
   const FitResult& result() const noexcept;
   const FitOptions& options() const noexcept;
+  /// Whether steps are direct (StepPath), and if not, why not.
+  bool direct_steps() const noexcept;
+  const std::string& autograd_because() const noexcept;
 
   /// A generator outside the guide whose state a checkpoint must carry (the
   /// minibatch rows stream).

@@ -151,6 +151,8 @@ struct StanModel::Impl {
   /// True when the log joint covers other rows than all, or weighs them.
   bool cut() const;
   at::Tensor row_log_joint(const at::Tensor& x, const SiteValues& values) const;
+  /// Whether log_joint runs the tape for S particles (any_size: whatever S).
+  bool takes_tape(int64_t S, bool any_size) const;
 
   [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const {
     throw ProgramError(program->file, loc, message);
@@ -791,13 +793,29 @@ StanModel::StanModel(std::shared_ptr<const StanProgram> program, Data data, uint
     spdlog::debug("{}: the log joint is interpreted: {}", impl_->filename, impl_->interpreted_because);
 }
 
+bool StanModel::Impl::takes_tape(int64_t S, bool any_size) const {
+  return tape && !cut() &&
+         (any_size || evaluator != StanEvaluator::automatic ||
+          S * tape->work() <= kStanTapeWorkPerNode * static_cast<int64_t>(tape->num_nodes()));
+}
+
+bool StanModel::direct_applies(int64_t S, bool any_size) const { return impl_->takes_tape(S, any_size); }
+
+std::vector<std::string> StanModel::direct_latents() const {
+  std::vector<std::string> names;
+  for (const auto& p : impl_->parameters) names.push_back(p.decl->name);
+  return names;
+}
+
+void StanModel::direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
+                                 const std::vector<double*>& grads) const {
+  impl_->tape->evaluate(S, latents, log_joint, &grads);
+}
+
 at::Tensor StanModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
   if (impl_->cut()) return impl_->row_log_joint(x, values);
   const int64_t S = x.size(0);
-  const std::shared_ptr<const fused::Tape>& tape = impl_->tape;
-  if (!tape || (impl_->evaluator == StanEvaluator::automatic &&
-                S * tape->work() > kStanTapeWorkPerNode * static_cast<int64_t>(tape->num_nodes())))
-    return log_joint_interpreted(x, values);
+  if (!impl_->takes_tape(S, false)) return log_joint_interpreted(x, values);
   RunContext ctx;
   ctx.dtype = x.scalar_type();
   ctx.particles = S;

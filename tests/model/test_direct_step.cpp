@@ -1,0 +1,249 @@
+// The direct step (framework/src/runtime/direct_step.hpp) against the autograd step:
+// two fits from the same seed, one per path, must give the same ELBO, the same
+// gradients and the same parameters step after step, to rounding: on every example
+// program, on the compiled Stan corpus programs and on random programs, for the
+// normal and delta families, S = 1 and 16, float64 and float32. And what a fit has
+// besides the step: the averaging and stopping rules, checkpoints that resume bit for
+// bit, the non-finite guard, minibatches (which take the autograd path), the choice
+// of path and its refusals.
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model_paths.hpp"
+#include "random_programs.hpp"
+#include "vguide/model/data.hpp"
+#include "vguide/model/program_model.hpp"
+#include "vguide/model/stan_model.hpp"
+#include "vguide/runtime/fit.hpp"
+#include "vguide/runtime/plugin_manager.hpp"
+
+namespace vguide {
+namespace {
+
+using model::ProgramModel;
+using model::StanModel;
+
+std::unique_ptr<ProgramModel> example(const std::string& name) {
+  const std::string base = std::string(VGUIDE_TEST_EXAMPLES_DIR) + "/models/" + name;
+  return std::make_unique<ProgramModel>(model::load_program(base + ".qvr"), model::load_data(base + ".json"));
+}
+
+std::unique_ptr<StanModel> stan(const std::string& name) {
+  const std::string base = std::string(VGUIDE_TEST_STAN_DIR) + "/" + name;
+  return std::make_unique<StanModel>(model::load_stan(base + ".stan"), model::load_data(base + ".json"));
+}
+
+std::vector<std::string> observed(const Model& m) {
+  const auto* program = dynamic_cast<const ProgramModel*>(&m);
+  return program ? program->observed_names() : std::vector<std::string>{};
+}
+
+struct FitRun {
+  std::shared_ptr<Guide> guide;
+  std::unique_ptr<Fit> fit;
+};
+
+FitRun start(const Model& model, const std::string& family, FitOptions options, StepPath path) {
+  PluginManager manager(7);  // the same seed: the same guide and the same streams
+  manager.load(family);
+  FitRun r;
+  r.guide = manager.create(family, model, observed(model), {});
+  options.step_path = path;
+  r.fit = std::make_unique<Fit>(model, *r.guide, options);
+  return r;
+}
+
+FitOptions options_for(int64_t S, at::ScalarType dtype) {
+  FitOptions o;
+  o.dtype = dtype;
+  o.objective.particles = S;
+  return o;
+}
+
+double max_abs(const at::Tensor& t) { return t.abs().max().item<double>(); }
+
+// `steps` steps of each path: the same ELBO, gradients and parameters after each.
+void expect_same_steps(const Model& model, const std::string& family, int64_t S, at::ScalarType dtype, int steps) {
+  const bool f64 = dtype == at::kDouble;
+  SCOPED_TRACE(family + ", S = " + std::to_string(S) + (f64 ? ", float64" : ", float32"));
+  FitRun direct = start(model, family, options_for(S, dtype), StepPath::direct);
+  FitRun autograd = start(model, family, options_for(S, dtype), StepPath::autograd);
+  ASSERT_TRUE(direct.fit->direct_steps()) << direct.fit->autograd_because();
+  ASSERT_FALSE(autograd.fit->direct_steps());
+  const double tol = f64 ? 1e-9 : 2e-4;
+  for (int t = 0; t < steps; ++t) {
+    const bool ok_direct = direct.fit->step(), ok_autograd = autograd.fit->step();
+    ASSERT_EQ(ok_direct, ok_autograd) << "step " << t;
+    const double a = direct.fit->trace().back(), b = autograd.fit->trace().back();
+    if (!ok_direct) continue;
+    ASSERT_NEAR(a, b, tol * std::max(1.0, std::abs(b))) << "ELBO at step " << t;
+    const auto pa = direct.guide->named_parameters(), pb = autograd.guide->named_parameters();
+    for (const auto& item : pb) {
+      const at::Tensor& x = pa[item.key()];
+      const at::Tensor& y = item.value();
+      const double g_scale = std::max(1.0, max_abs(y.grad()));
+      ASSERT_LE(max_abs(x.grad() - y.grad()), 10 * tol * g_scale) << item.key() << " gradient at step " << t;
+      ASSERT_LE(max_abs(x - y), 10 * tol * std::max(1.0, max_abs(y))) << item.key() << " at step " << t;
+    }
+  }
+}
+
+void expect_same_everywhere(const Model& model, const std::string& what) {
+  SCOPED_TRACE(what);
+  for (const std::string family : {"normal", "delta"})
+    for (int64_t S : {int64_t{1}, int64_t{16}})
+      for (at::ScalarType dtype : {at::kDouble, at::kFloat}) expect_same_steps(model, family, S, dtype, 20);
+}
+
+TEST(DirectStep, SameStepsAsAutogradOnEveryExampleProgram) {
+  for (const std::string name : {"eight_schools", "hierarchical", "logistic_regression", "ar1"})
+    expect_same_everywhere(*example(name), name);
+}
+
+TEST(DirectStep, SameStepsAsAutogradOnCompiledStanPrograms) {
+  for (const std::string name : {"eight_schools_noncentered", "linear_regression_loop", "ar5",
+                                 "offset_multiplier_bounds", "poisson_glm"}) {
+    const auto model = stan(name);
+    ASSERT_TRUE(model->compiled()) << name << ": " << model->interpreted_because();
+    expect_same_everywhere(*model, name);
+  }
+}
+
+TEST(DirectStep, SameStepsAsAutogradOnRandomPrograms) {
+  test::ProgramGenerator generator(20261207);
+  for (int i = 0; i < 12; ++i) {
+    auto [text, data] = generator.next(i);
+    SCOPED_TRACE(text);
+    ProgramModel model(model::parse_program(text, "random.qvr"), data);
+    for (int64_t S : {int64_t{1}, int64_t{16}})
+      for (at::ScalarType dtype : {at::kDouble, at::kFloat}) expect_same_steps(model, "normal", S, dtype, 8);
+  }
+}
+
+// The averaging and stopping rules see the same iterates: the fits stop at the same
+// step for the same reason, with the same averages.
+TEST(DirectStep, StopsWhereAutogradStopsWithTheSameAverages) {
+  const auto model = example("eight_schools");
+  FitOptions o;
+  o.steps = 4000;
+  FitRun direct = start(*model, "normal", o, StepPath::direct);
+  FitRun autograd = start(*model, "normal", o, StepPath::autograd);
+  const FitResult a = direct.fit->run(), b = autograd.fit->run();
+  EXPECT_EQ(a.steps_done, b.steps_done);
+  EXPECT_EQ(to_string(a.reason), to_string(b.reason));
+  EXPECT_EQ(a.averaging_from, b.averaging_from);
+  direct.fit->finish();
+  autograd.fit->finish();
+  for (const auto& item : autograd.guide->named_parameters())
+    EXPECT_TRUE(at::allclose(direct.guide->named_parameters()[item.key()], item.value(), 1e-7, 1e-7)) << item.key();
+}
+
+TEST(DirectStep, CheckpointsResumeBitForBit) {
+  const auto model = example("hierarchical");
+  const auto path = std::filesystem::temp_directory_path() / ("vguide_direct_" + std::to_string(::getpid()) + ".pt");
+  FitOptions o;
+  o.steps = 60;
+  o.averaging.enabled = false;
+  FitRun straight = start(*model, "normal", o, StepPath::direct);
+  for (int t = 0; t < 60; ++t) straight.fit->step();
+  FitRun first = start(*model, "normal", o, StepPath::direct);
+  for (int t = 0; t < 25; ++t) first.fit->step();
+  first.fit->save_checkpoint(path.string(), {});
+  FitRun resumed = start(*model, "normal", o, StepPath::direct);
+  resumed.fit->load_checkpoint(path.string(), {});
+  for (int t = 25; t < 60; ++t) resumed.fit->step();
+  std::filesystem::remove(path);
+  for (const auto& item : straight.guide->named_parameters())
+    EXPECT_TRUE(at::equal(resumed.guide->named_parameters()[item.key()], item.value())) << item.key();
+}
+
+// A draw whose log joint is not finite skips the step on both paths alike.
+TEST(DirectStep, NonFiniteStepsAreSkippedAlike) {
+  auto model = std::make_unique<StanModel>(
+      model::parse_stan("parameters {\n  real mu;\n}\nmodel {\n  mu ~ normal(0, 1);\n  target += log(mu + 1);\n}\n",
+                        "shifted_log.stan"),
+      model::parse_data("{}"));
+  ASSERT_TRUE(model->compiled()) << model->interpreted_because();
+  FitOptions o = options_for(1, at::kDouble);
+  o.init.strategy = InitStrategy::uniform;
+  FitRun direct = start(*model, "normal", o, StepPath::direct);
+  FitRun autograd = start(*model, "normal", o, StepPath::autograd);
+  int skipped = 0;
+  for (int t = 0; t < 60; ++t) {
+    const bool a = direct.fit->step(), b = autograd.fit->step();
+    ASSERT_EQ(a, b) << "step " << t;
+    skipped += a ? 0 : 1;
+  }
+  EXPECT_GT(skipped, 0);
+  EXPECT_EQ(direct.fit->result().non_finite_steps, skipped);
+  for (const auto& item : autograd.guide->named_parameters())
+    EXPECT_TRUE(at::allclose(direct.guide->named_parameters()[item.key()], item.value(), 1e-9, 1e-9)) << item.key();
+}
+
+// Under minibatches the model has no direct form: those steps take autograd, the
+// same as a fit told to.
+TEST(DirectStep, MinibatchStepsTakeAutograd) {
+  auto a = example("logistic_regression"), b = example("logistic_regression");
+  FitOptions o = options_for(1, at::kDouble);
+  FitRun direct = start(*a, "normal", o, StepPath::automatic);
+  FitRun autograd = start(*b, "normal", o, StepPath::autograd);
+  ASSERT_TRUE(direct.fit->direct_steps()) << direct.fit->autograd_because();
+  a->set_minibatch(10, at::detail::createCPUGenerator(4));
+  b->set_minibatch(10, at::detail::createCPUGenerator(4));
+  for (int t = 0; t < 10; ++t) {
+    direct.fit->step();
+    autograd.fit->step();
+  }
+  for (const auto& item : autograd.guide->named_parameters())
+    EXPECT_TRUE(at::equal(direct.guide->named_parameters()[item.key()], item.value())) << item.key();
+}
+
+TEST(DirectStep, ThePathIsChosenAndRefusedWithAReason) {
+  const auto model = example("eight_schools");
+  FitOptions o;
+  EXPECT_TRUE(start(*model, "normal", o, StepPath::automatic).fit->direct_steps());
+  FitRun stl = start(*model, "normal", [&] {
+    FitOptions s;
+    s.objective.stick_the_landing = true;
+    return s;
+  }(), StepPath::automatic);
+  EXPECT_TRUE(stl.fit->direct_steps());
+  FitOptions iwae;
+  iwae.objective.kind = Objective::iwae;
+  iwae.objective.particles = 4;
+  const FitRun r = start(*model, "normal", iwae, StepPath::automatic);
+  EXPECT_FALSE(r.fit->direct_steps());
+  EXPECT_EQ(r.fit->autograd_because(), "the objective is iwae, not the ELBO");
+  try {
+    start(*model, "mvn", o, StepPath::direct);
+    FAIL() << "mvn took the direct step";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "the direct step does not apply: the family 'mvn' declares no location-scale structure");
+  }
+  const auto simplex = stan("dirichlet_categorical");
+  try {
+    start(*simplex, "normal", o, StepPath::direct);
+    FAIL() << "a simplex site took the direct step";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("the direct step does not apply: ", 0), 0u) << e.what();
+  }
+  EXPECT_EQ(parse_step_path("auto"), StepPath::automatic);
+  EXPECT_EQ(to_string(parse_step_path("direct")), "direct");
+  try {
+    parse_step_path("fast");
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "unknown step path 'fast'; valid: auto, autograd, direct");
+  }
+}
+
+}  // namespace
+}  // namespace vguide
