@@ -365,14 +365,20 @@ struct Fit::Impl {
   }
 
   // The update (or the skip) of a step whose gradients are in place.
-  bool apply_step(bool ok, double value) {
+  // `in_units`: Adam may scale its own step (the direct step's path).
+  bool apply_step(bool ok, double value, bool in_units = false) {
     if (ok) {
       if (options.clip_norm > 0.0) torch::nn::utils::clip_grad_norm_(params, options.clip_norm);
       // A location's step in units of the guide's scale: p_before + scale ⊙ Δ, or with
       // a factor L, p_before + L Δ for the step Δ the optimiser takes on Lᵀ ∇.
       std::vector<std::pair<size_t, at::Tensor>> before;
+      bool stepped = false;
       if (options.scale_steps) {
         units = step_units(all_guides, params);
+        // Element-wise units: Adam scales its own step in the same pass.
+        if (auto* adam = dynamic_cast<FusedAdam*>(optimizer.get()); adam && in_units) stepped = adam->step_in_units(units);
+      }
+      if (options.scale_steps && !stepped) {
         torch::NoGradGuard no_grad;
         for (size_t i = 0; i < params.size(); ++i) {
           if (!units[i].defined()) continue;
@@ -381,7 +387,7 @@ struct Fit::Impl {
           if (is_factor(units[i], params[i]) && grad.defined()) grad.copy_(at::mv(units[i].t(), grad));
         }
       }
-      optimizer->step();
+      if (!stepped) optimizer->step();
       {
         torch::NoGradGuard no_grad;
         for (const auto& [i, old] : before) {
@@ -514,11 +520,11 @@ bool Fit::step() {
   if (s.direct && s.direct->applies()) {
     bool finite = false;
     const double v = s.direct->run(finite);
-    if (!s.comm) return s.apply_step(finite, v);
+    if (!s.comm) return s.apply_step(finite, v, true);
     const auto [mean, all_finite] = all_reduce_step(*s.comm, at::full({}, v, at::kDouble),
                                                     s.interrupt && s.interrupt->load(), s.params, t + 1,
                                                     s.stop_everywhere);
-    return s.apply_step(all_finite, mean);
+    return s.apply_step(all_finite, mean, true);
   }
   s.optimizer->zero_grad();
   at::Tensor value;

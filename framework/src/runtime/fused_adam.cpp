@@ -12,8 +12,10 @@ namespace {
 //   g = grad + wd * p;  m = m * b1 + (1 - b1) * g;  v = v * b2 + (1 - b2) * g * g;
 //   denom = sqrt(v) / sqrt(bc2) + eps;  p = p + (-lr / bc1) * m / denom,
 // each scalar rounded to the tensor's type as LibTorch's kernels do.
+// `unit` (or null): p += unit * Δ instead of p += Δ.
 template <class T>
-void adam_update(int64_t n, T* p, const T* grad, T* m, T* v, const torch::optim::AdamOptions& o, int64_t step) {
+void adam_update(int64_t n, T* p, const T* grad, T* m, T* v, const T* unit, const torch::optim::AdamOptions& o,
+                 int64_t step) {
   const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
   const double bias_correction1 = 1 - std::pow(beta1, step);
   const double bias_correction2 = 1 - std::pow(beta2, step);
@@ -31,7 +33,7 @@ void adam_update(int64_t n, T* p, const T* grad, T* m, T* v, const torch::optim:
     v[i] = v[i] * b2;
     v[i] = v[i] + one_minus_b2 * g * g;
     const T denom = std::sqrt(v[i]) / sqrt_bc2 + eps;
-    p[i] = p[i] + neg_step * m[i] / denom;
+    p[i] = unit ? p[i] + unit[i] * (neg_step * m[i] / denom) : p[i] + neg_step * m[i] / denom;
   }
 }
 
@@ -60,14 +62,37 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
+  update(nullptr);
+  return loss;
+}
+
+bool FusedAdam::step_in_units(const std::vector<at::Tensor>& units) {
+  if (!fusable()) return false;
+  size_t index = 0;
+  for (const auto& group : param_groups())
+    for (const auto& p : group.params()) {
+      const at::Tensor* u = index < units.size() ? &units[index] : nullptr;
+      ++index;
+      if (u && u->defined() &&
+          (u->sizes() != p.sizes() || u->scalar_type() != p.scalar_type() || !u->is_contiguous() || !u->device().is_cpu()))
+        return false;
+    }
+  torch::NoGradGuard no_grad;
+  update(&units);
+  return true;
+}
+
+void FusedAdam::update(const std::vector<at::Tensor>* units) {
   size_t index = 0;
   for (auto& group : param_groups()) {
     const auto& options = static_cast<const torch::optim::AdamOptions&>(group.options());
     for (auto& p : group.params()) {
       // LibTorch keys a parameter's state by its address; the string is built once.
       if (index == keys_.size()) keys_.push_back(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      const size_t position = index;
       const std::string& key = keys_[index++];
       if (!p.grad().defined()) continue;
+      const at::Tensor* unit = units && position < units->size() && (*units)[position].defined() ? &(*units)[position] : nullptr;
       auto it = state().find(key);
       if (it == state().end()) {
         auto fresh = std::make_unique<torch::optim::AdamParamState>();
@@ -89,15 +114,14 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
       const at::Tensor& g = p.grad();
       if (p.scalar_type() == at::kDouble)
         adam_update<double>(p.numel(), p.data_ptr<double>(), g.data_ptr<double>(), m.data_ptr<double>(),
-                            v.data_ptr<double>(), options, s.step());
+                            v.data_ptr<double>(), unit ? unit->data_ptr<double>() : nullptr, options, s.step());
       else
         adam_update<float>(p.numel(), p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
-                           v.data_ptr<float>(), options, s.step());
+                           v.data_ptr<float>(), unit ? unit->data_ptr<float>() : nullptr, options, s.step());
       // As an in-place op would: autograd then refuses a graph that saved the old values.
       p.unsafeGetTensorImpl()->bump_version();
     }
   }
-  return loss;
 }
 
 }  // namespace vguide

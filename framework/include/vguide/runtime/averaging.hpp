@@ -97,6 +97,7 @@ class VGUIDE_API IterateAverager {
   AveragingOptions options_;
   int64_t watched_count_ = 0;
   // Recent watched values, a ring of `window` rows.
+  bool record_plain();
   at::Tensor ring_;
   int64_t ring_next_ = 0, ring_filled_ = 0;
   // Averaging.

@@ -26,9 +26,16 @@ class VGUIDE_API FusedAdam final : public torch::optim::Adam {
  public:
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  /// The step with each parameter's update multiplied element by element by
+  /// `units[i]` (its Guide::step_scales unit; undefined: 1), in the same pass:
+  /// p += unit ⊙ Δ. Returns false, changing nothing, unless the parameters are
+  /// fusable and every unit has its parameter's shape, dtype and layout; the caller
+  /// then scales the step itself.
+  bool step_in_units(const std::vector<at::Tensor>& units);
 
  private:
   bool fusable() const;
+  void update(const std::vector<at::Tensor>* units);
   std::vector<std::string> keys_;  // the state key of each parameter, in group order
 };
 
