@@ -8,6 +8,8 @@
 #   bench/results/<name>/*.png      one plot per scaling curve (data in <name>/data/)
 #   bench/results/<name>-accuracy.md time to accuracy against Stan's ADVI (bench/accuracy/;
 #                                   only with Rscript and rstan; links BH/include once)
+#   bench/results/<name>-stan-steps.md time per iteration beside Stan's ADVI (bench/stan/step_time.R;
+#                                   only with Rscript and rstan)
 # Usage: scripts/bench.sh [name]                 name defaults to today's date
 #        VGUIDE_BENCH_ARGS="--smoke" scripts/bench.sh smoke    a quick run of every path
 #        VGUIDE_BUILD_JOBS=1 scripts/bench.sh      build on one core (default: all)
@@ -66,6 +68,10 @@ gnuplot -e "dir='$plot_dir'; cpu=1" "$root/bench/plot.gp"
 # Time to accuracy against Stan's ADVI (bench/accuracy/), when R and rstan are here.
 if command -v Rscript >/dev/null && Rscript -e 'quit(status = !requireNamespace("rstan", quietly = TRUE))' >/dev/null 2>&1; then
   "$root/bench/accuracy/run.sh" "$build_dir" "$results/$name-accuracy.md" || status=$?
+  # Time per iteration beside Stan's ADVI (bench/stan/step_time.R); run.sh linked BH
+  # and built vguide-host with the normal and mvn plugins.
+  Rscript "$root/bench/stan/step_time.R" "$build_dir/host/vguide-host" "$root" "$results/$name-stan-steps.md" >&2 ||
+    status=$?
 else
   echo "bench.sh: Rscript or rstan not found; skipping the time-to-accuracy table (scripts/setup.sh installs r-cran-rstan)" >&2
 fi

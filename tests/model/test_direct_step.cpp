@@ -19,6 +19,8 @@
 
 #include "model_paths.hpp"
 #include "random_programs.hpp"
+#include "vguide/flat_guide.hpp"
+#include "vguide/location_scale.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/program_model.hpp"
 #include "vguide/model/stan_model.hpp"
@@ -204,6 +206,50 @@ TEST(DirectStep, MinibatchStepsTakeAutograd) {
   }
   for (const auto& item : autograd.guide->named_parameters())
     EXPECT_TRUE(at::equal(direct.guide->named_parameters()[item.key()], item.value())) << item.key();
+}
+
+// Declares z = loc + exp(log_scale) ε but draws with twice that scale.
+class MisdeclaredGuide final : public FlatGuide {
+ public:
+  explicit MisdeclaredGuide(const Model& model)
+      : FlatGuide("misdeclared", LatentRegistry::from_model(model, observed(model)), 5) {
+    const int64_t D = registry().total_unconstrained_dim();
+    loc_ = register_parameter("loc", at::zeros({D}));
+    log_scale_ = register_parameter("log_scale", at::zeros({D}));
+    declare_location_scale(*this, {loc_, log_scale_});
+  }
+
+ protected:
+  std::pair<at::Tensor, at::Tensor> sample_flat(int64_t S, const at::TensorOptions&) override {
+    const at::Tensor eps = at::randn({S, loc_.size(0)}, generator(), loc_.options());
+    const at::Tensor z = loc_ + 2.0 * at::exp(log_scale_) * eps;
+    return {z, log_prob_flat(z)};
+  }
+  at::Tensor log_prob_flat(const at::Tensor& z) override {
+    const at::Tensor scale = 2.0 * at::exp(log_scale_);
+    return (-0.5 * ((z - loc_) / scale).pow(2) - at::log(scale) - 0.5 * std::log(2 * M_PI)).sum(-1);
+  }
+
+ private:
+  at::Tensor loc_, log_scale_;
+};
+
+TEST(DirectStep, AFamilyThatDrawsOtherwiseThanItDeclaresIsCaught) {
+  const auto model = example("eight_schools");
+  FitOptions o;
+  o.init.strategy = InitStrategy::guide_default;
+  const auto automatic = std::make_shared<MisdeclaredGuide>(*model);  // a module is held by shared_ptr
+  Fit fit(*model, *automatic, o);
+  EXPECT_FALSE(fit.direct_steps());
+  EXPECT_EQ(fit.autograd_because().rfind("the family 'misdeclared' does not draw as its declared location-scale "
+                                         "structure says (at the start, the ELBO is ",
+                                         0),
+            0u)
+      << fit.autograd_because();
+  o.step_path = StepPath::direct;
+  const auto forced = std::make_shared<MisdeclaredGuide>(*model);
+  EXPECT_THROW(Fit(*model, *forced, o), std::invalid_argument);
+  EXPECT_THROW(declare_location_scale(*forced, {forced->named_parameters()["loc"], {}}), std::invalid_argument);
 }
 
 TEST(DirectStep, ThePathIsChosenAndRefusedWithAReason) {

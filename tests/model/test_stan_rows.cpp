@@ -386,7 +386,45 @@ model {
 }
 )",
                                     R"({"N": 2, "K": 1, "xt": [[1, 2]], "y": [0.5, 1]})");
-  EXPECT_EQ(transposed.rows_refusal(), "'xt' (line 4) uses N in a size other than its first, so its rows cannot be cut");
+  EXPECT_EQ(transposed.rows_refusal(), "'xt' (line 4) uses N in a size that is not just its first, so its rows cannot be cut");
+  // Indices into the rows, a square matrix over them, a single row.
+  const char* const picked = R"(data {
+  int<lower=0> N;
+  int<lower=0> M;
+  vector[N] y;
+  array[M] int<lower=1, upper=N> pick;
+}
+parameters {
+  real mu;
+}
+model {
+  y[pick] ~ normal(mu, 1);
+}
+)";
+  // The picks are rows (the density sums over them); y's N rows are not.
+  const StanModel indexed = make(picked, R"({"N": 5, "M": 2, "y": [1, 2, 3, 4, 5], "pick": [1, 3]})");
+  EXPECT_EQ(indexed.rows_size(), "M");
+  const std::string fixed_picks = std::string(picked).replace(std::string(picked).find("array[M]"), 8, "array[2]");
+  const StanModel fixed = make(fixed_picks, R"({"N": 5, "M": 2, "y": [1, 2, 3, 4, 5], "pick": [1, 3]})");
+  EXPECT_EQ(fixed.rows_refusal(), "'pick' (line 5) has a bound that uses N (as row numbers would), so its rows cannot be cut");
+  const StanModel covariance = make(R"(data {
+  int<lower=0> N;
+  vector[N] y;
+  cov_matrix[N] Sigma;
+}
+parameters {
+  real mu;
+}
+model {
+  y ~ multi_normal(rep_vector(mu, N), Sigma);
+}
+)",
+                                    R"({"N": 2, "y": [1, 2], "Sigma": [[1, 0], [0, 1]]})");
+  EXPECT_EQ(covariance.rows_refusal(), "'Sigma' (line 4) is a cov_matrix of N rows and N columns, so its rows cannot be cut");
+  const StanModel one = make("data {\n  int N;\n  vector[N] y;\n}\nparameters {\n  real mu;\n}\n"
+                             "model {\n  y ~ normal(mu, 1);\n}\n",
+                             R"({"N": 1, "y": [0.5]})");
+  EXPECT_EQ(one.rows_refusal(), "N is 1: there are no rows to cut");
   const StanModel scalars = make("data {\n  real y;\n}\nparameters {\n  real mu;\n}\nmodel {\n  y ~ normal(mu, 1);\n}\n",
                                  R"({"y": 1.5})");
   EXPECT_EQ(scalars.rows_refusal(), "no data size is the first size of data variables, as N is in `vector[N] y`");
@@ -405,6 +443,11 @@ model {
   EXPECT_EQ(message([&] { good.set_row_range(5, 5); }),
             "set_row_range: rows [5, 5) are not a non-empty range of the 13 rows of N");
   EXPECT_EQ(message([&] { good.set_row_weight(-1); }), "set_row_weight: weight is -1.000000, but must be a positive number");
+  StanModel no_rows = make("data {\n  real y;\n}\nparameters {\n  real mu;\n}\nmodel {\n  y ~ normal(mu, 1);\n}\n",
+                           R"({"y": 1.5})");
+  EXPECT_EQ(message([&] { no_rows.set_row_weight(2); }),
+            "set_row_weight: rows.stan: no data rows can be weighted: no data size is the first size of data "
+            "variables, as N is in `vector[N] y`");
   good.set_row_range(0, 6);
   EXPECT_EQ(message([&] { good.set_minibatch(7, at::detail::createCPUGenerator(1)); }),
             "set_minibatch: batch size is 7, but must be in [1, 6] (N = 6 rows)");

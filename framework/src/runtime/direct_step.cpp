@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "vguide/location_scale.hpp"
+#include "vguide/runtime/objective.hpp"
 
 namespace vguide::detail {
 
@@ -53,7 +54,7 @@ double sigmoid(double z) {
 
 std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, const ObjectiveOptions& objective,
                                              bool any_size, std::string& why) {
-  const LocationScale* structure = location_scale(guide);
+  const std::optional<LocationScale> structure = location_scale(guide);
   if (!structure) {
     why = "the family '" + guide.family() + "' declares no location-scale structure";
     return nullptr;
@@ -74,9 +75,16 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
                          std::to_string(S) + " particles";
     return nullptr;
   }
+  const std::vector<at::Tensor> parameters = guide.parameters(/*recurse=*/true);
+  const auto is_parameter = [&](const at::Tensor& t) {
+    for (const auto& p : parameters)
+      if (p.unsafeGetTensorImpl() == t.unsafeGetTensorImpl()) return true;
+    return false;
+  };
   const size_t declared = structure->log_scale.defined() ? 2 : 1;
-  if (guide.parameters(/*recurse=*/true).size() != declared) {
-    why = "the family '" + guide.family() + "' has parameters besides its location and scale";
+  if (parameters.size() != declared || !is_parameter(structure->loc) ||
+      (structure->log_scale.defined() && !is_parameter(structure->log_scale))) {
+    why = "the family '" + guide.family() + "' has parameters besides its declared location and scale";
     return nullptr;
   }
   const at::ScalarType dtype = structure->loc.scalar_type();
@@ -133,7 +141,44 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
     step->grads_[static_cast<size_t>(site.tape)].resize(static_cast<size_t>(S * site.numel));
   }
   if (step->log_scale_.defined()) step->eps_ = at::empty({S, step->D_}, step->loc_.options());
+  why = step->disagreement(model, objective);
+  if (!why.empty()) return nullptr;
   return step;
+}
+
+// One step both ways from the same state of the guide's stream, which is then put
+// back: a declaration that does not describe the family's draws shows here.
+std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions& objective) {
+  at::Generator& stream = guide_.generator();
+  const at::Tensor state = stream.get_state();
+  std::vector<at::Tensor> params{loc_};
+  if (log_scale_.defined()) params.push_back(log_scale_);
+  bool finite = false;
+  const double direct = run(finite);
+  std::vector<at::Tensor> direct_grads;
+  for (auto& p : params) direct_grads.push_back(p.grad().clone());
+  stream.set_state(state);
+  for (auto& p : params) p.mutable_grad().zero_();
+  const at::Tensor value = vguide::objective(model, guide_, objective);
+  (-value).backward();
+  const double autograd = value.item<double>();
+  stream.set_state(state);
+  std::string why;
+  const double tol = loc_.scalar_type() == at::kDouble ? 1e-8 : 1e-3;
+  const auto close = [tol](double a, double b) { return std::abs(a - b) <= tol * std::max({1.0, std::abs(a), std::abs(b)}); };
+  if (finite && std::isfinite(autograd)) {
+    bool same = close(direct, autograd);
+    for (size_t k = 0; k < params.size(); ++k) {
+      const at::Tensor g = params[k].grad().to(at::kDouble), d = direct_grads[k].to(at::kDouble);
+      same = same && close(0.0, (g - d).abs().max().item<double>() / std::max(1.0, g.abs().max().item<double>()));
+    }
+    if (!same)
+      why = "the family '" + guide_.family() + "' does not draw as its declared location-scale structure says " +
+            "(at the start, the ELBO is " + std::to_string(autograd) + " by autograd and " + std::to_string(direct) +
+            " computed from the declaration)";
+  }
+  for (auto& p : params) p.mutable_grad().zero_();
+  return why;
 }
 
 double DirectStep::run(bool& finite) {

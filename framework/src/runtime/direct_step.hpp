@@ -43,6 +43,7 @@ class DirectStep {
     double lower = 0.0, width = 1.0;  // interval: lower + width * sigmoid(z)
     int tape = 0;                     // the model's latent number
   };
+  std::string disagreement(const Model& model, const ObjectiveOptions& objective);
   DirectStep(const model::DirectLogJoint& model, Guide& guide, int64_t S, bool any_size)
       : model_(model), guide_(guide), S_(S), any_size_(any_size) {}
 

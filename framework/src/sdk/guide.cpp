@@ -65,14 +65,16 @@ void declare_location_scale(Guide& guide, LocationScale structure) {
   if (structure.log_scale.defined()) check(structure.log_scale, "log_scale");
   Declarations& d = declarations();
   std::lock_guard<std::mutex> lock(d.mutex);
-  d.by_guide[&guide] = std::move(structure);
+  if (!d.by_guide.emplace(&guide, std::move(structure)).second)
+    throw std::invalid_argument("declare_location_scale: " + guide.family() + " has declared its structure already");
 }
 
-const LocationScale* location_scale(const Guide& guide) {
+std::optional<LocationScale> location_scale(const Guide& guide) {
   Declarations& d = declarations();
   std::lock_guard<std::mutex> lock(d.mutex);
   const auto it = d.by_guide.find(&guide);
-  return it == d.by_guide.end() ? nullptr : &it->second;
+  if (it == d.by_guide.end()) return std::nullopt;
+  return it->second;
 }
 
 SiteValues Guide::sample(const at::Tensor& x) {

@@ -18,6 +18,8 @@
 ///   vguide::declare_location_scale(*this, {loc_, log_scale_});
 #include <ATen/core/Tensor.h>
 
+#include <optional>
+
 #include "vguide/export.hpp"
 
 namespace vguide {
@@ -29,12 +31,14 @@ struct LocationScale {
   at::Tensor log_scale;  ///< (D,); undefined for a point mass
 };
 
-/// Records `structure` for `guide` (until the guide is destroyed). Since ABI 3.1.
+/// Records `structure` for `guide` (until the guide is destroyed), once. Since ABI 3.1.
 /// @throw std::invalid_argument unless loc is a (D,) parameter of the guide, with D
-///        the registry's unconstrained size, and log_scale, if defined, is too.
+///        the registry's unconstrained size, and log_scale, if defined, is too; or
+///        if the guide has declared already.
 VGUIDE_API void declare_location_scale(Guide& guide, LocationScale structure);
 
-/// What `guide` declared, or null.
-VGUIDE_API const LocationScale* location_scale(const Guide& guide);
+/// What `guide` declared, if anything. The runtime also checks, once per fit, that
+/// one step computed from the declaration matches the autograd step.
+VGUIDE_API std::optional<LocationScale> location_scale(const Guide& guide);
 
 }  // namespace vguide

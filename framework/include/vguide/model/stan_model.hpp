@@ -118,11 +118,14 @@ class VGUIDE_API StanModel : public Model, public DataRows, public DirectLogJoin
   void set_minibatch(int64_t batch_size, at::Generator generator) override;
   int64_t batch_size() const override;
   /// One rank's block [begin, end) of the rows, for a data-parallel fit in which every
-  /// rank has read all the data: the log joint covers those rows. Generated
-  /// quantities still see all of them.
+  /// rank has read all the data: the log joint covers those rows (and a minibatch
+  /// set before is dropped). Generated quantities still see all of them. The
+  /// setters are not to be called while another thread evaluates the log joint.
   /// @throw std::invalid_argument with rows_refusal(), or for a range that is empty or
   ///        outside [0, N].
   void set_row_range(int64_t begin, int64_t end);
+  /// @throw std::invalid_argument for a weight that is not a positive number, or with
+  ///        rows_refusal() when no rows can be cut.
   void set_row_weight(double weight) override;
 
   /// The parameters when the compiled log joint applies (all rows, unweighted; with

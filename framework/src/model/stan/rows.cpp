@@ -43,22 +43,54 @@ std::vector<const Stmt*> data_declarations(const StanAst& ast) {
 
 std::string where(const Stmt& s) { return " (line " + std::to_string(s.name_loc.line) + ")"; }
 
+// The bounds, offset and multiplier of a declaration.
+std::vector<const Expr*> constraints_of(const DeclType& d) {
+  std::vector<const Expr*> out;
+  for (const auto* e : {&d.lower, &d.upper, &d.offset, &d.multiplier})
+    if (*e) out.push_back(e->get());
+  return out;
+}
+
+// A square special type (cov_matrix[K], cholesky_factor_corr[K], ...) written with
+// one size uses it for both dims.
+bool square_with_one_size(const DeclType& d) {
+  return d.sizes.size() == 1 && !d.special.empty() && d.special != "simplex" && d.special != "ordered" &&
+         d.special != "positive_ordered" && d.special != "unit_vector";
+}
+
 // Why the rows counted by `size` cannot be cut, or "".
 std::string refusal(const StanAst& ast, const std::string& size) {
   const std::set<std::string> just{size};
   for (const Stmt* s : data_declarations(ast)) {
     const std::vector<const Expr*> sizes = sizes_of(s->decl_type);
+    const bool first_is_rows = !sizes.empty() && is_name(sizes[0], size);
     for (size_t k = 0; k < sizes.size(); ++k)
-      if (!(k == 0 && is_name(sizes[k], size)) && mentions(*sizes[k], just))
-        return "'" + s->name + "'" + where(*s) + " uses " + size + " in a size other than its first, so its rows " +
-               "cannot be cut";
-  }
-  for (const StmtP& s : ast.parameters)
-    for (const Expr* e : sizes_of(s->decl_type))
+      if (!(k == 0 && first_is_rows) && mentions(*sizes[k], just))
+        return "'" + s->name + "'" + where(*s) + " uses " + size + " in a size that is not just its first, so " +
+               "its rows cannot be cut";
+    if (first_is_rows && sizes.size() == 1 && square_with_one_size(s->decl_type))
+      return "'" + s->name + "'" + where(*s) + " is a " + s->decl_type.special + " of " + size + " rows and " +
+             size + " columns, so its rows cannot be cut";
+    for (const Expr* e : constraints_of(s->decl_type))
       if (mentions(*e, just))
-        return "the parameter '" + s->name + "'" + where(*s) + " is sized by " + size +
-               ", and a parameter with one value per row cannot be subsampled or split (the guide draws every row " +
-               "of it while the log joint would see only some)";
+        return "'" + s->name + "'" + where(*s) + " has a bound that uses " + size + " (as row numbers would), " +
+               "so its rows cannot be cut";
+  }
+  for (const auto* block : {&ast.parameters, &ast.transformed_parameters})
+    for (const StmtP& s : *block) {
+      if (s->kind != Stmt::Kind::decl) continue;
+      const bool parameter = block == &ast.parameters;
+      if (parameter)
+        for (const Expr* e : sizes_of(s->decl_type))
+          if (mentions(*e, just))
+            return "the parameter '" + s->name + "'" + where(*s) + " is sized by " + size +
+                   ", and a parameter with one value per row cannot be subsampled or split (the guide draws every " +
+                   "row of it while the log joint would see only some)";
+      for (const Expr* e : constraints_of(s->decl_type))
+        if (mentions(*e, just))
+          return std::string(parameter ? "the parameter '" : "the transformed parameter '") + s->name + "'" +
+                 where(*s) + " has a bound that uses " + size + ", which a cut of the rows would change";
+    }
   return "";
 }
 

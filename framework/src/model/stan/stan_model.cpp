@@ -614,30 +614,45 @@ void StanModel::compile() {
 }
 
 // Whether the log density sums over the rows of `layout`: at a random point, all
-// the rows must add what the two halves add (each against no rows), and something.
-// Returns why not, or "".
+// the rows must add what two complementary parts add (each against no rows): the
+// two halves, and the odd and even rows (a part that is not a block, as minibatches
+// are not). And they must add something. Returns why not, or "".
 std::string StanModel::Impl::row_sum_problem(const std::vector<SiteInfo>& sites, const stan::RowLayout& layout) const {
+  const int64_t N = layout.rows;
+  const std::string of = "the rows of " + layout.size;
+  if (N < 2) return layout.size + " is " + std::to_string(N) + ": there are no rows to cut";
   at::Generator gen = at::detail::createCPUGenerator(0x2075);
-  const int64_t N = layout.rows, half = N / 2;
-  const auto target = [&](const SiteValues& values, int64_t begin, int64_t end) {
-    const Scope cut = stan::select_rows(data, layout, at::arange(begin, end, at::kLong));
+  const auto target = [&](const SiteValues& values, const at::Tensor& rows) {
+    const Scope cut = stan::select_rows(data, layout, rows);
     return interpret(at::empty({2}, at::kDouble), values, &cut);
   };
-  const std::string of = "the rows of " + layout.size;
+  const std::vector<std::pair<at::Tensor, at::Tensor>> splits = {
+      {at::arange(0, N / 2, at::kLong), at::arange(N / 2, N, at::kLong)},
+      {at::arange(0, N, 2, at::kLong), at::arange(1, N, 2, at::kLong)}};
   try {
     for (int attempt = 0; attempt < 3; ++attempt) {
       const SiteValues values = random_point(sites, 2, gen);
       const at::Tensor all = interpret(at::empty({2}, at::kDouble), values);
-      const at::Tensor none = target(values, 0, 0), first = target(values, 0, half), second = target(values, half, N);
-      if (!at::cat({all, none, first, second}).isfinite().all().item<bool>()) continue;
-      const at::Tensor whole = all - none, halves = (first - none) + (second - none);
-      const at::Tensor tolerance = 1e-8 * (all.abs() + none.abs() + first.abs() + second.abs() + 1.0);
-      const int64_t p = ((whole - halves).abs() - tolerance).argmax().item<int64_t>();
-      if ((whole - halves).abs()[p].item<double>() > tolerance[p].item<double>())
-        return "the log density is not a sum over " + of + " (at a random point, all " + std::to_string(N) +
-               " rows add " + number_text(whole[p].item<double>()) + " to it, its two halves " +
-               number_text(halves[p].item<double>()) + ")";
-      if ((whole == 0).all().item<bool>()) return "the log density does not depend on " + of;
+      const at::Tensor none = target(values, at::empty({0}, at::kLong));
+      if (!at::cat({all, none}).isfinite().all().item<bool>()) continue;
+      bool finite = true;
+      for (const auto& [one, other] : splits) {
+        const at::Tensor first = target(values, one), second = target(values, other);
+        if (!at::cat({first, second}).isfinite().all().item<bool>()) {
+          finite = false;
+          break;
+        }
+        const at::Tensor whole = all - none, parts = (first - none) + (second - none);
+        const at::Tensor tolerance = 1e-8 * (all.abs() + none.abs() + first.abs() + second.abs() + 1.0);
+        const int64_t p = ((whole - parts).abs() - tolerance).argmax().item<int64_t>();
+        if ((whole - parts).abs()[p].item<double>() > tolerance[p].item<double>())
+          return "the log density is not a sum over " + of + " (at a random point, all " + std::to_string(N) +
+                 " rows add " + number_text(whole[p].item<double>()) + " to it, " +
+                 (&one == &splits[0].first ? "its two halves " : "its odd and even rows ") +
+                 number_text(parts[p].item<double>()) + ")";
+      }
+      if (!finite) continue;
+      if (((all - none) == 0).all().item<bool>()) return "the log density does not depend on " + of;
       return "";
     }
     return "the log density is not finite at random points with all, half or none of " + of;
@@ -756,6 +771,9 @@ void StanModel::set_row_range(int64_t begin, int64_t end) {
 void StanModel::set_row_weight(double weight) {
   if (!(weight > 0.0) || !std::isfinite(weight))
     throw std::invalid_argument("set_row_weight: weight is " + std::to_string(weight) + ", but must be a positive number");
+  if (!impl_->row_layout(sites_))
+    throw std::invalid_argument("set_row_weight: " + impl_->filename + ": no data rows can be weighted: " +
+                                impl_->rows_refusal);
   impl_->row_weight = weight;
 }
 
