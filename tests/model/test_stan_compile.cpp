@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "model_paths.hpp"
+#include "random_point.hpp"
 #include "vguide/bijector.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/stan_model.hpp"
@@ -35,18 +36,6 @@ const std::set<std::string> kCompiled = {
     "reshape",      "shapes",       "transformed_data_gq",    "user_functions",            "while_loop",
 };
 
-SiteValues random_values(const Model& model, int64_t S, at::ScalarType dtype, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  SiteValues values;
-  for (const auto& site : model.sites()) {
-    const auto bijector = biject_to(site.support);
-    std::vector<int64_t> shape{S};
-    for (int64_t n : bijector->unconstrained_shape(site.shape)) shape.push_back(n);
-    values[site.name] = bijector->forward(at::empty(shape, at::kDouble).uniform_(-2, 2, gen)).to(dtype);
-  }
-  return values;
-}
-
 // log_joint and log_joint_interpreted agree at random points, values and gradients.
 void expect_same_as_interpreted(const StanModel& model, const std::string& what) {
   ASSERT_TRUE(model.compiled()) << what << ": " << model.interpreted_because();
@@ -55,7 +44,7 @@ void expect_same_as_interpreted(const StanModel& model, const std::string& what)
     const double tol = dtype == at::kDouble ? 1e-9 : 2e-4;
     for (int64_t S : {int64_t{1}, int64_t{7}}) {
       SCOPED_TRACE(what + ", S = " + std::to_string(S) + (dtype == at::kDouble ? ", float64" : ", float32"));
-      const SiteValues base = random_values(model, S, dtype, seed++);
+      const SiteValues base = test::random_point(model, S, seed++, dtype);
       SiteValues a, b;
       std::vector<at::Tensor> la, lb;
       for (const auto& [name, v] : base) {
@@ -134,7 +123,7 @@ TEST(StanCompile, AutomaticChoosesByStepSize) {
   const StanModel model = corpus_model("ar5", StanOptions{});
   ASSERT_TRUE(model.compiled());
   const auto node_at = [&](int64_t S) {
-    SiteValues values = random_values(model, S, at::kDouble, 5);
+    SiteValues values = test::random_point(model, S, 5);
     for (auto& [name, v] : values) v.requires_grad_(true);
     const at::Tensor lj = model.log_joint(at::empty({S}, at::kDouble), values);
     return std::string(lj.grad_fn() ? lj.grad_fn()->name() : "(none)");

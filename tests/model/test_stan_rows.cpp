@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "model_paths.hpp"
+#include "random_point.hpp"
 #include "vguide/bijector.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/program_model.hpp"
@@ -27,18 +28,6 @@ namespace {
 
 // EXPECT_PRED2 names both strings when the prefix is missing.
 bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
-
-SiteValues random_values(const Model& model, int64_t S, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  SiteValues values;
-  for (const auto& site : model.sites()) {
-    const auto bijector = biject_to(site.support);
-    std::vector<int64_t> shape{S};
-    for (int64_t n : bijector->unconstrained_shape(site.shape)) shape.push_back(n);
-    values[site.name] = bijector->forward(at::empty(shape, at::kDouble).uniform_(-2, 2, gen));
-  }
-  return values;
-}
 
 StanModel make(const std::string& program, const std::string& data) {
   return StanModel(parse_stan(program, "rows.stan"), parse_data(data, "rows.json"));
@@ -126,7 +115,7 @@ TEST(StanRows, RanksBlocksWeightedByTheRanksAddUpToTheFullLogJoint) {
   }
   const at::Tensor x = at::empty({S}, at::kDouble);
   for (uint64_t seed : {1, 2}) {
-    SiteValues values = random_values(full, S, seed);
+    SiteValues values = test::random_point(full, S, seed);
     std::vector<at::Tensor> leaves;
     for (auto& [name, v] : values) leaves.push_back(v.requires_grad_(true));
     const at::Tensor want = full.log_joint(x, values);
@@ -180,7 +169,7 @@ model {
   EXPECT_EQ(model.batch_size(), B);
   const at::Tensor at = at::empty({S}, at::kDouble);
   for (int step = 0; step < 3; ++step) {
-    const SiteValues values = random_values(model, S, 40 + step);
+    const SiteValues values = test::random_point(model, S, 40 + step);
     const at::Tensor rows = sample_rows(N, B, replay);
     const StanModel batch =
         make(program, data(std::vector<int64_t>(rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + B)));
@@ -190,7 +179,7 @@ model {
   }
   // B = N restores the full log joint.
   model.set_minibatch(N, stream);
-  const SiteValues values = random_values(model, S, 9);
+  const SiteValues values = test::random_point(model, S, 9);
   EXPECT_TRUE(at::allclose(model.log_joint(at, values), make(program, data(all)).log_joint(at, values), 0, 0));
 }
 
@@ -306,7 +295,7 @@ TEST_P(CorpusRows, RowsThatCanBeCutAddUpToTheFullLogJoint) {
   for (auto* rank : {first.get(), second.get()}) rank->set_row_weight(2.0);
   constexpr int64_t S = 3;
   const at::Tensor x = at::empty({S}, at::kDouble);
-  const SiteValues values = random_values(*full, S, 5);
+  const SiteValues values = test::random_point(*full, S, 5);
   const at::Tensor want = full->log_joint(x, values);
   const at::Tensor got = (first->log_joint(x, values) + second->log_joint(x, values)) / 2;
   for (int64_t p = 0; p < S; ++p) {
