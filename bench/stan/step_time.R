@@ -86,5 +86,5 @@ lines <- c(
   rows)
 tmp <- paste0(out_md, ".tmp")
 writeLines(lines, tmp)
-file.rename(tmp, out_md)
+invisible(file.rename(tmp, out_md))
 cat(lines, sep = "\n")
