@@ -19,6 +19,7 @@
 
 #include "model_paths.hpp"
 #include "random_point.hpp"
+#include "stan_corpus.hpp"
 #include "vguide/bijector.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/stan_model.hpp"
@@ -79,13 +80,6 @@ void expect_same_as_interpreted(const StanModel& model, const std::string& what)
   }
 }
 
-std::vector<std::string> corpus() {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(kDir))
-    if (entry.path().extension() == ".stan") names.push_back(entry.path().stem().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 StanModel corpus_model(const std::string& name, StanOptions options = {StanEvaluator::compiled}) {
   return StanModel(load_stan(kDir + "/" + name + ".stan"), load_data(kDir + "/" + name + ".json"), 0, options);
@@ -104,7 +98,7 @@ TEST_P(CompiledCorpus, CompilesWhereTheTapeCanAndAgreesWithTheInterpreter) {
   expect_same_as_interpreted(model, name);
 }
 
-INSTANTIATE_TEST_SUITE_P(StanCompile, CompiledCorpus, ::testing::ValuesIn(corpus()),
+INSTANTIATE_TEST_SUITE_P(StanCompile, CompiledCorpus, ::testing::ValuesIn(test::stan_corpus_names()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 TEST(StanCompile, SaysWhyAProgramStaysInterpreted) {

@@ -18,6 +18,7 @@
 
 #include "model_paths.hpp"
 #include "random_point.hpp"
+#include "stan_corpus.hpp"
 #include "vguide/bijector.hpp"
 #include "vguide/model/data.hpp"
 #include "vguide/model/program_model.hpp"
@@ -262,13 +263,6 @@ const std::map<std::string, std::string> kCorpusRows = {
     {"while_loop", "N"},
 };
 
-std::vector<std::string> corpus() {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(kCorpus))
-    if (entry.path().extension() == ".stan") names.push_back(entry.path().stem().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 // Over the corpus: which programs' rows can be cut (pinned), and for each of them two
 // ranks' weighted blocks average to the full log joint at random points.
@@ -305,7 +299,7 @@ TEST_P(CorpusRows, RowsThatCanBeCutAddUpToTheFullLogJoint) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(StanRows, CorpusRows, ::testing::ValuesIn(corpus()),
+INSTANTIATE_TEST_SUITE_P(StanRows, CorpusRows, ::testing::ValuesIn(test::stan_corpus_names()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 TEST(StanRows, RefusalsNameWhatStopsThem) {
