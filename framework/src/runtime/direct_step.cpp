@@ -140,6 +140,10 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
     step->values_[static_cast<size_t>(site.tape)].resize(static_cast<size_t>(S * site.numel));
     step->grads_[static_cast<size_t>(site.tape)].resize(static_cast<size_t>(S * site.numel));
   }
+  for (size_t k = 0; k < order.size(); ++k) {  // the buffers never move after this
+    step->value_ptrs_.push_back(step->values_[k].data());
+    step->grad_ptrs_.push_back(step->grads_[k].data());
+  }
   if (step->log_scale_.defined()) step->eps_ = at::empty({S, step->D_}, step->loc_.options());
   why = step->disagreement(model, objective);
   if (!why.empty()) return nullptr;
@@ -184,7 +188,10 @@ std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions&
 double DirectStep::run(bool& finite) {
   const int64_t S = S_, D = D_;
   const bool diagonal = log_scale_.defined();
-  std::vector<double> loc, log_scale, eps;
+  std::vector<double>& loc = loc_values_;
+  std::vector<double>& log_scale = log_scale_values_;
+  std::vector<double>& eps = eps_values_;
+  std::vector<double>& scale = scale_;
   read(loc_, loc);
   // ε as the family's rsample draws it: at::randn({S, D}, generator(), loc.options()).
   if (diagonal) {
@@ -192,7 +199,7 @@ double DirectStep::run(bool& finite) {
     eps_.normal_(0, 1, guide_.generator());
     read(eps_, eps);
   }
-  std::vector<double> scale(static_cast<size_t>(D), 0.0);
+  scale.assign(static_cast<size_t>(D), 0.0);
   double entropy = 0.0;  // -log q(z) summed over particles, but for the ε terms
   for (int64_t d = 0; d < D && diagonal; ++d) scale[static_cast<size_t>(d)] = std::exp(log_scale[static_cast<size_t>(d)]);
   for (int64_t s = 0; s < S; ++s)
@@ -228,14 +235,8 @@ double DirectStep::run(bool& finite) {
         }
       }
   }
-  std::vector<const double*> values;
-  std::vector<double*> grads;
-  for (size_t k = 0; k < values_.size(); ++k) {
-    std::fill(grads_[k].begin(), grads_[k].end(), 0.0);
-    values.push_back(values_[k].data());
-    grads.push_back(grads_[k].data());
-  }
-  model_.direct_log_joint(S, values, log_p_.data(), grads);
+  for (auto& g : grads_) std::fill(g.begin(), g.end(), 0.0);
+  model_.direct_log_joint(S, value_ptrs_, log_p_.data(), grad_ptrs_);
   // A point mass's log_prob is 0 with no Jacobian: its objective is the log joint of
   // the constrained point (MAP in the constrained space, as the delta family defines it).
   double elbo = diagonal ? log_det : 0.0;

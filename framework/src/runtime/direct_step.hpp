@@ -58,6 +58,9 @@ class DirectStep {
   // Scratch, particle-major.
   std::vector<double> z_, dv_, dladj_, log_p_, grad_loc_, grad_log_scale_;
   std::vector<std::vector<double>> values_, grads_;  // per model latent
+  std::vector<const double*> value_ptrs_;
+  std::vector<double*> grad_ptrs_;
+  std::vector<double> loc_values_, log_scale_values_, eps_values_, scale_;
 };
 
 }  // namespace vguide::detail
