@@ -152,7 +152,7 @@ TEST_F(HostTest, ListPluginsReportsAPluginThatFailsToLoadAndListsTheRest) {
   HostRun r = host("--list-plugins");
   ::unsetenv("VGUIDE_PLUGIN_PATH");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("broken\tABI version 4.0 is incompatible with this host's 3.1 (major versions differ; "
+  EXPECT_NE(r.output.find("broken\tABI version 4.0 is incompatible with this host's 3.2 (major versions differ; "
                           "rebuild the plugin against this SDK)\t" + bad.string() + "\n"),
             std::string::npos)
       << r.output;

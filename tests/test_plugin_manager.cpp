@@ -72,7 +72,7 @@ TEST_F(PluginManagerTest, NoDescriptor) {
 TEST_F(PluginManagerTest, WrongAbiMajor) {
   EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("abi_major")); }),
             "plugin " + broken("abi_major") +
-                ": ABI version 4.0 is incompatible with this host's 3.1 (major versions differ; rebuild the plugin "
+                ": ABI version 4.0 is incompatible with this host's 3.2 (major versions differ; rebuild the plugin "
                 "against this SDK)");
   ExpectStillUsable();
 }
@@ -80,7 +80,7 @@ TEST_F(PluginManagerTest, WrongAbiMajor) {
 TEST_F(PluginManagerTest, NewerAbiMinor) {
   EXPECT_EQ(test::message_of<PluginError>([&] { manager_.load(broken("abi_minor")); }),
             "plugin " + broken("abi_minor") +
-                ": ABI version 3.2 is newer than this host's 3.1 (the plugin needs features this host lacks; "
+                ": ABI version 3.3 is newer than this host's 3.2 (the plugin needs features this host lacks; "
                 "upgrade vguide)");
 }
 

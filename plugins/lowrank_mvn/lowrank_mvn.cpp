@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "vguide/flat_guide.hpp"
+#include "vguide/location_scale.hpp"
 #include "vguide/math/mvn_log_prob.hpp"
 #include "vguide/plugins/lowrank_mvn/options.hpp"
 #include "vguide/plugin.hpp"
@@ -32,6 +33,7 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
     cov_factor_ = register_parameter("cov_factor", at::zeros({D, rank_}));
     scale_raw_ = register_parameter("scale_unconstrained",
                                     at::full({D}, vguide::math::softplus_inverse(options_.init_scale())));
+    vguide::declare_location_low_rank(*this, {loc_, cov_factor_, scale_raw_});
   }
 
   /// A full factor gives W the covariance's leading `rank` eigendirections and σ² what

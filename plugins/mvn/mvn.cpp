@@ -6,6 +6,7 @@
 #include <ostream>
 
 #include "vguide/flat_guide.hpp"
+#include "vguide/location_scale.hpp"
 #include "vguide/math/mvn_log_prob.hpp"
 #include "vguide/math/normal_log_prob.hpp"
 #include "vguide/plugins/mvn/options.hpp"
@@ -25,6 +26,7 @@ class MvnGuide final : public vguide::FlatGuide {
     offdiag_ = register_parameter("scale_tril_offdiag", at::zeros({D, D}));
     diag_raw_ = register_parameter("scale_diag_unconstrained",
                                    at::full({D}, vguide::math::softplus_inverse(options_.init_scale())));
+    vguide::declare_location_scale_tril(*this, {loc_, offdiag_, diag_raw_});
   }
 
   /// The current Cholesky factor of the covariance.

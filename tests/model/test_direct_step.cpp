@@ -1,8 +1,9 @@
 // The direct step (framework/src/runtime/direct_step.hpp) against the autograd step:
 // two fits from the same seed, one per path, must give the same ELBO, the same
 // gradients and the same parameters step after step, to rounding: on every example
-// program, on the compiled Stan corpus programs and on random programs, for the
-// normal and delta families, S = 1 and 16, float64 and float32. And what a fit has
+// program, on the compiled Stan corpus programs and on random programs, for every
+// family that declares a structure (normal, delta, mvn, lowrank_mvn), S = 1 and 16,
+// float64 and float32, with and without sticking the landing. And what a fit has
 // besides the step: the averaging and stopping rules, checkpoints that resume bit for
 // bit, the non-finite guard, minibatches (which take the autograd path), the choice
 // of path and its refusals.
@@ -13,6 +14,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,21 +65,27 @@ FitRun start(const Model& model, const std::string& family, FitOptions options, 
   return r;
 }
 
-FitOptions options_for(int64_t S, at::ScalarType dtype) {
+FitOptions options_for(int64_t S, at::ScalarType dtype, bool stick_the_landing = false) {
   FitOptions o;
   o.dtype = dtype;
   o.objective.particles = S;
+  o.objective.stick_the_landing = stick_the_landing;
   return o;
 }
+
+// The families whose plugins declare a location-scale structure, one of each form.
+const std::vector<std::string> kDeclaringFamilies = {"normal", "delta", "mvn", "lowrank_mvn"};
 
 double max_abs(const at::Tensor& t) { return t.abs().max().item<double>(); }
 
 // `steps` steps of each path: the same ELBO, gradients and parameters after each.
-void expect_same_steps(const Model& model, const std::string& family, int64_t S, at::ScalarType dtype, int steps) {
+void expect_same_steps(const Model& model, const std::string& family, int64_t S, at::ScalarType dtype, int steps,
+                       bool stick_the_landing = false) {
   const bool f64 = dtype == at::kDouble;
-  SCOPED_TRACE(family + ", S = " + std::to_string(S) + (f64 ? ", float64" : ", float32"));
-  FitRun direct = start(model, family, options_for(S, dtype), StepPath::direct);
-  FitRun autograd = start(model, family, options_for(S, dtype), StepPath::autograd);
+  SCOPED_TRACE(family + ", S = " + std::to_string(S) + (f64 ? ", float64" : ", float32") +
+               (stick_the_landing ? ", sticking the landing" : ""));
+  FitRun direct = start(model, family, options_for(S, dtype, stick_the_landing), StepPath::direct);
+  FitRun autograd = start(model, family, options_for(S, dtype, stick_the_landing), StepPath::autograd);
   ASSERT_TRUE(direct.fit->direct_steps()) << direct.fit->autograd_because();
   ASSERT_FALSE(autograd.fit->direct_steps());
   const double tol = f64 ? 1e-9 : 2e-4;
@@ -100,7 +108,7 @@ void expect_same_steps(const Model& model, const std::string& family, int64_t S,
 
 void expect_same_everywhere(const Model& model, const std::string& what) {
   SCOPED_TRACE(what);
-  for (const std::string family : {"normal", "delta"})
+  for (const std::string& family : kDeclaringFamilies)
     for (int64_t S : {int64_t{1}, int64_t{16}})
       for (at::ScalarType dtype : {at::kDouble, at::kFloat}) expect_same_steps(model, family, S, dtype, 20);
 }
@@ -125,8 +133,21 @@ TEST(DirectStep, SameStepsAsAutogradOnRandomPrograms) {
     auto [text, data] = generator.next(i);
     SCOPED_TRACE(text);
     ProgramModel model(model::parse_program(text, "random.qvr"), data);
-    for (int64_t S : {int64_t{1}, int64_t{16}})
-      for (at::ScalarType dtype : {at::kDouble, at::kFloat}) expect_same_steps(model, "normal", S, dtype, 8);
+    for (const std::string& family : kDeclaringFamilies)
+      for (int64_t S : {int64_t{1}, int64_t{16}})
+        for (at::ScalarType dtype : {at::kDouble, at::kFloat}) expect_same_steps(model, family, S, dtype, 8);
+  }
+}
+
+// Sticking the landing drops the score terms: for the full- and low-rank forms the
+// path through z of log q is Σ⁻¹(z - loc), solved rather than read off ε.
+TEST(DirectStep, SameStepsAsAutogradWhenStickingTheLanding) {
+  const auto program = example("hierarchical");
+  const auto stan_model = stan("eight_schools_noncentered");
+  for (const Model* model : std::vector<const Model*>{program.get(), stan_model.get()}) {
+    for (const std::string& family : kDeclaringFamilies)
+      for (int64_t S : {int64_t{1}, int64_t{16}})
+        for (at::ScalarType dtype : {at::kDouble, at::kFloat}) expect_same_steps(*model, family, S, dtype, 12, true);
   }
 }
 
@@ -242,7 +263,7 @@ TEST(DirectStep, AFamilyThatDrawsOtherwiseThanItDeclaresIsCaught) {
   Fit fit(*model, *automatic, o);
   EXPECT_FALSE(fit.direct_steps());
   EXPECT_EQ(fit.autograd_because().rfind("the family 'misdeclared' does not draw as its declared location-scale "
-                                         "structure says (at the start, the ELBO is ",
+                                         "structure says (at the start, the ELBO differs: the ELBO is ",
                                          0),
             0u)
       << fit.autograd_because();
@@ -250,6 +271,58 @@ TEST(DirectStep, AFamilyThatDrawsOtherwiseThanItDeclaresIsCaught) {
   const auto forced = std::make_shared<MisdeclaredGuide>(*model);
   EXPECT_THROW(Fit(*model, *forced, o), std::invalid_argument);
   EXPECT_THROW(declare_location_scale(*forced, {forced->named_parameters()["loc"], {}}), std::invalid_argument);
+}
+
+// A guide with the parameters of each declared form, to test the declarations' checks.
+class Declaring final : public FlatGuide {
+ public:
+  explicit Declaring(const Model& model)
+      : FlatGuide("declaring", LatentRegistry::from_model(model, observed(model)), 5) {
+    D = registry().total_unconstrained_dim();
+    loc = register_parameter("loc", at::zeros({D}));
+    square = register_parameter("square", at::zeros({D, D}));
+    wide = register_parameter("wide", at::zeros({D, D + 1}));
+    narrow = register_parameter("narrow", at::zeros({D, 2}));
+    raw = register_parameter("raw", at::zeros({D}));
+  }
+  int64_t D = 0;
+  at::Tensor loc, square, wide, narrow, raw;
+
+ protected:
+  std::pair<at::Tensor, at::Tensor> sample_flat(int64_t, const at::TensorOptions&) override { return {}; }
+  at::Tensor log_prob_flat(const at::Tensor&) override { return {}; }
+};
+
+std::string declaration_error(const std::function<void()>& declare) {
+  try {
+    declare();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+TEST(DirectStep, DeclarationsNameTheTensorThatDoesNotFit) {
+  const auto model = example("eight_schools");  // D = 10
+  const auto g = std::make_shared<Declaring>(*model);
+  const at::Tensor stray = at::zeros({g->D});
+  EXPECT_EQ(declaration_error([&] { declare_location_scale_tril(*g, {g->loc, g->narrow, g->raw}); }),
+            "declare_location_scale_tril: declaring's offdiag must be a (10, 10) parameter of the guide");
+  EXPECT_EQ(declaration_error([&] { declare_location_scale_tril(*g, {g->loc, g->square, stray}); }),
+            "declare_location_scale_tril: declaring's diag_raw must be a (10,) parameter of the guide");
+  EXPECT_EQ(declaration_error([&] { declare_location_low_rank(*g, {g->loc, g->wide, g->raw}); }),
+            "declare_location_low_rank: declaring's cov_factor must be a (10, r) with 1 <= r <= 10 parameter of the "
+            "guide");
+  EXPECT_EQ(declaration_error([&] { declare_location_low_rank(*g, {g->raw.narrow(0, 0, 5), g->narrow, g->raw}); }),
+            "declare_location_low_rank: declaring's loc must be a (10,) parameter of the guide");
+  EXPECT_FALSE(location_low_rank(*g).has_value());
+  EXPECT_EQ(declaration_error([&] { declare_location_low_rank(*g, {g->loc, g->narrow, g->raw}); }), "(accepted)");
+  ASSERT_TRUE(location_low_rank(*g).has_value());
+  EXPECT_TRUE(location_low_rank(*g)->cov_factor.is_same(g->narrow));
+  EXPECT_FALSE(location_scale_tril(*g).has_value());
+  EXPECT_FALSE(location_scale(*g).has_value());
+  EXPECT_EQ(declaration_error([&] { declare_location_scale_tril(*g, {g->loc, g->square, g->raw}); }),
+            "declare_location_scale_tril: declaring has declared its structure already");
 }
 
 TEST(DirectStep, ThePathIsChosenAndRefusedWithAReason) {
@@ -269,10 +342,10 @@ TEST(DirectStep, ThePathIsChosenAndRefusedWithAReason) {
   EXPECT_FALSE(r.fit->direct_steps());
   EXPECT_EQ(r.fit->autograd_because(), "the objective is iwae, not the ELBO");
   try {
-    start(*model, "mvn", o, StepPath::direct);
-    FAIL() << "mvn took the direct step";
+    start(*model, "iaf", o, StepPath::direct);
+    FAIL() << "iaf took the direct step";
   } catch (const std::invalid_argument& e) {
-    EXPECT_STREQ(e.what(), "the direct step does not apply: the family 'mvn' declares no location-scale structure");
+    EXPECT_STREQ(e.what(), "the direct step does not apply: the family 'iaf' declares no location-scale structure");
   }
   const auto simplex = stan("dirichlet_categorical");
   try {

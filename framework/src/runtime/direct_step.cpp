@@ -50,12 +50,32 @@ double sigmoid(double z) {
   return e / (1.0 + e);
 }
 
+// at::softplus and its derivative as LibTorch computes them (beta 1, threshold 20:
+// the identity above it).
+double softplus(double x) { return x > 20.0 ? x : std::log1p(std::exp(x)); }
+double softplus_derivative(double x) { return x > 20.0 ? 1.0 : sigmoid(x); }
+
+bool same_tensor(const at::Tensor& a, const at::Tensor& b) {
+  return a.defined() && b.defined() && a.unsafeGetTensorImpl() == b.unsafeGetTensorImpl();
+}
+
 }  // namespace
 
 std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, const ObjectiveOptions& objective,
                                              bool any_size, std::string& why) {
-  const std::optional<LocationScale> structure = location_scale(guide);
-  if (!structure) {
+  Form form = Form::point;
+  std::vector<at::Tensor> declared;
+  if (const auto d = location_scale(guide)) {
+    form = d->log_scale.defined() ? Form::diagonal : Form::point;
+    declared = {d->loc};
+    if (d->log_scale.defined()) declared.push_back(d->log_scale);
+  } else if (const auto t = location_scale_tril(guide)) {
+    form = Form::tril;
+    declared = {t->loc, t->offdiag, t->diag_raw};
+  } else if (const auto l = location_low_rank(guide)) {
+    form = Form::low_rank;
+    declared = {l->loc, l->cov_factor, l->diag_raw};
+  } else {
     why = "the family '" + guide.family() + "' declares no location-scale structure";
     return nullptr;
   }
@@ -76,27 +96,28 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
     return nullptr;
   }
   const std::vector<at::Tensor> parameters = guide.parameters(/*recurse=*/true);
-  const auto is_parameter = [&](const at::Tensor& t) {
-    for (const auto& p : parameters)
-      if (p.unsafeGetTensorImpl() == t.unsafeGetTensorImpl()) return true;
-    return false;
-  };
-  const size_t declared = structure->log_scale.defined() ? 2 : 1;
-  if (parameters.size() != declared || !is_parameter(structure->loc) ||
-      (structure->log_scale.defined() && !is_parameter(structure->log_scale))) {
+  bool all_declared = parameters.size() == declared.size();
+  for (const auto& p : parameters)
+    all_declared = all_declared && std::any_of(declared.begin(), declared.end(),
+                                               [&](const at::Tensor& d) { return same_tensor(d, p); });
+  if (!all_declared) {
     why = "the family '" + guide.family() + "' has parameters besides its declared location and scale";
     return nullptr;
   }
-  const at::ScalarType dtype = structure->loc.scalar_type();
-  if ((dtype != at::kFloat && dtype != at::kDouble) || !structure->loc.device().is_cpu()) {
-    why = "the guide's parameters are not float32 or float64 on the CPU";
-    return nullptr;
-  }
+  const at::Tensor& loc = declared.front();
+  const at::ScalarType dtype = loc.scalar_type();
+  for (const auto& p : declared)
+    if ((dtype != at::kFloat && dtype != at::kDouble) || p.scalar_type() != dtype || !p.device().is_cpu() ||
+        !p.is_contiguous()) {
+      why = "the guide's parameters are not contiguous float32 or float64 tensors on the CPU";
+      return nullptr;
+    }
   std::unique_ptr<DirectStep> step(new DirectStep(*direct, guide, S, any_size));
   step->stick_the_landing_ = objective.stick_the_landing;
-  step->loc_ = structure->loc;
-  step->log_scale_ = structure->log_scale;
+  step->form_ = form;
+  step->params_ = declared;
   step->D_ = guide.registry().total_unconstrained_dim();
+  step->r_ = form == Form::low_rank ? declared[1].size(1) : 0;
   const std::vector<std::string> order = direct->direct_latents();
   const auto& sites = guide.registry().sites();
   if (order.size() != sites.size()) {
@@ -129,10 +150,28 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
     }
     step->sites_.push_back(site);
   }
-  const size_t SD = static_cast<size_t>(S * step->D_);
+  const int64_t D = step->D_, r = step->r_;
+  const size_t SD = static_cast<size_t>(S * D);
   step->z_.resize(SD);
   step->dv_.resize(SD);
   step->dladj_.resize(SD);
+  step->dz_.resize(SD);
+  step->param_values_.resize(declared.size());
+  step->param_grads_.resize(declared.size());
+  for (size_t k = 0; k < declared.size(); ++k) {
+    step->param_values_[k].resize(static_cast<size_t>(declared[k].numel()));
+    step->param_grads_[k].resize(static_cast<size_t>(declared[k].numel()));
+  }
+  step->scale_.resize(static_cast<size_t>(D));
+  if (form == Form::tril) {
+    step->factor_.resize(static_cast<size_t>(D * D));  // L, row-major
+    step->work_.resize(SD);                            // L⁻ᵀ ε per particle (sticking the landing)
+  } else if (form == Form::low_rank) {
+    step->factor_.resize(static_cast<size_t>(2 * D * r));  // M = diag(σ⁻²) W, then Q = Σ⁻¹ W
+    step->work_.resize(static_cast<size_t>(D) + SD + 2 * static_cast<size_t>(r));  // diag Σ⁻¹, v, b, c
+    step->small_.resize(static_cast<size_t>(r * r));          // the capacitance's Cholesky factor
+    step->small_inverse_.resize(static_cast<size_t>(r * r));  // its inverse, I + Wᵀ M
+  }
   step->log_p_.resize(static_cast<size_t>(S));
   step->values_.resize(order.size());
   step->grads_.resize(order.size());
@@ -144,7 +183,8 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
     step->value_ptrs_.push_back(step->values_[k].data());
     step->grad_ptrs_.push_back(step->grads_[k].data());
   }
-  if (step->log_scale_.defined()) step->eps_ = at::empty({S, step->D_}, step->loc_.options());
+  if (form != Form::point) step->eps_ = at::empty({S, D}, loc.options());
+  if (form == Form::low_rank) step->eps_w_ = at::empty({S, r}, loc.options());
   why = step->disagreement(model, objective);
   if (!why.empty()) return nullptr;
   return step;
@@ -155,8 +195,7 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
 std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions& objective) {
   at::Generator& stream = guide_.generator();
   const at::Tensor state = stream.get_state();
-  std::vector<at::Tensor> params{loc_};
-  if (log_scale_.defined()) params.push_back(log_scale_);
+  std::vector<at::Tensor>& params = params_;
   bool finite = false;
   const double direct = run(finite);
   std::vector<at::Tensor> direct_grads;
@@ -168,18 +207,20 @@ std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions&
   const double autograd = value.item<double>();
   stream.set_state(state);
   std::string why;
-  const double tol = loc_.scalar_type() == at::kDouble ? 1e-8 : 1e-3;
+  const double tol = params_.front().scalar_type() == at::kDouble ? 1e-8 : 1e-3;
   const auto close = [tol](double a, double b) { return std::abs(a - b) <= tol * std::max({1.0, std::abs(a), std::abs(b)}); };
   if (finite && std::isfinite(autograd)) {
-    bool same = close(direct, autograd);
-    for (size_t k = 0; k < params.size(); ++k) {
+    std::string differs = close(direct, autograd) ? "" : "the ELBO";
+    for (size_t k = 0; k < params.size() && differs.empty(); ++k) {
       const at::Tensor g = params[k].grad().to(at::kDouble), d = direct_grads[k].to(at::kDouble);
-      same = same && close(0.0, (g - d).abs().max().item<double>() / std::max(1.0, g.abs().max().item<double>()));
+      if (close(0.0, (g - d).abs().max().item<double>() / std::max(1.0, g.abs().max().item<double>()))) continue;
+      for (const auto& item : guide_.named_parameters(/*recurse=*/true))
+        if (same_tensor(item.value(), params[k])) differs = "the gradient in '" + item.key() + "'";
     }
-    if (!same)
+    if (!differs.empty())
       why = "the family '" + guide_.family() + "' does not draw as its declared location-scale structure says " +
-            "(at the start, the ELBO is " + std::to_string(autograd) + " by autograd and " + std::to_string(direct) +
-            " computed from the declaration)";
+            "(at the start, " + differs + " differs: the ELBO is " + std::to_string(autograd) + " by autograd and " +
+            std::to_string(direct) + " computed from the declaration)";
   }
   for (auto& p : params) p.mutable_grad().zero_();
   return why;
@@ -187,26 +228,17 @@ std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions&
 
 double DirectStep::run(bool& finite) {
   const int64_t S = S_, D = D_;
-  const bool diagonal = log_scale_.defined();
-  std::vector<double>& loc = loc_values_;
-  std::vector<double>& log_scale = log_scale_values_;
-  std::vector<double>& eps = eps_values_;
-  std::vector<double>& scale = scale_;
-  read(loc_, loc);
-  // ε as the family's rsample draws it: at::randn({S, D}, generator(), loc.options()).
-  if (diagonal) {
-    read(log_scale_, log_scale);
-    eps_.normal_(0, 1, guide_.generator());
-    read(eps_, eps);
+  for (size_t k = 0; k < params_.size(); ++k) read(params_[k], param_values_[k]);
+  const std::vector<double>& loc = param_values_[0];
+  double neg_log_q = 0.0;  // -Σ log q(z) over the particles
+  switch (form_) {
+    case Form::point:
+      for (int64_t s = 0; s < S; ++s) std::copy(loc.begin(), loc.end(), z_.begin() + s * D);
+      break;
+    case Form::diagonal: neg_log_q = draw_diagonal(); break;
+    case Form::tril: neg_log_q = draw_tril(); break;
+    case Form::low_rank: neg_log_q = draw_low_rank(); break;
   }
-  scale.assign(static_cast<size_t>(D), 0.0);
-  double entropy = 0.0;  // -log q(z) summed over particles, but for the ε terms
-  for (int64_t d = 0; d < D && diagonal; ++d) scale[static_cast<size_t>(d)] = std::exp(log_scale[static_cast<size_t>(d)]);
-  for (int64_t s = 0; s < S; ++s)
-    for (int64_t d = 0; d < D; ++d) {
-      const size_t i = static_cast<size_t>(s * D + d);
-      z_[i] = diagonal ? loc[static_cast<size_t>(d)] + scale[static_cast<size_t>(d)] * eps[i] : loc[static_cast<size_t>(d)];
-    }
   // The constrained values, the bijectors' derivatives and their log-dets.
   double log_det = 0.0;
   for (const Site& site : sites_) {
@@ -239,42 +271,287 @@ double DirectStep::run(bool& finite) {
   model_.direct_log_joint(S, value_ptrs_, log_p_.data(), grad_ptrs_);
   // A point mass's log_prob is 0 with no Jacobian: its objective is the log joint of
   // the constrained point (MAP in the constrained space, as the delta family defines it).
-  double elbo = diagonal ? log_det : 0.0;
+  const bool point = form_ == Form::point;
+  double elbo = point ? 0.0 : log_det + neg_log_q;
   for (int64_t s = 0; s < S; ++s) elbo += log_p_[static_cast<size_t>(s)];
-  // -log q = Σ (ε²/2 + log σ + log √(2π)) over particles and dims; a point mass's is 0.
-  if (diagonal) {
-    for (double e : eps) entropy += 0.5 * e * e;
-    for (double ls : log_scale) entropy += S * (ls + kHalfLog2Pi);
-  }
-  elbo = (elbo + entropy) / static_cast<double>(S);
+  elbo /= static_cast<double>(S);
 
-  // d(-ELBO)/dz per particle, then into loc and log_scale (the mean over particles).
-  grad_loc_.assign(static_cast<size_t>(D), 0.0);
-  grad_log_scale_.assign(static_cast<size_t>(D), 0.0);
-  const double inv_S = 1.0 / static_cast<double>(S);
+  // d ELBO / dz per particle, then into the parameters (gradients of -ELBO, the mean
+  // over particles).
   for (const Site& site : sites_) {
     const std::vector<double>& g = grads_[static_cast<size_t>(site.tape)];
     for (int64_t s = 0; s < S; ++s)
       for (int64_t j = 0; j < site.numel; ++j) {
-        const int64_t d = site.offset + j;
-        const size_t i = static_cast<size_t>(s * D + d);
-        double dz = g[static_cast<size_t>(s * site.numel + j)] * dv_[i] + (diagonal ? dladj_[i] : 0.0);
-        // Sticking the landing: log q's parameters held, its z-derivative -(z - loc)/σ².
-        if (diagonal && stick_the_landing_) dz += eps[i] / scale[static_cast<size_t>(d)];
-        grad_loc_[static_cast<size_t>(d)] -= dz * inv_S;
-        if (diagonal) grad_log_scale_[static_cast<size_t>(d)] -= dz * scale[static_cast<size_t>(d)] * eps[i] * inv_S;
+        const size_t i = static_cast<size_t>(s * D + site.offset + j);
+        dz_[i] = g[static_cast<size_t>(s * site.numel + j)] * dv_[i] + (point ? 0.0 : dladj_[i]);
       }
   }
-  // The entropy's own gradient in log σ (held under sticking the landing).
-  if (diagonal && !stick_the_landing_)
-    for (double& g : grad_log_scale_) g -= 1.0;
+  for (auto& g : param_grads_) std::fill(g.begin(), g.end(), 0.0);
+  switch (form_) {
+    case Form::point: {
+      const double inv_S = 1.0 / static_cast<double>(S);
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t d = 0; d < D; ++d) param_grads_[0][static_cast<size_t>(d)] -= dz_[static_cast<size_t>(s * D + d)] * inv_S;
+      break;
+    }
+    case Form::diagonal: gradients_diagonal(); break;
+    case Form::tril: gradients_tril(); break;
+    case Form::low_rank: gradients_low_rank(); break;
+  }
   double total = elbo;
-  for (double g : grad_loc_) total += g;
-  for (double g : grad_log_scale_) total += g;
+  for (const auto& g : param_grads_)
+    for (double x : g) total += x;
   finite = std::isfinite(total);
-  write(grad_loc_, grad_of(loc_));
-  if (diagonal) write(grad_log_scale_, grad_of(log_scale_));
+  for (size_t k = 0; k < params_.size(); ++k) write(param_grads_[k], grad_of(params_[k]));
   return elbo;
+}
+
+// z = loc + exp(log_scale) ⊙ ε; -log q = Σ (ε²/2 + log σ + log √(2π)).
+double DirectStep::draw_diagonal() {
+  const int64_t S = S_, D = D_;
+  const std::vector<double>& loc = param_values_[0];
+  const std::vector<double>& log_scale = param_values_[1];
+  eps_.normal_(0, 1, guide_.generator());  // as at::randn({S, D}, generator(), loc.options())
+  read(eps_, eps_values_);
+  for (int64_t d = 0; d < D; ++d) scale_[static_cast<size_t>(d)] = std::exp(log_scale[static_cast<size_t>(d)]);
+  double neg_log_q = 0.0;
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t d = 0; d < D; ++d) {
+      const size_t i = static_cast<size_t>(s * D + d);
+      const double e = eps_values_[i];
+      z_[i] = loc[static_cast<size_t>(d)] + scale_[static_cast<size_t>(d)] * e;
+      neg_log_q += 0.5 * e * e;
+    }
+  for (double ls : log_scale) neg_log_q += static_cast<double>(S) * (ls + kHalfLog2Pi);
+  return neg_log_q;
+}
+
+void DirectStep::gradients_diagonal() {
+  const int64_t S = S_, D = D_;
+  const double inv_S = 1.0 / static_cast<double>(S);
+  std::vector<double>& grad_loc = param_grads_[0];
+  std::vector<double>& grad_log_scale = param_grads_[1];
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t d = 0; d < D; ++d) {
+      const size_t i = static_cast<size_t>(s * D + d), k = static_cast<size_t>(d);
+      double dz = dz_[i];
+      // Sticking the landing: log q's parameters held, its z-derivative -(z - loc)/σ².
+      if (stick_the_landing_) dz += eps_values_[i] / scale_[k];
+      grad_loc[k] -= dz * inv_S;
+      grad_log_scale[k] -= dz * scale_[k] * eps_values_[i] * inv_S;
+    }
+  // The entropy's own gradient in log σ (held under sticking the landing).
+  if (!stick_the_landing_)
+    for (double& g : grad_log_scale) g -= 1.0;
+}
+
+// z = loc + L ε with L = tril(offdiag, -1) + diag(softplus(diag_raw));
+// -log q = Σ (ε²/2 + log √(2π)) + Σ log L_ii per particle.
+double DirectStep::draw_tril() {
+  const int64_t S = S_, D = D_;
+  const std::vector<double>& loc = param_values_[0];
+  const std::vector<double>& offdiag = param_values_[1];
+  const std::vector<double>& diag_raw = param_values_[2];
+  eps_.normal_(0, 1, guide_.generator());
+  read(eps_, eps_values_);
+  double log_diag = 0.0;
+  for (int64_t i = 0; i < D; ++i) {
+    for (int64_t j = 0; j < i; ++j) factor_[static_cast<size_t>(i * D + j)] = offdiag[static_cast<size_t>(i * D + j)];
+    const double l = softplus(diag_raw[static_cast<size_t>(i)]);
+    factor_[static_cast<size_t>(i * D + i)] = scale_[static_cast<size_t>(i)] = l;
+    log_diag += std::log(l);
+  }
+  double neg_log_q = static_cast<double>(S) * (log_diag + static_cast<double>(D) * kHalfLog2Pi);
+  for (int64_t s = 0; s < S; ++s) {
+    const double* e = eps_values_.data() + s * D;
+    for (int64_t i = 0; i < D; ++i) {
+      const double* row = factor_.data() + i * D;
+      double z = loc[static_cast<size_t>(i)];
+      for (int64_t j = 0; j <= i; ++j) z += row[j] * e[j];
+      z_[static_cast<size_t>(s * D + i)] = z;
+      neg_log_q += 0.5 * e[i] * e[i];
+    }
+  }
+  return neg_log_q;
+}
+
+void DirectStep::gradients_tril() {
+  const int64_t S = S_, D = D_;
+  const double inv_S = 1.0 / static_cast<double>(S);
+  if (stick_the_landing_) {
+    // log q's z-derivative with its parameters held is -Σ⁻¹(z - loc) = -L⁻ᵀ ε: add
+    // L⁻ᵀ ε, by back substitution on Lᵀ.
+    for (int64_t s = 0; s < S; ++s) {
+      const double* e = eps_values_.data() + s * D;
+      double* x = work_.data() + s * D;
+      for (int64_t i = D; i-- > 0;) {
+        double v = e[i];
+        for (int64_t j = i + 1; j < D; ++j) v -= factor_[static_cast<size_t>(j * D + i)] * x[j];
+        x[i] = v / factor_[static_cast<size_t>(i * D + i)];
+      }
+      for (int64_t i = 0; i < D; ++i) dz_[static_cast<size_t>(s * D + i)] += x[i];
+    }
+  }
+  std::vector<double>& grad_loc = param_grads_[0];
+  std::vector<double>& grad_offdiag = param_grads_[1];
+  std::vector<double>& grad_diag_raw = param_grads_[2];
+  for (int64_t s = 0; s < S; ++s) {
+    const double* e = eps_values_.data() + s * D;
+    const double* g = dz_.data() + s * D;
+    for (int64_t i = 0; i < D; ++i) {
+      grad_loc[static_cast<size_t>(i)] -= g[i] * inv_S;
+      double* row = grad_offdiag.data() + i * D;
+      for (int64_t j = 0; j < i; ++j) row[j] -= g[i] * e[j] * inv_S;
+      row[i] -= g[i] * e[i] * inv_S;  // L_ii's, moved to diag_raw below
+    }
+  }
+  const std::vector<double>& diag_raw = param_values_[2];
+  for (int64_t i = 0; i < D; ++i) {
+    double& g_ii = grad_offdiag[static_cast<size_t>(i * D + i)];
+    // The entropy's own gradient in L_ii, 1 / L_ii (held under sticking the landing).
+    const double g = g_ii - (stick_the_landing_ ? 0.0 : 1.0 / scale_[static_cast<size_t>(i)]);
+    grad_diag_raw[static_cast<size_t>(i)] = g * softplus_derivative(diag_raw[static_cast<size_t>(i)]);
+    g_ii = 0.0;  // offdiag's diagonal is not read
+  }
+}
+
+// z = loc + W ε_w + σ ⊙ ε_d with σ = softplus(diag_raw), Σ = W Wᵀ + diag(σ²). With
+// u = z - loc, v = Σ⁻¹ u by Woodbury (the capacitance I + Wᵀ diag(σ⁻²) W is r × r):
+// -log q = uᵀv/2 + log|Σ|/2 + D log √(2π), log|Σ| = log|I + Wᵀ diag(σ⁻²) W| + Σ log σ².
+double DirectStep::draw_low_rank() {
+  const int64_t S = S_, D = D_, r = r_;
+  const std::vector<double>& loc = param_values_[0];
+  const std::vector<double>& W = param_values_[1];
+  const std::vector<double>& diag_raw = param_values_[2];
+  eps_w_.normal_(0, 1, guide_.generator());  // the family draws ε_w first, then ε_d
+  eps_.normal_(0, 1, guide_.generator());
+  read(eps_w_, eps_w_values_);
+  read(eps_, eps_values_);
+  double log_det_sigma = 0.0;
+  for (int64_t i = 0; i < D; ++i) {
+    scale_[static_cast<size_t>(i)] = softplus(diag_raw[static_cast<size_t>(i)]);
+    log_det_sigma += 2.0 * std::log(scale_[static_cast<size_t>(i)]);
+  }
+  double* M = factor_.data();
+  double* Q = factor_.data() + D * r;
+  double* diag_inverse = work_.data();
+  double* V = work_.data() + D;
+  double* b = V + S * D;
+  double* c = b + r;
+  for (int64_t i = 0; i < D; ++i) {
+    const double inv_var = 1.0 / (scale_[static_cast<size_t>(i)] * scale_[static_cast<size_t>(i)]);
+    for (int64_t k = 0; k < r; ++k) M[i * r + k] = inv_var * W[static_cast<size_t>(i * r + k)];
+  }
+  // The capacitance C = I + Wᵀ M, its Cholesky factor (small_) and its inverse.
+  double* chol = small_.data();
+  double* inverse = small_inverse_.data();
+  for (int64_t k = 0; k < r; ++k)
+    for (int64_t l = 0; l <= k; ++l) {
+      double sum = k == l ? 1.0 : 0.0;
+      for (int64_t i = 0; i < D; ++i) sum += W[static_cast<size_t>(i * r + k)] * M[i * r + l];
+      for (int64_t m = 0; m < l; ++m) sum -= chol[k * r + m] * chol[l * r + m];
+      chol[k * r + l] = k == l ? std::sqrt(sum) : sum / chol[l * r + l];
+    }
+  double log_det_capacitance = 0.0;
+  for (int64_t k = 0; k < r; ++k) log_det_capacitance += 2.0 * std::log(chol[k * r + k]);
+  const auto solve = [&](const double* rhs, double* out) {  // C out = rhs
+    for (int64_t k = 0; k < r; ++k) {
+      double v = rhs[k];
+      for (int64_t m = 0; m < k; ++m) v -= chol[k * r + m] * out[m];
+      out[k] = v / chol[k * r + k];
+    }
+    for (int64_t k = r; k-- > 0;) {
+      double v = out[k];
+      for (int64_t m = k + 1; m < r; ++m) v -= chol[m * r + k] * out[m];
+      out[k] = v / chol[k * r + k];
+    }
+  };
+  for (int64_t k = 0; k < r; ++k) {
+    for (int64_t l = 0; l < r; ++l) b[l] = k == l ? 1.0 : 0.0;
+    solve(b, c);
+    for (int64_t l = 0; l < r; ++l) inverse[l * r + k] = c[l];
+  }
+  // Q = Σ⁻¹ W = M C⁻¹, and diag Σ⁻¹ = σ⁻² - rows of Q ⋅ rows of M.
+  for (int64_t i = 0; i < D; ++i) {
+    const double inv_var = 1.0 / (scale_[static_cast<size_t>(i)] * scale_[static_cast<size_t>(i)]);
+    double d = inv_var;
+    for (int64_t k = 0; k < r; ++k) {
+      double q = 0.0;
+      for (int64_t l = 0; l < r; ++l) q += M[i * r + l] * inverse[l * r + k];
+      Q[i * r + k] = q;
+      d -= q * M[i * r + k];
+    }
+    diag_inverse[i] = d;
+  }
+  double neg_log_q = static_cast<double>(S) * (0.5 * (log_det_capacitance + log_det_sigma) + static_cast<double>(D) * kHalfLog2Pi);
+  for (int64_t s = 0; s < S; ++s) {
+    const double* ew = eps_w_values_.data() + s * r;
+    const double* ed = eps_values_.data() + s * D;
+    double* z = z_.data() + s * D;
+    double* v = V + s * D;
+    for (int64_t k = 0; k < r; ++k) b[k] = 0.0;
+    for (int64_t i = 0; i < D; ++i) {
+      double u = scale_[static_cast<size_t>(i)] * ed[i];
+      for (int64_t k = 0; k < r; ++k) u += W[static_cast<size_t>(i * r + k)] * ew[k];
+      z[i] = loc[static_cast<size_t>(i)] + u;
+      v[i] = u / (scale_[static_cast<size_t>(i)] * scale_[static_cast<size_t>(i)]);  // σ⁻² u, then less M c
+      for (int64_t k = 0; k < r; ++k) b[k] += W[static_cast<size_t>(i * r + k)] * v[i];
+    }
+    for (int64_t k = 0; k < r; ++k) {
+      double ck = 0.0;
+      for (int64_t l = 0; l < r; ++l) ck += inverse[k * r + l] * b[l];
+      c[k] = ck;
+    }
+    for (int64_t i = 0; i < D; ++i) {
+      for (int64_t k = 0; k < r; ++k) v[i] -= M[i * r + k] * c[k];
+      neg_log_q += 0.5 * (z[i] - loc[static_cast<size_t>(i)]) * v[i];
+    }
+  }
+  return neg_log_q;
+}
+
+// With f = log q(z(θ); θ) per particle: df/dloc = 0, df/dW = -v ε_wᵀ + v vᵀ W - Σ⁻¹ W,
+// df/dσ = -v ⊙ ε_d + σ ⊙ v² - σ ⊙ diag Σ⁻¹. Sticking the landing keeps only the path
+// through z, -v ε_wᵀ and -v ⊙ ε_d (and -v for loc).
+void DirectStep::gradients_low_rank() {
+  const int64_t S = S_, D = D_, r = r_;
+  const double inv_S = 1.0 / static_cast<double>(S);
+  const bool full = !stick_the_landing_;
+  const std::vector<double>& W = param_values_[1];
+  const std::vector<double>& diag_raw = param_values_[2];
+  const double* Q = factor_.data() + D * r;
+  const double* diag_inverse = work_.data();
+  const double* V = work_.data() + D;
+  double* vW = work_.data() + D + S * D;  // vᵀW, r wide, in b's slot (free after the draw)
+  std::vector<double>& grad_loc = param_grads_[0];
+  std::vector<double>& grad_W = param_grads_[1];
+  std::vector<double>& grad_raw = param_grads_[2];  // in σ until the end
+  for (int64_t s = 0; s < S; ++s) {
+    const double* ew = eps_w_values_.data() + s * r;
+    const double* ed = eps_values_.data() + s * D;
+    const double* g = dz_.data() + s * D;
+    const double* v = V + s * D;
+    for (int64_t k = 0; k < r; ++k) {
+      double sum = 0.0;
+      for (int64_t i = 0; i < D; ++i) sum += v[i] * W[static_cast<size_t>(i * r + k)];
+      vW[k] = sum;
+    }
+    for (int64_t i = 0; i < D; ++i) {
+      const double h = g[i] + v[i];  // the path through z of log p - log q
+      grad_loc[static_cast<size_t>(i)] -= (full ? g[i] : h) * inv_S;
+      for (int64_t k = 0; k < r; ++k)
+        grad_W[static_cast<size_t>(i * r + k)] -= (h * ew[k] - (full ? v[i] * vW[k] : 0.0)) * inv_S;
+      grad_raw[static_cast<size_t>(i)] -=
+          (h * ed[i] - (full ? scale_[static_cast<size_t>(i)] * v[i] * v[i] : 0.0)) * inv_S;
+    }
+  }
+  for (int64_t i = 0; i < D; ++i) {
+    if (full) {
+      for (int64_t k = 0; k < r; ++k) grad_W[static_cast<size_t>(i * r + k)] -= Q[i * r + k];
+      grad_raw[static_cast<size_t>(i)] -= scale_[static_cast<size_t>(i)] * diag_inverse[i];
+    }
+    grad_raw[static_cast<size_t>(i)] *= softplus_derivative(diag_raw[static_cast<size_t>(i)]);
+  }
 }
 
 }  // namespace vguide::detail

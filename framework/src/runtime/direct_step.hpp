@@ -1,7 +1,8 @@
 #pragma once
 // The direct step (internal to Fit; docs/performance.md#the-direct-step): for a
-// family that declares z = loc + exp(log_scale) ⊙ ε (or z = loc), a model whose log
-// joint is compiled (DirectLogJoint) and element-wise bijectors, the ELBO and its
+// family that declares a location-scale structure (location_scale.hpp: a point, a
+// diagonal, a full-rank or a low-rank Gaussian), a model whose log joint is
+// compiled (DirectLogJoint) and element-wise bijectors, the ELBO and its
 // gradient in the guide's parameters are computed in plain loops: draw ε from the
 // guide's stream as its rsample would, form z and the constrained values, take the
 // log joint's gradient from the model, chain it through the bijectors (with their
@@ -43,24 +44,38 @@ class DirectStep {
     double lower = 0.0, width = 1.0;  // interval: lower + width * sigmoid(z)
     int tape = 0;                     // the model's latent number
   };
+  enum class Form { point, diagonal, tril, low_rank };
   std::string disagreement(const Model& model, const ObjectiveOptions& objective);
   DirectStep(const model::DirectLogJoint& model, Guide& guide, int64_t S, bool any_size)
       : model_(model), guide_(guide), S_(S), any_size_(any_size) {}
+  // From the noise to z (z_) and the entropy -Σ log q over the particles; then from
+  // dz (d ELBO / dz per particle, in dz_) to the parameters' gradients of -ELBO.
+  double draw_diagonal();
+  double draw_tril();
+  double draw_low_rank();
+  void gradients_diagonal();
+  void gradients_tril();
+  void gradients_low_rank();
 
   const model::DirectLogJoint& model_;
   Guide& guide_;
   int64_t S_;
   bool any_size_;
   bool stick_the_landing_ = false;
-  at::Tensor loc_, log_scale_, eps_;  // eps_: (S, D) in the parameters' dtype
+  Form form_ = Form::point;
+  // The declared parameters: loc, then (diagonal) log_scale, (tril) offdiag and
+  // diag_raw, or (low rank) cov_factor and diag_raw.
+  std::vector<at::Tensor> params_;
+  at::Tensor eps_, eps_w_;  // the noise, drawn in the parameters' dtype: (S, D), (S, r)
   std::vector<Site> sites_;
-  int64_t D_ = 0;
-  // Scratch, particle-major.
-  std::vector<double> z_, dv_, dladj_, log_p_, grad_loc_, grad_log_scale_;
+  int64_t D_ = 0, r_ = 0;
+  // Scratch, particle-major; sized once by make.
+  std::vector<double> z_, dv_, dladj_, dz_, log_p_;
   std::vector<std::vector<double>> values_, grads_;  // per model latent
   std::vector<const double*> value_ptrs_;
   std::vector<double*> grad_ptrs_;
-  std::vector<double> loc_values_, log_scale_values_, eps_values_, scale_;
+  std::vector<std::vector<double>> param_values_, param_grads_;  // per declared parameter
+  std::vector<double> eps_values_, eps_w_values_, scale_, factor_, work_, small_, small_inverse_;
 };
 
 }  // namespace vguide::detail

@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <unordered_map>
@@ -32,15 +34,49 @@ Guide::Guide(std::string family, LatentRegistry registry, uint64_t seed)
 namespace {
 
 // The declarations of location_scale.hpp, beside the guides rather than in them, so
-// that Guide's layout (and every plugin built against it) stays as it was.
+// that Guide's layout (and every plugin built against it) stays as it was. A guide
+// holds at most one, of one of the three forms.
+struct Declared {
+  std::optional<LocationScale> diagonal;
+  std::optional<LocationScaleTril> tril;
+  std::optional<LocationLowRank> low_rank;
+};
+
 struct Declarations {
   std::mutex mutex;
-  std::unordered_map<const Guide*, LocationScale> by_guide;
+  std::unordered_map<const Guide*, Declared> by_guide;
 };
 
 Declarations& declarations() {
   static Declarations* d = new Declarations;  // never destroyed: guides may outlive statics
   return *d;
+}
+
+// `what` must be a registered parameter of `guide` (its own, not a child's) of `shape`.
+void check_parameter(const char* function, const Guide& guide, const at::Tensor& t, const char* what,
+                     const std::vector<int64_t>& shape, const std::string& shape_text) {
+  bool registered = false;
+  if (t.defined())
+    for (const auto& p : guide.parameters(/*recurse=*/false))
+      registered = registered || p.unsafeGetTensorImpl() == t.unsafeGetTensorImpl();
+  if (!registered || t.sizes().vec() != shape)
+    throw std::invalid_argument(std::string(function) + ": " + guide.family() + "'s " + what + " must be a " +
+                                shape_text + " parameter of the guide");
+}
+
+void record(const char* function, const Guide& guide, Declared declared) {
+  Declarations& d = declarations();
+  std::lock_guard<std::mutex> lock(d.mutex);
+  if (!d.by_guide.emplace(&guide, std::move(declared)).second)
+    throw std::invalid_argument(std::string(function) + ": " + guide.family() + " has declared its structure already");
+}
+
+template <class T>
+std::optional<T> declared(const Guide& guide, std::optional<T> Declared::*form) {
+  Declarations& d = declarations();
+  std::lock_guard<std::mutex> lock(d.mutex);
+  const auto it = d.by_guide.find(&guide);
+  return it == d.by_guide.end() ? std::nullopt : it->second.*form;
 }
 
 }  // namespace
@@ -53,29 +89,42 @@ Guide::~Guide() {
 
 void declare_location_scale(Guide& guide, LocationScale structure) {
   const int64_t D = guide.registry().total_unconstrained_dim();
-  const auto check = [&](const at::Tensor& t, const char* what) {
-    bool registered = false;
-    for (const auto& p : guide.parameters(/*recurse=*/false))
-      registered = registered || p.unsafeGetTensorImpl() == t.unsafeGetTensorImpl();
-    if (!t.defined() || t.dim() != 1 || t.size(0) != D || !registered)
-      throw std::invalid_argument("declare_location_scale: " + guide.family() + "'s " + what + " must be a (" +
-                                  std::to_string(D) + ",) parameter of the guide");
-  };
-  check(structure.loc, "loc");
-  if (structure.log_scale.defined()) check(structure.log_scale, "log_scale");
-  Declarations& d = declarations();
-  std::lock_guard<std::mutex> lock(d.mutex);
-  if (!d.by_guide.emplace(&guide, std::move(structure)).second)
-    throw std::invalid_argument("declare_location_scale: " + guide.family() + " has declared its structure already");
+  const std::string vector = "(" + std::to_string(D) + ",)";
+  const char* f = "declare_location_scale";
+  check_parameter(f, guide, structure.loc, "loc", {D}, vector);
+  if (structure.log_scale.defined()) check_parameter(f, guide, structure.log_scale, "log_scale", {D}, vector);
+  record(f, guide, {std::move(structure), std::nullopt, std::nullopt});
 }
 
-std::optional<LocationScale> location_scale(const Guide& guide) {
-  Declarations& d = declarations();
-  std::lock_guard<std::mutex> lock(d.mutex);
-  const auto it = d.by_guide.find(&guide);
-  if (it == d.by_guide.end()) return std::nullopt;
-  return it->second;
+std::optional<LocationScale> location_scale(const Guide& guide) { return declared(guide, &Declared::diagonal); }
+
+void declare_location_scale_tril(Guide& guide, LocationScaleTril structure) {
+  const int64_t D = guide.registry().total_unconstrained_dim();
+  const std::string vector = "(" + std::to_string(D) + ",)";
+  const char* f = "declare_location_scale_tril";
+  check_parameter(f, guide, structure.loc, "loc", {D}, vector);
+  check_parameter(f, guide, structure.offdiag, "offdiag", {D, D},
+                  "(" + std::to_string(D) + ", " + std::to_string(D) + ")");
+  check_parameter(f, guide, structure.diag_raw, "diag_raw", {D}, vector);
+  record(f, guide, {std::nullopt, std::move(structure), std::nullopt});
 }
+
+std::optional<LocationScaleTril> location_scale_tril(const Guide& guide) { return declared(guide, &Declared::tril); }
+
+void declare_location_low_rank(Guide& guide, LocationLowRank structure) {
+  const int64_t D = guide.registry().total_unconstrained_dim();
+  const std::string vector = "(" + std::to_string(D) + ",)";
+  const char* f = "declare_location_low_rank";
+  check_parameter(f, guide, structure.loc, "loc", {D}, vector);
+  const int64_t r = structure.cov_factor.defined() && structure.cov_factor.dim() == 2 ? structure.cov_factor.size(1) : 0;
+  // 1 <= r <= D: a wider factor's draws would have more noise than dimensions.
+  check_parameter(f, guide, structure.cov_factor, "cov_factor", {D, std::clamp<int64_t>(r, 1, D)},
+                  "(" + std::to_string(D) + ", r) with 1 <= r <= " + std::to_string(D));
+  check_parameter(f, guide, structure.diag_raw, "diag_raw", {D}, vector);
+  record(f, guide, {std::nullopt, std::nullopt, std::move(structure)});
+}
+
+std::optional<LocationLowRank> location_low_rank(const Guide& guide) { return declared(guide, &Declared::low_rank); }
 
 SiteValues Guide::sample(const at::Tensor& x) {
   at::NoGradGuard no_grad;

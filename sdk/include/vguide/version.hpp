@@ -11,7 +11,7 @@
 
 #define VGUIDE_SDK_VERSION "0.3.0"
 #define VGUIDE_ABI_MAJOR 3u
-#define VGUIDE_ABI_MINOR 1u  // 1: declare_location_scale
+#define VGUIDE_ABI_MINOR 2u  // 1: declare_location_scale; 2: its full- and low-rank forms
 #define VGUIDE_MAKE_ABI_VERSION(major, minor) ((static_cast<uint32_t>(major) << 16) | static_cast<uint32_t>(minor))
 #define VGUIDE_ABI_VERSION VGUIDE_MAKE_ABI_VERSION(VGUIDE_ABI_MAJOR, VGUIDE_ABI_MINOR)
 
