@@ -17,20 +17,7 @@ out="$2"
 seeds="${3:-1,2,3}"
 jobs="${VGUIDE_BUILD_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
-# rstan 2.21 compiles models against the Boost headers it expects in BH's package
-# folder (BH/include); Debian's r-cran-bh has them in /usr/include instead. Link
-# them once (idempotent: an existing BH/include is left alone).
-bh="$(Rscript -e 'cat(system.file(package = "BH"))')"
-if [[ -z "$bh" ]]; then
-  echo "bench/accuracy: R package BH not found (scripts/setup.sh installs r-cran-rstan, which depends on it)" >&2
-  exit 1
-fi
-if [[ ! -e "$bh/include" ]]; then
-  sudo_cmd=()
-  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
-  "${sudo_cmd[@]}" ln -s /usr/include "$bh/include"
-  echo "bench/accuracy: linked $bh/include -> /usr/include (once, for rstan's model compiler)" >&2
-fi
+"$root/bench/stan/link_bh.sh"
 
 cmake --build "$build_dir" --parallel "$jobs" --target vguide-host normal mvn vguide_accuracy_reference >&2
 refs="$(mktemp)"

@@ -13,7 +13,8 @@
 #   OUT_MD      the markdown table to write
 #   SHORT LONG  iteration counts (default 2000 and 202000)
 # Run by scripts/bench.sh when rstan is present; never by the tests.
-suppressPackageStartupMessages(library(rstan))
+here <- dirname(normalizePath(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])))
+source(file.path(here, "stan_timing.R"))
 
 args <- commandArgs(trailingOnly = TRUE)
 if (length(args) < 3) stop("usage: step_time.R HOST SOURCE_DIR OUT_MD [SHORT LONG]")
@@ -31,24 +32,8 @@ models <- list(
        data_r = "tests/accuracy/data/kidiq.data.R",
        qvr = "tests/accuracy/models/kidiq.qvr", json = "tests/accuracy/data/kidiq.json"))
 
-elapsed <- function(f) {
-  start <- proc.time()[["elapsed"]]
-  f()
-  proc.time()[["elapsed"]] - start
-}
-
-per_step_us <- function(run) 1e6 * (elapsed(function() run(long)) - elapsed(function() run(short))) / (long - short)
-
-stan_time <- function(compiled, data, algorithm) {
-  per_step_us(function(iter) {
-    capture.output(suppressWarnings(suppressMessages(
-      vb(compiled, data = data, algorithm = algorithm, grad_samples = 1, iter = iter, eval_elbo = iter + 1,
-         tol_rel_obj = 1e-12, output_samples = 100, seed = 1, refresh = 0))))
-  })
-}
-
 host_time <- function(m, plugin, step) {
-  per_step_us(function(iter) {
+  per_iter_us(function(iter) {
     out <- tempfile("vguide_step_")
     on.exit(unlink(out, recursive = TRUE))
     status <- system2(host, c("--plugin", plugin, "--model", file.path(src, m$qvr), "--data", file.path(src, m$json),
@@ -56,7 +41,7 @@ host_time <- function(m, plugin, step) {
                               "--step", step, "--draws", 100, "--quiet", "--output", out),
                       stdout = FALSE, stderr = FALSE)
     if (status != 0) stop("vguide-host failed on ", m$qvr, " (", plugin, ", --step ", step, ")")
-  })
+  }, short, long)
 }
 
 rows <- c()
@@ -64,8 +49,8 @@ for (m in models) {
   data <- new.env()
   sys.source(file.path(src, m$data_r), envir = data)
   compiled <- stan_model(file.path(src, m$stan))
-  stan_mf <- stan_time(compiled, as.list(data), "meanfield")
-  stan_fr <- stan_time(compiled, as.list(data), "fullrank")
+  stan_mf <- stan_iter_us(compiled, as.list(data), "meanfield", 1, short, long)
+  stan_fr <- stan_iter_us(compiled, as.list(data), "fullrank", 1, short, long)
   direct <- host_time(m, "normal", "direct")
   autograd <- host_time(m, "normal", "autograd")
   mvn <- host_time(m, "mvn", "auto")
