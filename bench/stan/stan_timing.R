@@ -32,9 +32,25 @@ vb_run <- function(compiled, data, algorithm, grad_samples, iter, seed = 1) {
   invisible(fit)
 }
 
+# Wall seconds of one vb_run. rstan 2.21 scores its output draws with PSIS after the
+# iterations and stops with "missing value where TRUE/FALSE needed" when an
+# approximation far from converged gives a NaN Pareto k: that run is retried with the
+# next seed (up to three), and only the run that finished is timed.
+vb_seconds <- function(compiled, data, algorithm, grad_samples, iter) {
+  for (seed in 1:3) {
+    seconds <- NA_real_
+    ok <- tryCatch({
+      seconds <- elapsed(function() vb_run(compiled, data, algorithm, grad_samples, iter, seed))
+      TRUE
+    }, error = function(e) if (seed < 3) FALSE else stop(e))
+    if (ok) return(seconds)
+  }
+}
+
 # Stan's time per iteration with fixed counts (step_time.R's method).
 stan_iter_us <- function(compiled, data, algorithm, grad_samples, short, long) {
-  per_iter_us(function(iter) vb_run(compiled, data, algorithm, grad_samples, iter), short, long)
+  run <- function(iter) vb_seconds(compiled, data, algorithm, grad_samples, iter)
+  1e6 * (run(long) - run(short)) / (long - short)
 }
 
 # Stan's time per iteration with counts chosen for the model: the extra iterations
@@ -43,7 +59,7 @@ stan_iter_us <- function(compiled, data, algorithm, grad_samples, short, long) {
 # percent), so that one configuration costs seconds whether an iteration takes 2 us or
 # 30 ms. Returns the time and the counts used.
 stan_iter_us_auto <- function(compiled, data, algorithm, grad_samples, target_s, short = 10L) {
-  run <- function(iter) elapsed(function() vb_run(compiled, data, algorithm, grad_samples, iter))
+  run <- function(iter) vb_seconds(compiled, data, algorithm, grad_samples, iter)
   t_short <- run(short)
   extra <- 100
   repeat {
