@@ -109,6 +109,51 @@ TEST(FusedAdam, ContinuesFromAStateLoadedIntoIt) {
   EXPECT_TRUE(at::equal(second, whole));
 }
 
+// step_in_units against the scaling Fit does around LibTorch's Adam: element-wise
+// p_before + unit ⊙ Δ, one unit per row, and for a factor L, the step Δ taken on
+// Lᵀ∇ then p_before + L Δ.
+TEST(FusedAdam, StepsInUnitsAsTheCallersScalingWould) {
+  for (const at::ScalarType dtype : {at::kDouble, at::kFloat}) {
+    SCOPED_TRACE(dtype == at::kDouble ? "float64" : "float32");
+    auto gen = at::detail::createCPUGenerator(11);
+    const std::vector<at::Tensor> start{at::randn({5}, gen, dtype), at::randn({4, 3}, gen, dtype),
+                                        at::randn({4}, gen, dtype)};
+    std::vector<at::Tensor> ours = leaves(start), theirs = leaves(start);
+    const auto options = torch::optim::AdamOptions(0.05);
+    FusedAdam fused(ours, options);
+    torch::optim::Adam reference(theirs, options);
+    const double tol = dtype == at::kFloat ? 1e-5 : 1e-12;
+    for (int step = 0; step < 50; ++step) {
+      const std::vector<at::Tensor> units{at::tril(at::randn({5, 5}, gen, dtype)) + 2 * at::eye(5, dtype),
+                                          at::rand({4, 1}, gen, dtype) + 0.5, at::rand({4}, gen, dtype) + 0.5};
+      for (size_t k = 0; k < start.size(); ++k) {
+        const at::Tensor g = at::randn(start[k].sizes(), gen, dtype);
+        ours[k].mutable_grad() = g.clone();
+        theirs[k].mutable_grad() = g.clone();
+      }
+      ASSERT_TRUE(fused.step_in_units(units));
+      torch::NoGradGuard no_grad;
+      std::vector<at::Tensor> before;
+      for (auto& p : theirs) before.push_back(p.detach().clone());
+      theirs[0].mutable_grad().copy_(at::mv(units[0].t(), theirs[0].grad()));
+      reference.step();
+      theirs[0].detach().copy_(before[0] + at::mv(units[0], theirs[0].detach() - before[0]));
+      for (size_t k = 1; k < start.size(); ++k) theirs[k].detach().sub_(before[k]).mul_(units[k]).add_(before[k]);
+      for (size_t k = 0; k < start.size(); ++k) {
+        const double scale = 1.0 + theirs[k].detach().abs().max().item<double>();
+        ASSERT_LE((ours[k] - theirs[k]).abs().max().item<double>(), tol * scale) << "parameter " << k << ", step " << step;
+      }
+    }
+  }
+  // A unit of another shape is left to the caller, with nothing changed.
+  at::Tensor p = at::zeros({3}).set_requires_grad(true);
+  p.mutable_grad() = at::ones({3});
+  FusedAdam adam({p}, torch::optim::AdamOptions(0.1));
+  EXPECT_FALSE(adam.step_in_units({at::ones({3, 2})}));
+  EXPECT_FALSE(adam.step_in_units({at::ones({3, 3}).t().diagonal().unsqueeze(1)}));
+  EXPECT_TRUE(at::equal(p, at::zeros({3})));
+}
+
 TEST(FusedAdam, AmsgradTakesLibTorchsPath) {
   // Not fused: the values must be LibTorch's exactly.
   auto gen = at::detail::createCPUGenerator(5);

@@ -3,6 +3,7 @@
 // Woodbury identity: no D × D matrix is ever formed, so D = 10⁴ fits.
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <ostream>
 #include <sstream>
 
@@ -59,6 +60,9 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
   /// The location and the rows of W step in units of each coordinate's sd; σ's
   /// softplus parameter so that log σ moves by the step.
   std::vector<StepScale> step_scales() const override {
+    // In plain loops: the tensor ops cost more than the runtime's direct step.
+    if (scale_raw_.scalar_type() == at::kDouble) return step_scales_of<double>();
+    if (scale_raw_.scalar_type() == at::kFloat) return step_scales_of<float>();
     const at::Tensor raw = scale_raw_.detach();
     const at::Tensor sigma = at::softplus(raw);
     const at::Tensor sd = (sigma.square() + cov_factor_.detach().square().sum(1)).sqrt();
@@ -84,6 +88,28 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
   }
 
  private:
+  // step_scales for contiguous CPU parameters of type T, as the tensor ops would give
+  // them: sd = sqrt(σ² + Σ_k W_ik²) for loc and W's rows, softplus(raw) / sigmoid(raw).
+  template <class T>
+  std::vector<StepScale> step_scales_of() const {
+    const int64_t D = loc_.size(0);
+    const at::Tensor W = cov_factor_.detach().contiguous(), raw = scale_raw_.detach().contiguous();
+    at::Tensor sd = at::empty({D}, raw.options()), raw_units = at::empty({D}, raw.options());
+    const T* w = W.data_ptr<T>();
+    const T* r = raw.data_ptr<T>();
+    T* s = sd.data_ptr<T>();
+    T* u = raw_units.data_ptr<T>();
+    for (int64_t i = 0; i < D; ++i) {
+      const double x = r[i];
+      const double sigma = x > 20.0 ? x : std::log1p(std::exp(x));  // at::softplus's threshold
+      double variance = sigma * sigma;
+      for (int64_t k = 0; k < rank_; ++k) variance += static_cast<double>(w[i * rank_ + k]) * w[i * rank_ + k];
+      s[i] = static_cast<T>(std::sqrt(variance));
+      u[i] = static_cast<T>(sigma * (1.0 + std::exp(-x)));  // softplus / sigmoid
+    }
+    return {{loc_, sd}, {cov_factor_, sd.view({D, 1})}, {scale_raw_, raw_units}};
+  }
+
   vguide::LowRankMvnOptions options_;
   int64_t rank_ = 0;
   at::Tensor loc_, cov_factor_, scale_raw_;

@@ -3,6 +3,7 @@
 // the diagonal starts at init_scale (through softplus⁻¹), the rest of L at 0.
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <ostream>
 
 #include "vguide/flat_guide.hpp"
@@ -48,12 +49,16 @@ class MvnGuide final : public vguide::FlatGuide {
   /// The location in L's coordinates, row i of L in units of L_ii; the diagonal's
   /// softplus parameter so that log of the diagonal moves by the step.
   std::vector<StepScale> step_scales() const override {
-    const at::Tensor L = scale_tril().detach();
-    const at::Tensor raw = diag_raw_.detach();
     // The location steps in the factor's own coordinates, and row i of the factor in
     // units of its diagonal (z_i's conditional sd): across a ridge (correlation
     // -0.99999) marginal units would step off it and inflate the noise scale.
-    return {{loc_, L}, {offdiag_, L.diagonal().unsqueeze(1)}, {diag_raw_, at::softplus(raw) / at::sigmoid(raw)}};
+    // Formed in plain loops: a dozen tensor ops here cost more than the whole step
+    // the runtime takes without autograd (docs/performance.md).
+    if (diag_raw_.scalar_type() == at::kDouble) return step_scales_of<double>();
+    if (diag_raw_.scalar_type() == at::kFloat) return step_scales_of<float>();
+    const at::Tensor L = scale_tril().detach();
+    const at::Tensor raw = diag_raw_.detach();
+    return {{loc_, L}, {offdiag_, L.diagonal().unsqueeze(1).contiguous()}, {diag_raw_, at::softplus(raw) / at::sigmoid(raw)}};
   }
 
   void pretty_print(std::ostream& out) const override {
@@ -74,6 +79,29 @@ class MvnGuide final : public vguide::FlatGuide {
   }
 
  private:
+  // step_scales for contiguous CPU parameters of type T, as the tensor ops would give
+  // them: L, L's diagonal as a column, softplus(raw) / sigmoid(raw).
+  template <class T>
+  std::vector<StepScale> step_scales_of() const {
+    const int64_t D = loc_.size(0);
+    const at::Tensor offdiag = offdiag_.detach().contiguous(), raw = diag_raw_.detach().contiguous();
+    at::Tensor L = at::empty({D, D}, raw.options()), column = at::empty({D, 1}, raw.options());
+    at::Tensor raw_units = at::empty({D}, raw.options());
+    const T* o = offdiag.data_ptr<T>();
+    const T* r = raw.data_ptr<T>();
+    T* l = L.data_ptr<T>();
+    T* c = column.data_ptr<T>();
+    T* u = raw_units.data_ptr<T>();
+    for (int64_t i = 0; i < D; ++i) {
+      for (int64_t j = 0; j < D; ++j) l[i * D + j] = j < i ? o[i * D + j] : T(0);
+      const double x = r[i];
+      const double softplus = x > 20.0 ? x : std::log1p(std::exp(x));  // at::softplus's threshold
+      c[i] = l[i * D + i] = static_cast<T>(softplus);
+      u[i] = static_cast<T>(softplus * (1.0 + std::exp(-x)));  // softplus / sigmoid
+    }
+    return {{loc_, L}, {offdiag_, column}, {diag_raw_, raw_units}};
+  }
+
   vguide::MvnOptions options_;
   at::Tensor loc_, offdiag_, diag_raw_;
 };

@@ -12,10 +12,11 @@ namespace {
 //   g = grad + wd * p;  m = m * b1 + (1 - b1) * g;  v = v * b2 + (1 - b2) * g * g;
 //   denom = sqrt(v) / sqrt(bc2) + eps;  p = p + (-lr / bc1) * m / denom,
 // each scalar rounded to the tensor's type as LibTorch's kernels do.
-// `unit` (or null): p += unit * Δ instead of p += Δ.
+// `unit` (or null): p += unit * Δ instead of p += Δ, with element i's unit
+// unit[i / unit_every] (1: element-wise; a row's length: one unit per row).
 template <class T>
-void adam_update(int64_t n, T* p, const T* grad, T* m, T* v, const T* unit, const torch::optim::AdamOptions& o,
-                 int64_t step) {
+void adam_update(int64_t n, T* p, const T* grad, T* m, T* v, const T* unit, int64_t unit_every,
+                 const torch::optim::AdamOptions& o, int64_t step) {
   const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
   const double bias_correction1 = 1 - std::pow(beta1, step);
   const double bias_correction2 = 1 - std::pow(beta2, step);
@@ -33,7 +34,7 @@ void adam_update(int64_t n, T* p, const T* grad, T* m, T* v, const T* unit, cons
     v[i] = v[i] * b2;
     v[i] = v[i] + one_minus_b2 * g * g;
     const T denom = std::sqrt(v[i]) / sqrt_bc2 + eps;
-    p[i] = unit ? p[i] + unit[i] * (neg_step * m[i] / denom) : p[i] + neg_step * m[i] / denom;
+    p[i] = unit ? p[i] + unit[i / unit_every] * (neg_step * m[i] / denom) : p[i] + neg_step * m[i] / denom;
   }
 }
 
@@ -73,13 +74,46 @@ bool FusedAdam::step_in_units(const std::vector<at::Tensor>& units) {
     for (const auto& p : group.params()) {
       const at::Tensor* u = index < units.size() ? &units[index] : nullptr;
       ++index;
-      if (u && u->defined() &&
-          (u->sizes() != p.sizes() || u->scalar_type() != p.scalar_type() || !u->is_contiguous() || !u->device().is_cpu()))
+      if (!u || !u->defined()) continue;
+      const bool elementwise = u->sizes() == p.sizes();
+      const bool rows = p.dim() == 2 && u->dim() == 2 && u->size(0) == p.size(0) && u->size(1) == 1;
+      const bool factor = p.dim() == 1 && u->dim() == 2 && u->size(0) == p.size(0) && u->size(1) == p.size(0);
+      if (!(elementwise || rows || factor) || u->scalar_type() != p.scalar_type() || !u->is_contiguous() ||
+          !u->device().is_cpu())
         return false;
     }
   torch::NoGradGuard no_grad;
   update(&units);
   return true;
+}
+
+template <class T>
+void FusedAdam::update_one(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, at::Tensor& v, const at::Tensor* unit,
+                           const torch::optim::AdamOptions& options, int64_t step) {
+  const int64_t n = p.numel();
+  T* x = p.data_ptr<T>();
+  T* g = grad.data_ptr<T>();
+  const bool factor = unit && unit->dim() == 2 && p.dim() == 1;
+  if (!factor) {
+    const int64_t every = unit && unit->sizes() != p.sizes() ? p.size(1) : 1;
+    adam_update<T>(n, x, g, m.data_ptr<T>(), v.data_ptr<T>(), unit ? unit->data_ptr<T>() : nullptr, every, options,
+                   step);
+    return;
+  }
+  // As the caller's own scaling would: grad ← Lᵀ grad, the step Δ, p ← before + L Δ.
+  const T* L = unit->data_ptr<T>();
+  scratch_.assign(static_cast<size_t>(n), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) scratch_[static_cast<size_t>(j)] += static_cast<double>(L[i * n + j]) * g[i];
+  before_.assign(x, x + n);
+  for (int64_t j = 0; j < n; ++j) g[j] = static_cast<T>(scratch_[static_cast<size_t>(j)]);
+  adam_update<T>(n, x, g, m.data_ptr<T>(), v.data_ptr<T>(), nullptr, 1, options, step);
+  for (int64_t j = 0; j < n; ++j) scratch_[static_cast<size_t>(j)] = static_cast<T>(x[j] - static_cast<T>(before_[static_cast<size_t>(j)]));
+  for (int64_t i = 0; i < n; ++i) {
+    double step_i = 0.0;
+    for (int64_t j = 0; j < n; ++j) step_i += static_cast<double>(L[i * n + j]) * scratch_[static_cast<size_t>(j)];
+    x[i] = static_cast<T>(before_[static_cast<size_t>(i)] + static_cast<T>(step_i));
+  }
 }
 
 void FusedAdam::update(const std::vector<at::Tensor>* units) {
@@ -113,11 +147,9 @@ void FusedAdam::update(const std::vector<at::Tensor>* units) {
       }
       const at::Tensor& g = p.grad();
       if (p.scalar_type() == at::kDouble)
-        adam_update<double>(p.numel(), p.data_ptr<double>(), g.data_ptr<double>(), m.data_ptr<double>(),
-                            v.data_ptr<double>(), unit ? unit->data_ptr<double>() : nullptr, options, s.step());
+        update_one<double>(p, g, m, v, unit, options, s.step());
       else
-        adam_update<float>(p.numel(), p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
-                           v.data_ptr<float>(), unit ? unit->data_ptr<float>() : nullptr, options, s.step());
+        update_one<float>(p, g, m, v, unit, options, s.step());
       // As an in-place op would: autograd then refuses a graph that saved the old values.
       p.unsafeGetTensorImpl()->bump_version();
     }

@@ -26,17 +26,23 @@ class VGUIDE_API FusedAdam final : public torch::optim::Adam {
  public:
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
-  /// The step with each parameter's update multiplied element by element by
-  /// `units[i]` (its Guide::step_scales unit; undefined: 1), in the same pass:
-  /// p += unit ⊙ Δ. Returns false, changing nothing, unless the parameters are
-  /// fusable and every unit has its parameter's shape, dtype and layout; the caller
-  /// then scales the step itself.
+  /// The step in each parameter's Guide::step_scales unit `units[i]` (undefined: 1),
+  /// in the same pass: p += unit ⊙ Δ for a unit of the parameter's shape, or of
+  /// shape (rows, 1) for a (rows, cols) parameter (one unit per row); for a factor L
+  /// (n, n) of a (n,) parameter, the step Δ Adam takes on the gradient Lᵀ∇ (written
+  /// into the grad) becomes p += L Δ. Returns false, changing nothing, unless the
+  /// parameters are fusable and every unit is one of these, of the parameter's dtype,
+  /// contiguous on the CPU; the caller then scales the step itself.
   bool step_in_units(const std::vector<at::Tensor>& units);
 
  private:
   bool fusable() const;
   void update(const std::vector<at::Tensor>* units);
+  template <class T>
+  void update_one(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, at::Tensor& v, const at::Tensor* unit,
+                  const torch::optim::AdamOptions& options, int64_t step);
   std::vector<std::string> keys_;  // the state key of each parameter, in group order
+  std::vector<double> before_, scratch_;  // a factor unit's p before the step, and Lᵀ∇
 };
 
 }  // namespace vguide
