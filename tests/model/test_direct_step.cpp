@@ -229,6 +229,21 @@ TEST(DirectStep, MinibatchStepsTakeAutograd) {
     EXPECT_TRUE(at::equal(direct.guide->named_parameters()[item.key()], item.value())) << item.key();
 }
 
+// A rank of a data-parallel fit weighs its block of rows (set_row_weight; a Stan
+// program's block is also cut, set_row_range): its direct steps are the autograd
+// steps of that rank, for every form.
+TEST(DirectStep, ARanksBlockOfRowsStepsAsAutograd) {
+  const auto program = example("logistic_regression");
+  program->set_row_weight(3.0);
+  const auto stan_model = stan("linear_regression_loop");
+  ASSERT_FALSE(stan_model->rows_size().empty()) << stan_model->rows_refusal();
+  stan_model->set_row_range(2, stan_model->num_rows() / 2 + 1);
+  stan_model->set_row_weight(2.5);
+  for (const Model* model : std::vector<const Model*>{program.get(), stan_model.get()})
+    for (const std::string& family : kDeclaringFamilies)
+      for (int64_t S : {int64_t{1}, int64_t{16}}) expect_same_steps(*model, family, S, at::kDouble, 10);
+}
+
 // Declares z = loc + exp(log_scale) ε but draws with twice that scale.
 class MisdeclaredGuide final : public FlatGuide {
  public:

@@ -110,7 +110,7 @@ std::shared_ptr<const fused::Tape> compile_fused(const ProgramModel::Plan& plan,
       id = tape->latent(latents++, sp.shape);
       nodes[step.name] = id;
     }
-    if (!tape->term(family, id, params)) {
+    if (!tape->term(family, id, params, sp.role == StepPlan::Role::observed && value.rows)) {
       fail("the shapes of '" + step.name + "'");
       return nullptr;
     }

@@ -423,7 +423,7 @@ void Tape::rewind(const Mark& m) {
     if (node.op == Op::latent) num_latents_ = std::max(num_latents_, node.latent + 1);
 }
 
-bool Tape::term(Family family, int value, const std::vector<int>& params) {
+bool Tape::term(Family family, int value, const std::vector<int>& params, bool rows) {
   if (value < 0 || static_cast<int>(params.size()) != param_count(family)) return false;
   std::vector<int64_t> full = shape(value);
   for (int p : params) {
@@ -435,6 +435,7 @@ bool Tape::term(Family family, int value, const std::vector<int>& params) {
   Term t;
   t.family = family;
   t.value = value;
+  t.rows = rows;
   t.params = params;
   t.numel = numel_of(full);
   t.maps.push_back(broadcast_map(shape(value), full));
@@ -447,7 +448,7 @@ bool Tape::term(Family family, int value, const std::vector<int>& params) {
 // ---- evaluation -------------------------------------------------------------------
 
 void Tape::evaluate(int64_t S, const std::vector<const double*>& latents, double* log_joint,
-                    const std::vector<double*>* grads) const {
+                    const std::vector<double*>* grads, double row_weight) const {
   // The buffers hold every node's values for every particle: a long tape (a Stan
   // program's loops, unrolled) at many particles (the final ELBO's 1000 draws) runs
   // in blocks of particles, each within about 32 MB.
@@ -456,7 +457,7 @@ void Tape::evaluate(int64_t S, const std::vector<const double*>& latents, double
     if (node.op != Op::constant && node.op != Op::latent) per_particle += node.numel;
   const int64_t block = std::max<int64_t>(1, (int64_t{4} << 20) / per_particle);
   if (S <= block) {
-    evaluate_block(S, latents, log_joint, grads);
+    evaluate_block(S, latents, log_joint, grads, row_weight);
     return;
   }
   std::vector<int64_t> latent_numel(latents.size(), 0);
@@ -469,12 +470,12 @@ void Tape::evaluate(int64_t S, const std::vector<const double*>& latents, double
     for (size_t k = 0; k < latents.size(); ++k) in[k] = latents[k] + p0 * latent_numel[k];
     if (grads)
       for (size_t k = 0; k < grads->size(); ++k) out.push_back((*grads)[k] + p0 * latent_numel[k]);
-    evaluate_block(n, in, log_joint + p0, grads ? &out : nullptr);
+    evaluate_block(n, in, log_joint + p0, grads ? &out : nullptr, row_weight);
   }
 }
 
 void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, double* log_joint,
-                          const std::vector<double*>* grads) const {
+                          const std::vector<double*>* grads, double row_weight) const {
   const size_t n = nodes_.size();
   // Values: constants and latents in place, the rest in one buffer.
   std::vector<int64_t> offset(n, -1);
@@ -625,6 +626,7 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
         const Node& node = nodes_[static_cast<size_t>(inputs[i])];
         if (backward && node.op != Op::constant) grad[i] = adj[static_cast<size_t>(inputs[i])] + p * node.numel;
       }
+      const double w = t.rows ? row_weight : 1.0;
       double sum = 0;
       for (int64_t j = 0; j < t.numel; ++j) {
         for (size_t i = 0; i < k; ++i) q[i] = in[i + 1][map[i + 1] ? map[i + 1][j] : j];
@@ -636,9 +638,9 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
         d[0] = d[1] = d[2] = d[3] = 0;
         sum += family_log_prob(t.family, xv, q, d);
         for (size_t i = 0; i <= k; ++i)
-          if (grad[i]) grad[i][map[i] ? map[i][j] : j] += d[i];
+          if (grad[i]) grad[i][map[i] ? map[i][j] : j] += w == 1.0 ? d[i] : w * d[i];
       }
-      log_joint[p] += sum;
+      log_joint[p] += w == 1.0 ? sum : w * sum;
     }
   }
   for (const Sum& s : sums_) {

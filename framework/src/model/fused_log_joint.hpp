@@ -56,8 +56,9 @@ class Tape {
   /// a[positions] over a's first own dim: positions are 0-based, of shape `index_shape`.
   int index(int a, const std::vector<int64_t>& positions, const std::vector<int64_t>& index_shape);
   /// Adds log family(value | params) summed over the broadcast own dims. False if
-  /// the shapes do not broadcast or the parameter count is wrong.
-  bool term(Family family, int value, const std::vector<int>& params);
+  /// the shapes do not broadcast or the parameter count is wrong. A `rows` term (an
+  /// observed site of the data rows) is scaled by evaluate's `row_weight`.
+  bool term(Family family, int value, const std::vector<int>& params, bool rows = false);
   /// Adds `scale` times the sum of a node's elements.
   bool sum_term(int node, double scale = 1.0);
   /// A particle for which an element of `node` is NaN gets a log joint of -inf and
@@ -90,9 +91,10 @@ class Tape {
 
   /// The log joint (S,) of the latents (`latents[k]`: S * numel(shape k) contiguous
   /// doubles), and if `grads` is given, its gradient with respect to each latent
-  /// (same layout) added into `(*grads)[k]`.
+  /// (same layout) added into `(*grads)[k]`. The rows' terms count `row_weight`
+  /// times (a rank's block of a data-parallel fit).
   void evaluate(int64_t S, const std::vector<const double*>& latents, double* log_joint,
-                const std::vector<double*>* grads) const;
+                const std::vector<double*>* grads, double row_weight = 1.0) const;
 
   struct Node {
     Op op = Op::constant;
@@ -113,6 +115,7 @@ class Tape {
   struct Term {
     Family family;
     int value = -1;
+    bool rows = false;
     std::vector<int> params;
     int64_t numel = 1;                       // broadcast elements
     std::vector<std::vector<int64_t>> maps;  // value, then params; empty = same shape
@@ -125,7 +128,7 @@ class Tape {
  private:
   int add(Node node);
   void evaluate_block(int64_t S, const std::vector<const double*>& latents, double* log_joint,
-                      const std::vector<double*>* grads) const;
+                      const std::vector<double*>* grads, double row_weight) const;
   std::vector<Node> nodes_;
   std::vector<Term> terms_;
   std::vector<Sum> sums_;

@@ -315,9 +315,10 @@ void ProgramModel::set_evaluator(Evaluator evaluator) {
 const std::string& ProgramModel::fusion_blocker() const noexcept { return plan_->unfused; }
 
 bool ProgramModel::direct_applies(int64_t S, bool any_size) const {
-  // As log_joint's choice of the tape.
+  // As log_joint's choice of the tape, but for a row weight (a rank's block), which
+  // the direct step's tape applies.
   const bool subsampled = batch_size_ < num_rows_ && generator_;
-  return plan_->tape && evaluator_ != Evaluator::reference && !subsampled && row_weight_ == 1.0 &&
+  return plan_->tape && evaluator_ != Evaluator::reference && !subsampled &&
          (any_size || evaluator_ == Evaluator::fused || S * plan_->tape->work() <= kFusedAutoWork);
 }
 
@@ -325,7 +326,7 @@ std::vector<std::string> ProgramModel::direct_latents() const { return latent_na
 
 void ProgramModel::direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                                     const std::vector<double*>& grads) const {
-  plan_->tape->evaluate(S, latents, log_joint, &grads);
+  plan_->tape->evaluate(S, latents, log_joint, &grads, row_weight_);
 }
 
 }  // namespace vguide::model

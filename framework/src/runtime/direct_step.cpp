@@ -85,7 +85,7 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
   }
   const auto* direct = dynamic_cast<const model::DirectLogJoint*>(&model);
   if (!direct) {
-    why = "the model has no compiled log joint (a data-parallel fit's ranks, or a model of its own)";
+    why = "the model has no compiled log joint (a model of its own, not a .qvr or Stan program)";
     return nullptr;
   }
   const int64_t S = objective.particles;

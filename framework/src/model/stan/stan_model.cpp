@@ -153,6 +153,17 @@ struct StanModel::Impl {
   at::Tensor row_log_joint(const at::Tensor& x, const SiteValues& values) const;
   /// Whether log_joint runs the tape for S particles (any_size: whatever S).
   bool takes_tape(int64_t S, bool any_size) const;
+  std::shared_ptr<const fused::Tape> trace(const std::vector<SiteInfo>& sites, const Scope* subset,
+                                           std::string& why) const;
+  /// A rank's block of rows without minibatches: the tapes of the data with no rows
+  /// and with the block, traced the first time a direct step asks (null if either
+  /// does not trace); the cut log joint combines them as row_log_joint does.
+  mutable std::mutex block_mutex;
+  mutable bool block_traced = false;
+  mutable std::shared_ptr<const fused::Tape> no_rows_tape, block_tape;
+  mutable std::pair<std::vector<double>, std::vector<double>> block_log_joint;  // T0, T_block
+  mutable std::vector<std::vector<double>> block_grads;                       // per latent: T0's, T_block's
+  bool takes_block_tapes(const std::vector<SiteInfo>& sites, int64_t S, bool any_size) const;
 
   [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const {
     throw ProgramError(program->file, loc, message);
@@ -533,13 +544,21 @@ void StanModel::compile() {
       m.interpreted_because = "the transformed parameter '" + decl->name + "' has a declared constraint, checked per draw";
       return;
     }
+  m.tape = m.trace(sites_, nullptr, m.interpreted_because);
+}
+
+// The tape of the log joint on all the data (`rows` null) or on the data cut to some
+// rows, or null with the reason in `why`.
+std::shared_ptr<const fused::Tape> StanModel::Impl::trace(const std::vector<SiteInfo>& sites_, const Scope* subset,
+                                                         std::string& why) const {
+  const Impl& m = *this;
   at::Generator gen = at::detail::createCPUGenerator(0x7ace);
   stan::Tracer tracer;
   try {
     RunContext ctx;
     ctx.dtype = at::kDouble;
     ctx.particles = 1;
-    Interpreter in = m.start(ctx, random_point(sites_, 1, gen), &tracer);
+    Interpreter in = m.start(ctx, random_point(sites_, 1, gen), &tracer, subset);
     in.run_block(m.program->ast.transformed_parameters);
     // As the interpreter rejects a draw whose transformed parameter is NaN: an element
     // that is data is NaN for every draw (left interpreted), one that depends on the
@@ -548,22 +567,22 @@ void StanModel::compile() {
       const Val& v = in.scopes()[0].at(decl->name).value;
       const at::Tensor data_nan = at::isnan(v.t) & (v.ids.defined() ? v.ids < 0 : at::ones_like(v.t, at::kBool));
       if (data_nan.any().item<bool>()) {
-        m.interpreted_because = "the transformed parameter '" + decl->name + "' is not defined everywhere";
-        return;
+        why = "the transformed parameter '" + decl->name + "' is not defined everywhere";
+        return nullptr;
       }
       tracer.reject_if_nan(v);
     }
     in.run_block(m.program->ast.model);
   } catch (const stan::TraceAbort& a) {
-    m.interpreted_because = a.why;
-    return;
+    why = a.why;
+    return nullptr;
   } catch (const stan::Rejected&) {
-    m.interpreted_because = "a reject statement that runs";
-    return;
+    why = "a reject statement that runs";
+    return nullptr;
   } catch (const std::exception& e) {
     const std::string what = e.what();
-    m.interpreted_because = what.substr(0, what.find('\n'));
-    return;
+    why = what.substr(0, what.find('\n'));
+    return nullptr;
   }
   const std::shared_ptr<const fused::Tape> tape = tracer.tape();
   for (int trial = 0; trial < 3; ++trial) {
@@ -577,7 +596,7 @@ void StanModel::compile() {
       leaves.push_back(v);
       latents.push_back(v.data_ptr<double>());
     }
-    const at::Tensor want = log_joint_interpreted(at::empty({S}, at::kDouble), values);
+    const at::Tensor want = m.interpret(at::empty({S}, at::kDouble), values, subset);
     std::vector<at::Tensor> want_grads(leaves.size());
     if (want.requires_grad())
       want_grads = torch::autograd::grad({want.sum()}, leaves, {}, false, false, /*allow_unused=*/true);
@@ -593,9 +612,9 @@ void StanModel::compile() {
     for (int64_t p = 0; p < S; ++p) {
       const double wp = w[p].item<double>();
       if (!close(wp, got[static_cast<size_t>(p)])) {
-        m.interpreted_because = "the compiled log joint differs from the interpreter's (" + std::to_string(got[p]) +
+        why = "the compiled log joint differs from the interpreter's (" + std::to_string(got[p]) +
                                 " vs " + std::to_string(wp) + ")";
-        return;
+        return nullptr;
       }
       if (!std::isfinite(wp)) continue;
       for (size_t k = 0; k < leaves.size(); ++k) {
@@ -604,13 +623,13 @@ void StanModel::compile() {
         const double* gp = g.data_ptr<double>();
         for (int64_t j = p * per; j < (p + 1) * per; ++j)
           if (!close(gp[j], grads[k][static_cast<size_t>(j)])) {
-            m.interpreted_because = "the compiled gradient of '" + sites_[k].name + "' differs from the interpreter's";
-            return;
+            why = "the compiled gradient of '" + sites_[k].name + "' differs from the interpreter's";
+            return nullptr;
           }
       }
     }
   }
-  m.tape = tape;
+  return tape;
 }
 
 // Whether the log density sums over the rows of `layout`: at a random point, all
@@ -764,6 +783,11 @@ void StanModel::set_row_range(int64_t begin, int64_t end) {
   m.row_begin = begin;
   m.row_end = end;
   m.batch = end - begin;
+  {
+    std::lock_guard<std::mutex> lock(m.block_mutex);
+    m.block_traced = false;
+    m.no_rows_tape = m.block_tape = nullptr;
+  }
   std::lock_guard<std::mutex> lock(m.mutex);
   m.block_rows.clear();
 }
@@ -817,7 +841,30 @@ bool StanModel::Impl::takes_tape(int64_t S, bool any_size) const {
           S * tape->work() <= kStanTapeWorkPerNode * static_cast<int64_t>(tape->num_nodes()));
 }
 
-bool StanModel::direct_applies(int64_t S, bool any_size) const { return impl_->takes_tape(S, any_size); }
+bool StanModel::Impl::takes_block_tapes(const std::vector<SiteInfo>& sites, int64_t S, bool any_size) const {
+  if (!tape || !rows || !cut() || batch < row_end - row_begin) return false;
+  if (!(any_size || evaluator != StanEvaluator::automatic ||
+        S * tape->work() <= kStanTapeWorkPerNode * static_cast<int64_t>(tape->num_nodes())))
+    return false;
+  std::lock_guard<std::mutex> lock(block_mutex);
+  if (!block_traced) {
+    block_traced = true;
+    std::string why;
+    const Scope& none = cut_data(no_rows, at::kDouble, 0, 0);
+    const Scope& block = cut_data(block_rows, at::kDouble, row_begin, row_end);
+    no_rows_tape = trace(sites, &none, why);
+    if (no_rows_tape) block_tape = trace(sites, &block, why);
+    if (!no_rows_tape || !block_tape) {
+      spdlog::debug("{}: a rank's rows are interpreted: {}", filename, why);
+      no_rows_tape = block_tape = nullptr;
+    }
+  }
+  return block_tape != nullptr;
+}
+
+bool StanModel::direct_applies(int64_t S, bool any_size) const {
+  return impl_->takes_tape(S, any_size) || impl_->takes_block_tapes(sites_, S, any_size);
+}
 
 std::vector<std::string> StanModel::direct_latents() const {
   std::vector<std::string> names;
@@ -827,7 +874,39 @@ std::vector<std::string> StanModel::direct_latents() const {
 
 void StanModel::direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                                  const std::vector<double*>& grads) const {
-  impl_->tape->evaluate(S, latents, log_joint, &grads);
+  const Impl& m = *impl_;
+  if (!m.cut()) {
+    m.tape->evaluate(S, latents, log_joint, &grads);
+    return;
+  }
+  // As row_log_joint: T0 + w (T_block - T0), T0 the log joint with no rows; a draw
+  // that T0 rejects is rejected (with T0's gradient, none).
+  std::lock_guard<std::mutex> lock(m.block_mutex);
+  const double w = m.row_weight;
+  auto& [lp0, lp1] = m.block_log_joint;
+  lp0.resize(static_cast<size_t>(S));
+  lp1.resize(static_cast<size_t>(S));
+  std::vector<double*> g0(grads.size()), g1(grads.size());
+  std::vector<int64_t> per(grads.size(), 1);
+  m.block_grads.resize(2 * grads.size());
+  for (size_t k = 0; k < grads.size(); ++k) {
+    for (int64_t n : m.parameters[k].shape) per[k] *= n;
+    for (size_t part : {size_t{0}, size_t{1}}) {
+      std::vector<double>& buffer = m.block_grads[2 * k + part];
+      buffer.assign(static_cast<size_t>(S * per[k]), 0.0);
+      (part ? g1 : g0)[k] = buffer.data();
+    }
+  }
+  m.no_rows_tape->evaluate(S, latents, lp0.data(), &g0);
+  m.block_tape->evaluate(S, latents, lp1.data(), &g1);
+  for (int64_t p = 0; p < S; ++p) {
+    const bool kept = std::isfinite(lp0[static_cast<size_t>(p)]);
+    log_joint[p] = kept ? lp0[static_cast<size_t>(p)] + w * (lp1[static_cast<size_t>(p)] - lp0[static_cast<size_t>(p)])
+                        : lp0[static_cast<size_t>(p)];
+    for (size_t k = 0; k < grads.size(); ++k)
+      for (int64_t j = p * per[k]; j < (p + 1) * per[k]; ++j)
+        grads[k][j] += kept ? g0[k][j] + w * (g1[k][j] - g0[k][j]) : g0[k][j];
+  }
 }
 
 at::Tensor StanModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
