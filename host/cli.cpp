@@ -44,6 +44,7 @@
 #include "progress.hpp"
 #include "session.hpp"
 #include "settings.hpp"
+#include "timings.hpp"
 #include "vguide/options.hpp"
 #include "vguide/runtime/distributed.hpp"
 #include "vguide/runtime/fit.hpp"
@@ -237,45 +238,53 @@ int report(const Settings& s, const Model& model, FitSession& session, const Fit
   return kOk;
 }
 
-int run(int argc, char** argv) {
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+int run(int argc, char** argv, PhaseTimer& timer) {
   const auto start = std::chrono::steady_clock::now();
   const CommandLine command_line = parse_command_line(argc, argv);
+  if (command_line.flags.count("timings")) timer.enable();
   if (command_line.flags.count("help")) return print_help(command_line);
   if (command_line.flags.count("version")) return print_version();
   Settings settings = read_general_settings(command_line);
   configure_process(settings);
+  timer.phase("options");
 
   if (settings.check_plugin) return check_plugin(*settings.check_plugin);
   PluginManager plugins(settings.seed);
   for (const auto& p : settings.plugins) plugins.load(p);
+  timer.phase("plugins");
   if (settings.list_plugins) return list_plugins(plugins, settings);
   if (settings.describe) return describe_family(plugins, *settings.describe);
 
   // Flags first, so a usage error costs nothing.
   read_fit_settings(command_line, plugins, settings);
+  timer.phase("fit settings");
   if (settings.launch) return launch_local(settings.launch->ranks, settings.launch->args, settings.launch->grace);
   enter_rank(settings.dist);
 
   ModelInputs inputs = load_model(settings);
   read_init_values(settings);
+  timer.phase("model and data");
   prepare_output(settings);
+  timer.phase("output folder");
   FitSession session;
   build_fit(settings, inputs, plugins, session);
+  timer.phase("guide and start");
   const FitResult result = run_fit(settings, session);
+  timer.phase("steps");
   finish_fit(settings, inputs, session, result);
+  timer.phase("finish");
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return report(settings, *inputs.model, session, result, wall);
+  const int code = report(settings, *inputs.model, session, result, wall);
+  timer.phase("outputs");
+  return code;
 }
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  spdlog::set_default_logger(spdlog::stderr_color_mt("vguide-host"));
-  spdlog::set_pattern("vguide-host: %l: %v");
+// run with its exceptions turned into exit codes and one error line.
+int run_reporting_errors(int argc, char** argv, PhaseTimer& timer) {
   try {
-    return run(argc, argv);
+    return run(argc, argv, timer);
   } catch (const UsageError& e) {
     say("error: " + first_line(e.what()) + " (see --help)");
     return kUsage;
@@ -291,6 +300,19 @@ int main(int argc, char** argv) {
     say("error: " + first_line(e.what()));
     return kInput;
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  PhaseTimer timer(say);  // first: "start to main" ends here
+  spdlog::set_default_logger(spdlog::stderr_color_mt("vguide-host"));
+  spdlog::set_pattern("vguide-host: %l: %v");
+  const int code = run_reporting_errors(argc, argv, timer);
+  // run's locals (the fit, the guide, the model, the plugins) are gone by now.
+  timer.phase("teardown");
+  timer.total();
+  return code;
 }
 
 }  // namespace vguide::host

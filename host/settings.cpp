@@ -25,7 +25,8 @@ po::options_description make_options() {
       "check-plugin", po::value<std::string>(), "load this plugin file in a child process and report it, then exit")(
       "quiet,q", "no progress output (warnings and errors only)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error or off")(
-      "threads", po::value<int>()->default_value(1), "LibTorch intra-op threads");
+      "threads", po::value<int>()->default_value(1), "LibTorch intra-op threads")(
+      "timings", "log on stderr how long each phase of the run takes, from process start to written outputs");
   po::options_description model("Model and guide");
   model.add_options()("model", po::value<std::string>(), "the program to fit: a .qvr or a .stan file")(
       "language", po::value<std::string>(), "the model's language, qvr or stan (default: by the file's extension)")(
