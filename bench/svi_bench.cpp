@@ -7,6 +7,9 @@
 //   vguide_bench_svi --smoke                  every code path once, tiny sizes
 //   vguide_bench_svi --only N,D               some curves (table, N, D, S, threads)
 //   vguide_bench_svi --report results.jsonl --plot-dir plots/   tables + plot data
+//   vguide_bench_svi --report results.jsonl --stan stan.jsonl     ... with the Stan ADVI column
+//   vguide_bench_svi [--smoke ...] --stan-plan > plan.tsv          the configurations Stan is timed
+//                                                                  on (bench/stan/stan_column.R)
 //
 // Exit codes: 0 done; 1 a self-check or a configuration failed; 2 bad usage.
 #include <torch/torch.h>
@@ -24,6 +27,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "baselines/baselines.hpp"
 #include "models.hpp"
@@ -213,6 +217,20 @@ std::set<std::string> split_set(const std::string& s) {
   return out;
 }
 
+// --stan-plan: one row per distinct (model and sizes, Stan algorithm, S) among the
+// cases, for bench/stan/stan_column.R. Stan computes in double on one thread, so the
+// dtype and the thread count do not make a row of their own.
+void print_stan_plan(const std::vector<Case>& cases, std::ostream& out) {
+  std::set<std::tuple<std::string, std::string, int64_t>> seen;
+  out << "key\tmodel\tN\tsize\talgorithm\tS\n";
+  for (const Case& c : cases) {
+    const std::string algorithm = vguide::bench::stan_algorithm(c.guide, c.B == 0);
+    if (algorithm.empty() || !seen.insert({c.spec.key(), algorithm, c.S}).second) continue;
+    out << c.spec.key() << "\t" << c.spec.name() << "\t" << c.spec.rows << "\t" << c.spec.size << "\t" << algorithm
+        << "\t" << c.S << "\n";
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Running.
 // ---------------------------------------------------------------------------
@@ -244,6 +262,7 @@ nlohmann::ordered_json run_case(vguide::PluginManager& plugins, const Case& c, c
   j["series"] = c.series;
   j["x"] = c.x;
   j["model"] = c.spec.name();
+  j["key"] = c.spec.key();  // what the Stan column is matched on
   j["guide"] = c.guide;
   j["options"] = join(c.options, " ");
   j["S"] = c.S;
@@ -278,6 +297,10 @@ int run(int argc, char** argv) {
       "the vguide source tree (examples/models, bench/models)")(
       "report", po::value<std::string>(), "read a results file and print its tables instead of running")(
       "plot-dir", po::value<std::string>(), "with --report: write the curves' .dat files here")(
+      "stan", po::value<std::string>(),
+      "with --report: Stan ADVI's times per iteration (bench/stan/stan_column.R's JSON lines) for the Stan column")(
+      "stan-plan",
+      "print the configurations that have a Stan ADVI peer, as a TSV for bench/stan/stan_column.R, instead of running")(
       "filter", po::value<std::string>(),
       "run only the configurations whose line contains this text, e.g. 'eight_schools normal S=1 ' or 'float32 '")(
       "evaluator", po::value<std::string>()->default_value("automatic"),
@@ -296,8 +319,13 @@ int run(int argc, char** argv) {
   }
   if (vm.count("report")) {
     vguide::bench::write_report(vm["report"].as<std::string>(),
-                                vm.count("plot-dir") ? vm["plot-dir"].as<std::string>() : "", std::cout);
+                                vm.count("plot-dir") ? vm["plot-dir"].as<std::string>() : "",
+                                vm.count("stan") ? vm["stan"].as<std::string>() : "", std::cout);
     return 0;
+  }
+  if (vm.count("stan") || vm.count("plot-dir")) {
+    std::cerr << "vguide_bench_svi: --" << (vm.count("stan") ? "stan" : "plot-dir") << " goes with --report\n";
+    return 2;
   }
 
   const bool smoke = vm.count("smoke") != 0;
@@ -336,6 +364,11 @@ int run(int argc, char** argv) {
     cases.erase(std::remove_if(cases.begin(), cases.end(),
                                [&](const Case& c) { return case_line(c).find(filter) == std::string::npos; }),
                 cases.end());
+  }
+
+  if (vm.count("stan-plan")) {
+    print_stan_plan(cases, std::cout);
+    return 0;
   }
 
   at::set_num_threads(1);
