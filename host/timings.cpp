@@ -31,12 +31,12 @@ double seconds_since_process_start(double boot_seconds_now) {
   std::string stat;
   if (!std::getline(in, stat)) return -1;
   // The command name (field 2) is in parentheses and may hold spaces: count fields
-  // after its closing one. starttime is field 22, the 20th after it.
+  // after its closing one. starttime is field 22: skip fields 3 to 21.
   const auto close = stat.rfind(')');
   if (close == std::string::npos) return -1;
   std::istringstream fields(stat.substr(close + 1));
   std::string field;
-  for (int i = 0; i < 20 && (fields >> field); ++i) {
+  for (int i = 3; i <= 21 && (fields >> field); ++i) {
   }
   unsigned long long ticks = 0;
   if (!(fields >> ticks)) return -1;
