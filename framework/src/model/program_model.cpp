@@ -263,7 +263,8 @@ at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values
   Context ctx = make_context(x, *plan_);
   const bool subsampled = batch_size_ < num_rows_ && generator_;
   const bool float_or_double = ctx.opts.dtype() == at::kFloat || ctx.opts.dtype() == at::kDouble;
-  // The tape has no row weight: a rank of a data-parallel fit takes the LibTorch path.
+  // A rank of a data-parallel fit (row weight != 1) takes the LibTorch path here; its
+  // direct steps weigh the tape's row terms (direct_log_joint).
   if (plan_->tape && evaluator_ != Evaluator::reference && !subsampled && row_weight_ == 1.0 &&
       ctx.opts.device().is_cpu() && float_or_double &&
       (evaluator_ == Evaluator::fused || ctx.S * plan_->tape->work() <= kFusedAutoWork)) {
