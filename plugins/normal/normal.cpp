@@ -35,7 +35,16 @@ class NormalGuide final : public vguide::FlatGuide {
     if (scale.defined()) copy_location(log_scale_, at::log(vguide::marginal_sd(scale)));
   }
 
-  std::vector<StepScale> step_scales() const override { return {{loc_, at::exp(log_scale_.detach())}}; }
+  std::vector<StepScale> step_scales() const override {
+    // A loop rather than at::exp: on the runtime's direct step an op's dispatch is a
+    // sizeable part of a small model's whole step (docs/performance.md).
+    const at::Tensor log_scale = log_scale_.detach();
+    if (log_scale.is_contiguous() && log_scale.device().is_cpu()) {
+      if (log_scale.scalar_type() == at::kDouble) return {{loc_, exp_of<double>(log_scale)}};
+      if (log_scale.scalar_type() == at::kFloat) return {{loc_, exp_of<float>(log_scale)}};
+    }
+    return {{loc_, at::exp(log_scale)}};
+  }
 
   void pretty_print(std::ostream& out) const override {
     out << "vguide::NormalGuide(latent_dim=" << loc_.size(0) << ", init_scale=" << options_.init_scale() << ")";
@@ -53,6 +62,15 @@ class NormalGuide final : public vguide::FlatGuide {
   }
 
  private:
+  template <class T>
+  static at::Tensor exp_of(const at::Tensor& x) {
+    at::Tensor out = at::empty_like(x);
+    const T* in = x.data_ptr<T>();
+    T* o = out.data_ptr<T>();
+    for (int64_t i = 0; i < x.numel(); ++i) o[i] = std::exp(in[i]);
+    return out;
+  }
+
   vguide::NormalOptions options_;
   at::Tensor loc_;
   at::Tensor log_scale_;
