@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -145,15 +146,20 @@ std::string stan_csv_text(const vguide::StanCsvContent& csv) {
   return text.str();
 }
 
+// The shortest text that reads back as the same double (std::to_chars): exact, and
+// several times faster than printf's %.17g on a long fit's trace.
 std::string elbo_csv_text(const std::vector<double>& trace) {
-  std::ostringstream text;
-  text << "step,elbo\n";
+  std::string text = "step,elbo\n";
+  text.reserve(text.size() + trace.size() * 32);
   char buf[64];
   for (size_t i = 0; i < trace.size(); ++i) {
-    std::snprintf(buf, sizeof buf, "%zu,%.17g\n", i + 1, trace[i]);
-    text << buf;
+    char* end = std::to_chars(buf, buf + sizeof buf, i + 1).ptr;
+    *end++ = ',';
+    end = std::to_chars(end, buf + sizeof buf - 1, trace[i]).ptr;
+    *end++ = '\n';
+    text.append(buf, end);
   }
-  return text.str();
+  return text;
 }
 
 }  // namespace

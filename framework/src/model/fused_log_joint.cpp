@@ -477,8 +477,15 @@ void Tape::evaluate(int64_t S, const std::vector<const double*>& latents, double
 void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                           const std::vector<double*>* grads, double row_weight) const {
   const size_t n = nodes_.size();
+  // Scratch kept per thread (a small model's step is a few microseconds, of which
+  // a dozen fresh allocations here were a tenth).
+  thread_local std::vector<int64_t> offset;
+  thread_local std::vector<const double*> value;
+  thread_local std::vector<double*> adj;
+  thread_local std::vector<std::vector<double>> latent_adjoint;  // latents have no slot in `adjoint`
+  thread_local std::vector<char> rejected;
   // Values: constants and latents in place, the rest in one buffer.
-  std::vector<int64_t> offset(n, -1);
+  offset.assign(n, -1);
   int64_t total = 0;
   for (size_t i = 0; i < n; ++i)
     if (nodes_[i].op != Op::constant && nodes_[i].op != Op::latent) {
@@ -489,7 +496,7 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
   // and zeroed page by page on every call (malloc hands large blocks to mmap).
   thread_local std::vector<double> buffer, adjoint;
   if (buffer.size() < static_cast<size_t>(total)) buffer.resize(static_cast<size_t>(total));
-  std::vector<const double*> value(n);
+  value.assign(n, nullptr);
   auto out_of = [&](size_t i) { return buffer.data() + offset[i]; };
   // Particle p's block of node i (constants have one block).
   auto block = [&](int i, int64_t p) {
@@ -598,12 +605,11 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
   // Terms, with their derivatives when a gradient is wanted.
   const bool backward = grads != nullptr;
   if (backward) adjoint.assign(static_cast<size_t>(total), 0.0);
-  std::vector<std::vector<double>> latent_adjoint;  // latents have no slot in `adjoint`
-  std::vector<double*> adj(n, nullptr);
+  adj.assign(n, nullptr);
   if (backward) {
     for (size_t i = 0; i < n; ++i)
       if (offset[i] >= 0) adj[i] = adjoint.data() + offset[i];
-    latent_adjoint.resize(n);
+    if (latent_adjoint.size() < n) latent_adjoint.resize(n);
     for (size_t i = 0; i < n; ++i)
       if (nodes_[i].op == Op::latent) {
         latent_adjoint[i].assign(static_cast<size_t>(S * nodes_[i].numel), 0.0);
@@ -657,7 +663,7 @@ void Tape::evaluate_block(int64_t S, const std::vector<const double*>& latents, 
     }
   }
   // Particles with a NaN in a guarded node are rejected: -inf, and (below) no gradient.
-  std::vector<char> rejected(static_cast<size_t>(S), 0);
+  rejected.assign(static_cast<size_t>(S), 0);
   bool any_rejected = false;
   for (int g : guards_) {
     const int64_t m = nodes_[static_cast<size_t>(g)].numel;
