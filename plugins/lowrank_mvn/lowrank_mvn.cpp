@@ -61,8 +61,8 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
   /// softplus parameter so that log σ moves by the step.
   std::vector<StepScale> step_scales() const override {
     // In plain loops: the tensor ops cost more than the runtime's direct step.
-    if (scale_raw_.scalar_type() == at::kDouble) return step_scales_of<double>();
-    if (scale_raw_.scalar_type() == at::kFloat) return step_scales_of<float>();
+    if (scale_raw_.device().is_cpu() && scale_raw_.scalar_type() == at::kDouble) return step_scales_of<double>();
+    if (scale_raw_.device().is_cpu() && scale_raw_.scalar_type() == at::kFloat) return step_scales_of<float>();
     const at::Tensor raw = scale_raw_.detach();
     const at::Tensor sigma = at::softplus(raw);
     const at::Tensor sd = (sigma.square() + cov_factor_.detach().square().sum(1)).sqrt();
@@ -88,8 +88,8 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
   }
 
  private:
-  // step_scales for contiguous CPU parameters of type T, as the tensor ops would give
-  // them: sd = sqrt(σ² + Σ_k W_ik²) for loc and W's rows, softplus(raw) / sigmoid(raw).
+  // step_scales for CPU parameters of type T, equal to the tensor ops' to rounding
+  // (computed in double): sd = sqrt(σ² + Σ_k W_ik²) for loc and W's rows, softplus(raw) / sigmoid(raw).
   template <class T>
   std::vector<StepScale> step_scales_of() const {
     const int64_t D = loc_.size(0);

@@ -54,8 +54,8 @@ class MvnGuide final : public vguide::FlatGuide {
     // -0.99999) marginal units would step off it and inflate the noise scale.
     // Formed in plain loops: a dozen tensor ops here cost more than the whole step
     // the runtime takes without autograd (docs/performance.md).
-    if (diag_raw_.scalar_type() == at::kDouble) return step_scales_of<double>();
-    if (diag_raw_.scalar_type() == at::kFloat) return step_scales_of<float>();
+    if (diag_raw_.device().is_cpu() && diag_raw_.scalar_type() == at::kDouble) return step_scales_of<double>();
+    if (diag_raw_.device().is_cpu() && diag_raw_.scalar_type() == at::kFloat) return step_scales_of<float>();
     const at::Tensor L = scale_tril().detach();
     const at::Tensor raw = diag_raw_.detach();
     return {{loc_, L}, {offdiag_, L.diagonal().unsqueeze(1).contiguous()}, {diag_raw_, at::softplus(raw) / at::sigmoid(raw)}};
@@ -79,8 +79,8 @@ class MvnGuide final : public vguide::FlatGuide {
   }
 
  private:
-  // step_scales for contiguous CPU parameters of type T, as the tensor ops would give
-  // them: L, L's diagonal as a column, softplus(raw) / sigmoid(raw).
+  // step_scales for CPU parameters of type T, equal to the tensor ops' to rounding
+  // (computed in double): L, L's diagonal as a column, softplus(raw) / sigmoid(raw).
   template <class T>
   std::vector<StepScale> step_scales_of() const {
     const int64_t D = loc_.size(0);

@@ -193,23 +193,29 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
 // One step both ways from the same state of the guide's stream, which is then put
 // back: a declaration that does not describe the family's draws shows here.
 std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions& objective) {
+  // A draw whose ELBO is not finite proves nothing: the next draws are tried. If none
+  // of them is finite (a start where the model rejects every draw), the step is taken
+  // unchecked, as the path cannot be chosen by the luck of the start; the shipped
+  // declarations are held to autograd by the tests.
+  constexpr int kAttempts = 8;
   at::Generator& stream = guide_.generator();
-  const at::Tensor state = stream.get_state();
+  const at::Tensor start = stream.get_state();
   std::vector<at::Tensor>& params = params_;
-  bool finite = false;
-  const double direct = run(finite);
-  std::vector<at::Tensor> direct_grads;
-  for (auto& p : params) direct_grads.push_back(p.grad().clone());
-  stream.set_state(state);
-  for (auto& p : params) p.mutable_grad().zero_();
-  const at::Tensor value = vguide::objective(model, guide_, objective);
-  (-value).backward();
-  const double autograd = value.item<double>();
-  stream.set_state(state);
-  std::string why;
   const double tol = params_.front().scalar_type() == at::kDouble ? 1e-8 : 1e-3;
   const auto close = [tol](double a, double b) { return std::abs(a - b) <= tol * std::max({1.0, std::abs(a), std::abs(b)}); };
-  if (finite && std::isfinite(autograd)) {
+  std::string why;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    const at::Tensor state = stream.get_state();
+    bool finite = false;
+    const double direct = run(finite);
+    std::vector<at::Tensor> direct_grads;
+    for (auto& p : params) direct_grads.push_back(p.grad().clone());
+    stream.set_state(state);
+    for (auto& p : params) p.mutable_grad().zero_();
+    const at::Tensor value = vguide::objective(model, guide_, objective);
+    (-value).backward();
+    const double autograd = value.item<double>();
+    if (!finite || !std::isfinite(autograd)) continue;  // the stream has moved past this draw
     std::string differs = close(direct, autograd) ? "" : "the ELBO";
     for (size_t k = 0; k < params.size() && differs.empty(); ++k) {
       const at::Tensor g = params[k].grad().to(at::kDouble), d = direct_grads[k].to(at::kDouble);
@@ -217,11 +223,14 @@ std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions&
       for (const auto& item : guide_.named_parameters(/*recurse=*/true))
         if (same_tensor(item.value(), params[k])) differs = "the gradient in '" + item.key() + "'";
     }
-    if (!differs.empty())
-      why = "the family '" + guide_.family() + "' does not draw as its declared location-scale structure says " +
-            "(at the start, " + differs + " differs: the ELBO is " + std::to_string(autograd) + " by autograd and " +
-            std::to_string(direct) + " computed from the declaration)";
+    why = differs.empty() ? ""
+                          : "the family '" + guide_.family() +
+                                "' does not draw as its declared location-scale structure says (at the start, " +
+                                differs + " differs: the ELBO is " + std::to_string(autograd) + " by autograd and " +
+                                std::to_string(direct) + " computed from the declaration)";
+    break;
   }
+  stream.set_state(start);
   for (auto& p : params) p.mutable_grad().zero_();
   return why;
 }

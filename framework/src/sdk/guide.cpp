@@ -118,7 +118,7 @@ void declare_location_low_rank(Guide& guide, LocationLowRank structure) {
   check_parameter(f, guide, structure.loc, "loc", {D}, vector);
   const int64_t r = structure.cov_factor.defined() && structure.cov_factor.dim() == 2 ? structure.cov_factor.size(1) : 0;
   // 1 <= r <= D: a wider factor's draws would have more noise than dimensions.
-  check_parameter(f, guide, structure.cov_factor, "cov_factor", {D, std::clamp<int64_t>(r, 1, D)},
+  check_parameter(f, guide, structure.cov_factor, "cov_factor", {D, std::max<int64_t>(1, std::min(r, D))},
                   "(" + std::to_string(D) + ", r) with 1 <= r <= " + std::to_string(D));
   check_parameter(f, guide, structure.diag_raw, "diag_raw", {D}, vector);
   record(f, guide, {std::nullopt, std::nullopt, std::move(structure)});

@@ -881,6 +881,8 @@ void StanModel::direct_log_joint(int64_t S, const std::vector<const double*>& la
   }
   // As row_log_joint: T0 + w (T_block - T0), T0 the log joint with no rows; a draw
   // that T0 rejects is rejected (with T0's gradient, none).
+  if (!m.takes_block_tapes(sites_, S, /*any_size=*/true))
+    throw std::logic_error("direct_log_joint: " + m.filename + ": the log joint of these rows is not compiled");
   std::lock_guard<std::mutex> lock(m.block_mutex);
   const double w = m.row_weight;
   auto& [lp0, lp1] = m.block_log_joint;
