@@ -101,7 +101,7 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
     T* u = raw_units.data_ptr<T>();
     for (int64_t i = 0; i < D; ++i) {
       const double x = r[i];
-      const double sigma = x > 20.0 ? x : std::log1p(std::exp(x));  // at::softplus's threshold
+      const double sigma = vguide::math::softplus(x);
       double variance = sigma * sigma;
       for (int64_t k = 0; k < rank_; ++k) variance += static_cast<double>(w[i * rank_ + k]) * w[i * rank_ + k];
       s[i] = static_cast<T>(std::sqrt(variance));

@@ -95,7 +95,7 @@ class MvnGuide final : public vguide::FlatGuide {
     for (int64_t i = 0; i < D; ++i) {
       for (int64_t j = 0; j < D; ++j) l[i * D + j] = j < i ? o[i * D + j] : T(0);
       const double x = r[i];
-      const double softplus = x > 20.0 ? x : std::log1p(std::exp(x));  // at::softplus's threshold
+      const double softplus = vguide::math::softplus(x);
       c[i] = l[i * D + i] = static_cast<T>(softplus);
       u[i] = static_cast<T>(softplus * (1.0 + std::exp(-x)));  // softplus / sigmoid
     }

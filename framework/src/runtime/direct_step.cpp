@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "vguide/location_scale.hpp"
+#include "vguide/math/mvn_log_prob.hpp"
 #include "vguide/runtime/objective.hpp"
 
 namespace vguide::detail {
@@ -50,9 +51,7 @@ double sigmoid(double z) {
   return e / (1.0 + e);
 }
 
-// at::softplus and its derivative as LibTorch computes them (beta 1, threshold 20:
-// the identity above it).
-double softplus(double x) { return x > 20.0 ? x : std::log1p(std::exp(x)); }
+// at::softplus's derivative as LibTorch computes it (beta 1, threshold 20).
 double softplus_derivative(double x) { return x > 20.0 ? 1.0 : sigmoid(x); }
 
 bool same_tensor(const at::Tensor& a, const at::Tensor& b) {
@@ -366,7 +365,7 @@ double DirectStep::draw_tril() {
   double log_diag = 0.0;
   for (int64_t i = 0; i < D; ++i) {
     for (int64_t j = 0; j < i; ++j) factor_[static_cast<size_t>(i * D + j)] = offdiag[static_cast<size_t>(i * D + j)];
-    const double l = softplus(diag_raw[static_cast<size_t>(i)]);
+    const double l = math::softplus(diag_raw[static_cast<size_t>(i)]);
     factor_[static_cast<size_t>(i * D + i)] = scale_[static_cast<size_t>(i)] = l;
     log_diag += std::log(l);
   }
@@ -438,7 +437,7 @@ double DirectStep::draw_low_rank() {
   read(eps_, eps_values_);
   double log_det_sigma = 0.0;
   for (int64_t i = 0; i < D; ++i) {
-    scale_[static_cast<size_t>(i)] = softplus(diag_raw[static_cast<size_t>(i)]);
+    scale_[static_cast<size_t>(i)] = math::softplus(diag_raw[static_cast<size_t>(i)]);
     log_det_sigma += 2.0 * std::log(scale_[static_cast<size_t>(i)]);
   }
   double* M = factor_.data();

@@ -4,6 +4,8 @@
 /// Example: auto lp = vguide::math::mvn_tril_log_prob(z, loc, L);  // z (S, D) -> (S,)
 #include <ATen/core/Tensor.h>
 
+#include <cmath>
+
 #include "vguide/export.hpp"
 
 namespace vguide::math {
@@ -22,5 +24,8 @@ VGUIDE_API at::Tensor lowrank_mvn_log_prob(const at::Tensor& z, const at::Tensor
 VGUIDE_API double softplus_inverse(double y);
 /// The same elementwise, for a tensor of positive values.
 VGUIDE_API at::Tensor softplus_inverse(const at::Tensor& y);
+/// softplus(x) = log(1 + eˣ) as at::softplus computes it (beta 1, threshold 20: the
+/// identity above it), for loops that must agree with the tensor op to rounding.
+inline double softplus(double x) { return x > 20.0 ? x : std::log1p(std::exp(x)); }
 
 }  // namespace vguide::math
