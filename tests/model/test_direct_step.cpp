@@ -5,7 +5,8 @@
 // family that declares a structure (normal, delta, mvn, lowrank_mvn), S = 1 and 16,
 // float64 and float32, with and without sticking the landing. And what a fit has
 // besides the step: the averaging and stopping rules, checkpoints that resume bit for
-// bit, the non-finite guard, minibatches (which take the autograd path), the choice
+// bit, the non-finite guard, minibatches (a tape of their own, refilled with each
+// batch's rows), the choice
 // of path and its refusals.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -79,13 +80,15 @@ const std::vector<std::string> kDeclaringFamilies = {"normal", "delta", "mvn", "
 double max_abs(const at::Tensor& t) { return t.abs().max().item<double>(); }
 
 // `steps` steps of each path: the same ELBO, gradients and parameters after each.
+// A model that draws minibatch rows gives the autograd fit its `twin`, whose row
+// stream is in the same state, so that both paths see the same rows.
 void expect_same_steps(const Model& model, const std::string& family, int64_t S, at::ScalarType dtype, int steps,
-                       bool stick_the_landing = false) {
+                       bool stick_the_landing = false, const Model* twin = nullptr) {
   const bool f64 = dtype == at::kDouble;
   SCOPED_TRACE(family + ", S = " + std::to_string(S) + (f64 ? ", float64" : ", float32") +
                (stick_the_landing ? ", sticking the landing" : ""));
   FitRun direct = start(model, family, options_for(S, dtype, stick_the_landing), StepPath::direct);
-  FitRun autograd = start(model, family, options_for(S, dtype, stick_the_landing), StepPath::autograd);
+  FitRun autograd = start(twin ? *twin : model, family, options_for(S, dtype, stick_the_landing), StepPath::autograd);
   ASSERT_TRUE(direct.fit->direct_steps()) << direct.fit->autograd_because();
   ASSERT_FALSE(autograd.fit->direct_steps());
   const double tol = f64 ? 1e-9 : 2e-4;
@@ -152,40 +155,59 @@ TEST(DirectStep, SameStepsAsAutogradWhenStickingTheLanding) {
 }
 
 // The averaging and stopping rules see the same iterates: the fits stop at the same
-// step for the same reason, with the same averages.
+// step for the same reason, with the same averages, for every form.
 TEST(DirectStep, StopsWhereAutogradStopsWithTheSameAverages) {
   const auto model = example("eight_schools");
-  FitOptions o;
-  o.steps = 4000;
-  FitRun direct = start(*model, "normal", o, StepPath::direct);
-  FitRun autograd = start(*model, "normal", o, StepPath::autograd);
-  const FitResult a = direct.fit->run(), b = autograd.fit->run();
-  EXPECT_EQ(a.steps_done, b.steps_done);
-  EXPECT_EQ(to_string(a.reason), to_string(b.reason));
-  EXPECT_EQ(a.averaging_from, b.averaging_from);
-  direct.fit->finish();
-  autograd.fit->finish();
-  for (const auto& item : autograd.guide->named_parameters())
-    EXPECT_TRUE(at::allclose(direct.guide->named_parameters()[item.key()], item.value(), 1e-7, 1e-7)) << item.key();
+  for (const std::string& family : kDeclaringFamilies) {
+    SCOPED_TRACE(family);
+    FitOptions o;
+    o.steps = 4000;
+    FitRun direct = start(*model, family, o, StepPath::direct);
+    FitRun autograd = start(*model, family, o, StepPath::autograd);
+    ASSERT_TRUE(direct.fit->direct_steps()) << direct.fit->autograd_because();
+    const FitResult a = direct.fit->run(), b = autograd.fit->run();
+    EXPECT_EQ(a.steps_done, b.steps_done);
+    EXPECT_EQ(to_string(a.reason), to_string(b.reason));
+    EXPECT_EQ(a.averaging_from, b.averaging_from);
+    direct.fit->finish();
+    autograd.fit->finish();
+    for (const auto& item : autograd.guide->named_parameters())
+      EXPECT_TRUE(at::allclose(direct.guide->named_parameters()[item.key()], item.value(), 1e-7, 1e-7)) << item.key();
+  }
 }
 
+// 60 straight steps against 25, a checkpoint, a fresh fit resumed from it and 35
+// more: the same bits, for every form, and with a minibatch (whose row stream the
+// checkpoint carries as a tracked generator).
 TEST(DirectStep, CheckpointsResumeBitForBit) {
-  const auto model = example("hierarchical");
   const auto path = std::filesystem::temp_directory_path() / ("vguide_direct_" + std::to_string(::getpid()) + ".pt");
   FitOptions o;
   o.steps = 60;
   o.averaging.enabled = false;
-  FitRun straight = start(*model, "normal", o, StepPath::direct);
-  for (int t = 0; t < 60; ++t) straight.fit->step();
-  FitRun first = start(*model, "normal", o, StepPath::direct);
-  for (int t = 0; t < 25; ++t) first.fit->step();
-  first.fit->save_checkpoint(path.string(), {});
-  FitRun resumed = start(*model, "normal", o, StepPath::direct);
-  resumed.fit->load_checkpoint(path.string(), {});
-  for (int t = 25; t < 60; ++t) resumed.fit->step();
-  std::filesystem::remove(path);
-  for (const auto& item : straight.guide->named_parameters())
-    EXPECT_TRUE(at::equal(resumed.guide->named_parameters()[item.key()], item.value())) << item.key();
+  for (const std::string& family : kDeclaringFamilies)
+    for (int64_t batch : {int64_t{0}, int64_t{12}}) {
+      SCOPED_TRACE(family + (batch ? ", minibatch" : ""));
+      const auto fit_from = [&](ProgramModel& model, at::Generator rows) {
+        if (batch) model.set_minibatch(batch, rows);
+        FitRun r = start(model, family, o, StepPath::direct);
+        if (batch) r.fit->track_generator("rows", rows);
+        return r;
+      };
+      auto straight_model = example("hierarchical"), first_model = example("hierarchical"),
+           resumed_model = example("hierarchical");
+      FitRun straight = fit_from(*straight_model, at::detail::createCPUGenerator(11));
+      ASSERT_TRUE(straight.fit->direct_steps()) << straight.fit->autograd_because();
+      for (int t = 0; t < 60; ++t) straight.fit->step();
+      FitRun first = fit_from(*first_model, at::detail::createCPUGenerator(11));
+      for (int t = 0; t < 25; ++t) first.fit->step();
+      first.fit->save_checkpoint(path.string(), {});
+      FitRun resumed = fit_from(*resumed_model, at::detail::createCPUGenerator(99));
+      resumed.fit->load_checkpoint(path.string(), {});
+      for (int t = 25; t < 60; ++t) resumed.fit->step();
+      std::filesystem::remove(path);
+      for (const auto& item : straight.guide->named_parameters())
+        EXPECT_TRUE(at::equal(resumed.guide->named_parameters()[item.key()], item.value())) << item.key();
+    }
 }
 
 // A draw whose log joint is not finite skips the step on both paths alike.
@@ -211,22 +233,68 @@ TEST(DirectStep, NonFiniteStepsAreSkippedAlike) {
     EXPECT_TRUE(at::allclose(direct.guide->named_parameters()[item.key()], item.value(), 1e-9, 1e-9)) << item.key();
 }
 
-// Under minibatches the model has no direct form: those steps take autograd, the
-// same as a fit told to.
-TEST(DirectStep, MinibatchStepsTakeAutograd) {
+// A minibatch's tape is compiled over B rows and given each batch's rows: data
+// arrays' rows gathered (logistic regression's matrix, hierarchical's group index,
+// which moves an index node), and values computed from the rows evaluated on the
+// drawn rows as the autograd path evaluates them (a sum over the batch's rows, an
+// observed let). Its direct steps are the autograd steps on the same rows.
+TEST(DirectStep, MinibatchStepsAsAutogradOnTheSameRows) {
+  const std::string centred =
+      "object Row : 1\n"
+      "program centred : Row -> Row\n"
+      "    data x[N]\n"
+      "    let xc = x - sum(x) / 6.0\n"
+      "    a <- Normal(0.0, 2.0)\n"
+      "    b <- Normal(0.0, 2.0)\n"
+      "    s <- HalfNormal(1.0)\n"
+      "    let v = exp(0.5 * x)\n"
+      "    observe v ~ LogNormal(a + 0.1 * b, 2.0 * s)\n"
+      "    observe y ~ Normal(a + b * xc, s)\n"
+      "    return y\n"
+      "output centred\n";
+  const std::string centred_data =
+      "{\"N\": 20, \"x\": [0.3, -1.2, 0.8, 2.1, -0.4, 0.0, 1.5, -2.2, 0.9, 0.1, -0.7, 1.1, 0.4, -1.6, 2.4, "
+      "-0.2, 0.6, -0.9, 1.3, -1.1], \"y\": [1.0, -0.5, 1.7, 3.2, 0.4, 0.8, 2.6, -1.9, 1.9, 1.2, 0.2, 2.0, 1.3, "
+      "-0.8, 3.9, 0.7, 1.5, 0.0, 2.2, -0.3]}";
+  const auto make = [&](const std::string& name) -> std::unique_ptr<ProgramModel> {
+    if (name == "centred")
+      return std::make_unique<ProgramModel>(model::parse_program(centred, "centred.qvr"), model::parse_data(centred_data));
+    return example(name);
+  };
+  for (const auto& [name, batch] : std::vector<std::pair<std::string, int64_t>>{
+           {"logistic_regression", 10}, {"hierarchical", 12}, {"centred", 6}}) {
+    SCOPED_TRACE(name);
+    for (const std::string& family : kDeclaringFamilies)
+      for (int64_t S : {int64_t{1}, int64_t{16}})
+        for (at::ScalarType dtype : {at::kDouble, at::kFloat}) {
+          auto a = make(name), b = make(name);
+          a->set_minibatch(batch, at::detail::createCPUGenerator(4));
+          b->set_minibatch(batch, at::detail::createCPUGenerator(4));
+          ASSERT_TRUE(a->direct_applies(S, /*any_size=*/false)) << name;
+          expect_same_steps(*a, family, S, dtype, 12, false, b.get());
+        }
+  }
+}
+
+// A fit whose model turns to minibatches after it started takes the direct step on
+// the batches too, still on autograd's trajectory; back to full batches, the full tape.
+TEST(DirectStep, MinibatchesSetDuringAFitStepAsAutograd) {
   auto a = example("logistic_regression"), b = example("logistic_regression");
   FitOptions o = options_for(1, at::kDouble);
   FitRun direct = start(*a, "normal", o, StepPath::automatic);
   FitRun autograd = start(*b, "normal", o, StepPath::autograd);
   ASSERT_TRUE(direct.fit->direct_steps()) << direct.fit->autograd_because();
-  a->set_minibatch(10, at::detail::createCPUGenerator(4));
-  b->set_minibatch(10, at::detail::createCPUGenerator(4));
-  for (int t = 0; t < 10; ++t) {
-    direct.fit->step();
-    autograd.fit->step();
+  for (int64_t batch : {int64_t{10}, a->num_rows()}) {
+    a->set_minibatch(batch, at::detail::createCPUGenerator(4));
+    b->set_minibatch(batch, at::detail::createCPUGenerator(4));
+    EXPECT_TRUE(a->direct_applies(1, false));
+    for (int t = 0; t < 10; ++t) {
+      direct.fit->step();
+      autograd.fit->step();
+    }
   }
   for (const auto& item : autograd.guide->named_parameters())
-    EXPECT_TRUE(at::equal(direct.guide->named_parameters()[item.key()], item.value())) << item.key();
+    EXPECT_TRUE(at::allclose(direct.guide->named_parameters()[item.key()], item.value(), 1e-9, 1e-9)) << item.key();
 }
 
 // A rank of a data-parallel fit weighs its block of rows (set_row_weight; a Stan

@@ -18,7 +18,8 @@ constexpr int64_t kFusedMaxElements = 1 << 14;
 
 }  // namespace
 
-std::shared_ptr<const fused::Tape> compile_fused(const ProgramModel::Plan& plan, Context& ctx, std::string& why) {
+std::shared_ptr<fused::Tape> compile_fused(const ProgramModel::Plan& plan, Context& ctx, std::string& why,
+                                           std::vector<RowRefill>* refills) {
   auto tape = std::make_shared<fused::Tape>();
   std::map<std::string, int> nodes;  // latent-dependent names
   const auto fail = [&](const std::string& reason) {
@@ -26,11 +27,19 @@ std::shared_ptr<const fused::Tape> compile_fused(const ProgramModel::Plan& plan,
     return -1;
   };
   const auto own_shape = [](const at::Tensor& t) { return std::vector<int64_t>(t.sizes().begin() + 1, t.sizes().end()); };
+  // A value of the data rows changes with a minibatch's rows: it is refilled.
+  const auto refill = [&](int node, bool positions, const Expr* expr, const StepPlan* observed) {
+    if (refills && node >= 0) refills->push_back(RowRefill{positions, node, expr, observed, at::Tensor()});
+    return node;
+  };
   std::function<int(const Expr&)> compile = [&](const Expr& e) -> int {
     const Value v = eval(e, ctx);
     if (v.t.numel() > kFusedMaxElements)
       return fail("'" + to_string(e) + "' has more than " + std::to_string(kFusedMaxElements) + " elements");
-    if (!v.latent) return tape->constant(v.t.select(0, 0));
+    if (!v.latent) {
+      const int id = tape->constant(v.t.select(0, 0));
+      return v.rows ? refill(id, false, &e, nullptr) : id;
+    }
     int id = -1;
     switch (e.kind) {
       case Expr::Kind::number: break;
@@ -51,10 +60,12 @@ std::shared_ptr<const fused::Tape> compile_fused(const ProgramModel::Plan& plan,
       }
       case Expr::Kind::index: {
         const int a = compile(e.args[0]);
-        const at::Tensor own = eval(e.args[1], ctx).t.select(0, 0);
+        const Value positions = eval(e.args[1], ctx);
+        const at::Tensor own = positions.t.select(0, 0);
         const at::Tensor pos = (own.to(at::kLong) - 1).contiguous().reshape({-1});
         id = tape->index(a, std::vector<int64_t>(pos.data_ptr<int64_t>(), pos.data_ptr<int64_t>() + pos.numel()),
                          own.sizes().vec());
+        if (positions.rows) refill(id, true, &e.args[1], nullptr);
         break;
       }
       case Expr::Kind::slice: return fail("a slice of a latent value");
@@ -102,6 +113,7 @@ std::shared_ptr<const fused::Tape> compile_fused(const ProgramModel::Plan& plan,
     int id;
     if (sp.role == StepPlan::Role::observed) {
       id = tape->constant(value.t.select(0, 0));
+      if (value.rows) refill(id, false, nullptr, &sp);
     } else {
       if (find_family(step.family)->discrete) {
         fail("discrete latent '" + step.name + "'");

@@ -358,6 +358,29 @@ int Tape::index(int a, const std::vector<int64_t>& positions, const std::vector<
   return add(std::move(n));
 }
 
+bool Tape::set_constant(int node, const double* values, int64_t count) {
+  if (node < 0 || node >= static_cast<int>(nodes_.size())) return false;
+  Node& n = nodes_[static_cast<size_t>(node)];
+  if (n.op != Op::constant || count != n.numel) return false;
+  std::copy(values, values + n.numel, n.values.begin());
+  return true;
+}
+
+bool Tape::set_positions(int node, const std::vector<int64_t>& positions) {
+  if (node < 0 || node >= static_cast<int>(nodes_.size())) return false;
+  Node& n = nodes_[static_cast<size_t>(node)];
+  if (n.op != Op::index) return false;
+  const std::vector<int64_t>& base = shape(n.a);
+  const int64_t rows = base[0], row_size = numel_of(std::vector<int64_t>(base.begin() + 1, base.end()));
+  if (static_cast<int64_t>(positions.size()) * row_size != static_cast<int64_t>(n.map_a.size())) return false;
+  for (int64_t p : positions)
+    if (p < 0 || p >= rows) return false;
+  auto out = n.map_a.begin();
+  for (int64_t p : positions)
+    for (int64_t j = 0; j < row_size; ++j) *out++ = p * row_size + j;
+  return true;
+}
+
 int Tape::collect(const std::vector<int>& sources, const std::vector<int64_t>& offsets,
                   const std::vector<double>& constants, const std::vector<int64_t>& shape) {
   const size_t n = sources.size();

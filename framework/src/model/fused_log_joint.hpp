@@ -70,6 +70,13 @@ class Tape {
   int collect(const std::vector<int>& sources, const std::vector<int64_t>& offsets, const std::vector<double>& constants,
               const std::vector<int64_t>& shape);
 
+  /// New values for a constant node (`count` must be its numel), or new 0-based
+  /// positions for an index node (as many as before): a minibatch's rows put into a tape compiled
+  /// over other rows of the same count. False, with the node unchanged, if the node is
+  /// not of that kind or a position is out of range.
+  bool set_constant(int node, const double* values, int64_t count);
+  bool set_positions(int node, const std::vector<int64_t>& positions);
+
   /// log family(value | params) as a node: the arguments broadcast, then summed over
   /// the last dim of that shape (a `normal_lpdf(y | mu, sigma)` used in an expression).
   int density(Family family, int value, const std::vector<int>& params);

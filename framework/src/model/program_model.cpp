@@ -316,18 +316,40 @@ void ProgramModel::set_evaluator(Evaluator evaluator) {
 const std::string& ProgramModel::fusion_blocker() const noexcept { return plan_->unfused; }
 
 bool ProgramModel::direct_applies(int64_t S, bool any_size) const {
-  // As log_joint's choice of the tape, but for a row weight (a rank's block), which
-  // the direct step's tape applies.
+  // As log_joint's choice of the tape; a rank's block (a row weight) and a minibatch
+  // (a tape of its own, refilled with each batch's rows) take the direct step too.
+  if (evaluator_ == Evaluator::reference) return false;
   const bool subsampled = batch_size_ < num_rows_ && generator_;
-  return plan_->tape && evaluator_ != Evaluator::reference && !subsampled &&
-         (any_size || evaluator_ == Evaluator::fused || S * plan_->tape->work() <= kFusedAutoWork);
+  const fused::Tape* tape = subsampled ? (batch_tape() ? batch_->tape.get() : nullptr) : plan_->tape.get();
+  return tape && (any_size || evaluator_ == Evaluator::fused || S * tape->work() <= kFusedAutoWork);
 }
 
 std::vector<std::string> ProgramModel::direct_latents() const { return latent_names(); }
 
 void ProgramModel::direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                                     const std::vector<double*>& grads) const {
-  plan_->tape->evaluate(S, latents, log_joint, &grads, row_weight_);
+  if (!(batch_size_ < num_rows_ && generator_)) {
+    plan_->tape->evaluate(S, latents, log_joint, &grads, row_weight_);
+    return;
+  }
+  BatchTape* batch = batch_tape();
+  if (!batch) throw std::logic_error("direct_log_joint: program '" + name() + "': the minibatch is not compiled");
+  std::lock_guard<std::mutex> lock(batch->mutex);
+  at::Generator gen = *generator_;  // one batch per evaluation, from the stream log_joint draws from
+  refill_batch(*batch, sample_rows(num_rows_, batch_size_, gen));
+  // The rows' terms scaled as run() scales them.
+  const double scale = row_weight_ * static_cast<double>(num_rows_) / static_cast<double>(batch_size_);
+  batch->tape->evaluate(S, latents, log_joint, &grads, scale);
+}
+
+std::function<void()> ProgramModel::rows_rewinder() const {
+  if (!(batch_size_ < num_rows_ && generator_)) return {};
+  at::Generator gen = *generator_;
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return [gen, state = gen.get_state()]() mutable {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  };
 }
 
 }  // namespace vguide::model

@@ -149,14 +149,47 @@ at::Tensor run(const ProgramModel::Plan& plan, Context& ctx, const SiteValues& v
 /// A context for evaluating with the dtype and device of `x` over the plan's constants.
 Context make_context(const at::Tensor& x, ProgramModel::Plan& plan);
 
+/// A part of a minibatch's tape that depends on which rows were drawn: a constant's
+/// values, or an index node's positions, that `ctx.index` changed when compiled.
+struct RowRefill {
+  bool positions = false;  // an index node's positions (1-based in the data), else a constant's values
+  int node = -1;
+  const Expr* expr = nullptr;          // evaluated on the drawn rows, or
+  const StepPlan* observed = nullptr;  // an observed step's value
+  /// When the value is a data array's rows as they are (the common case), that
+  /// array (N, row size) in double, so that a batch is gathered in a loop.
+  at::Tensor rows_of;
+};
+
 /// The latent-dependent part of the program as a fused tape (fused_log_joint.hpp).
-/// `ctx` is the constructor's evaluation (S = 1, double, every name bound): each
+/// `ctx` is an evaluation of the program (S = 1, double, every name bound): each
 /// value that does not depend on a latent is folded into a constant evaluated here
 /// once with the reference path, so that only latent-dependent expressions become
-/// tape nodes. Returns null, with the reason in `why`, at the first thing the tape
+/// tape nodes. With `ctx.index` set (a minibatch), `refills` receives what depends on
+/// the rows. Returns null, with the reason in `why`, at the first thing the tape
 /// does not support.
-std::shared_ptr<const fused::Tape> compile_fused(const ProgramModel::Plan& plan, Context& ctx, std::string& why);
+std::shared_ptr<fused::Tape> compile_fused(const ProgramModel::Plan& plan, Context& ctx, std::string& why,
+                                           std::vector<RowRefill>* refills = nullptr);
 
 }  // namespace detail
+
+/// The tape of a minibatch of B rows (the direct step's, docs/performance.md):
+/// compiled once over B rows, then given each batch's rows (RowRefill) before it
+/// is evaluated. The rows' values are gathered in loops when they are data arrays
+/// as they are; anything else computed from the rows is evaluated with the
+/// reference path on the drawn rows, as log_joint evaluates it.
+struct ProgramModel::BatchTape {
+  std::mutex mutex;
+  bool tried = false;
+  std::shared_ptr<fused::Tape> tape;  // null: the batch is not compiled (`why`)
+  std::string why;
+  std::vector<detail::RowRefill> refills;
+  /// The data steps and the lets of data only, in program order: what the refills
+  /// that are not a data array's rows are evaluated over.
+  std::vector<const StepPlan*> data_steps;
+  bool evaluates = false;  // some refill needs data_steps
+  std::vector<double> scratch;
+  std::vector<int64_t> positions;
+};
 
 }  // namespace vguide::model

@@ -1,8 +1,10 @@
-// A ProgramModel's data rows: minibatches (set_minibatch, sample_rows), the rows
+// A ProgramModel's data rows: minibatches (set_minibatch, sample_rows, and the tape
+// of a minibatch for the direct step), the rows
 // of one rank of a data-parallel fit (data_rows, check_rows_can_split) and the
 // weight of row terms (set_row_weight).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cmath>
@@ -60,6 +62,100 @@ void ProgramModel::set_minibatch(int64_t batch_size, at::Generator generator) {
                                 generator.device().str());
   batch_size_ = batch_size;
   generator_ = std::move(generator);
+  batch_ = batch_size < num_rows_ ? std::make_shared<BatchTape>() : nullptr;
+}
+
+ProgramModel::BatchTape* ProgramModel::batch_tape() const {
+  if (!batch_) return nullptr;
+  BatchTape& b = *batch_;
+  std::lock_guard<std::mutex> lock(b.mutex);
+  if (b.tried) return b.tape ? &b : nullptr;
+  b.tried = true;
+  // The program over the first B rows, its latents drawn from their priors: the
+  // tape's shapes are those of any B rows, and what depends on the rows is refilled.
+  try {
+    Context ctx;
+    ctx.opts = at::TensorOptions().dtype(at::kDouble);
+    ctx.constants = &plan_->constants;
+    ctx.index = at::arange(batch_size_, at::kLong);
+    at::Generator gen = at::detail::createCPUGenerator(0);
+    const LatentPicker pick = [&](const StepPlan& sp, const Distribution& dist) {
+      std::vector<int64_t> target{1};
+      target.insert(target.end(), sp.shape.begin(), sp.shape.end());
+      return dist.sample({}, gen).to(ctx.opts).expand(target).contiguous();
+    };
+    run(*plan_, ctx, {}, num_rows_, batch_size_, &pick);
+    std::vector<RowRefill> refills;
+    b.tape = compile_fused(*plan_, ctx, b.why, &refills);
+    if (!b.tape) return nullptr;
+    for (const auto& sp : plan_->steps) {
+      const bool data_only = sp.role == StepPlan::Role::let && !ctx.env.at(sp.step->name).latent;
+      if (sp.role == StepPlan::Role::data || data_only) b.data_steps.push_back(&sp);
+    }
+    // A data array's rows as they are are gathered in loops; the rest is evaluated.
+    const auto row_array = [&](const std::string& name) -> const StepPlan* {
+      const StepPlan* found = nullptr;
+      for (const auto& sp : plan_->steps)
+        if (sp.step->name == name) found = found ? nullptr : &sp;  // a name bound once
+      return found && found->role == StepPlan::Role::data && found->row_data ? found : nullptr;
+    };
+    for (RowRefill& r : refills) {
+      const StepPlan* array = r.observed && !r.observed->from_value ? r.observed
+                              : r.expr && r.expr->kind == Expr::Kind::name ? row_array(r.expr->name)
+                                                                         : nullptr;
+      if (array) r.rows_of = array->data.to(at::kDouble).contiguous().reshape({num_rows_, -1});
+      b.evaluates = b.evaluates || !array;
+    }
+    b.refills = std::move(refills);
+  } catch (const std::exception& e) {
+    b.tape = nullptr;
+    b.why = e.what();
+  }
+  if (!b.tape) spdlog::debug("program '{}': a minibatch of {} rows is not compiled: {}", name(), batch_size_, b.why);
+  return b.tape ? &b : nullptr;
+}
+
+void ProgramModel::refill_batch(BatchTape& b, const at::Tensor& rows) const {
+  const int64_t B = rows.numel();
+  const int64_t* drawn = rows.data_ptr<int64_t>();
+  Context ctx;
+  if (b.evaluates) {  // the data and the lets of data only, on the drawn rows, as log_joint does
+    ctx.opts = at::TensorOptions().dtype(at::kDouble);
+    ctx.constants = &plan_->constants;
+    ctx.index = rows;
+    for (const StepPlan* sp : b.data_steps)
+      ctx.env[sp->step->name] = sp->role == StepPlan::Role::data ? data_value(*sp, ctx) : eval(sp->step->value, ctx);
+  }
+  at::Tensor evaluated;
+  for (const RowRefill& r : b.refills) {
+    const double* values;
+    int64_t count;
+    if (r.rows_of.defined()) {
+      const int64_t width = r.rows_of.size(1);
+      const double* from = r.rows_of.data_ptr<double>();
+      b.scratch.resize(static_cast<size_t>(B * width));
+      for (int64_t i = 0; i < B; ++i)
+        std::copy(from + drawn[i] * width, from + (drawn[i] + 1) * width, b.scratch.begin() + i * width);
+      values = b.scratch.data();
+      count = B * width;
+    } else {
+      const Value v = r.observed ? ctx.env.at(r.observed->step->name) : eval(*r.expr, ctx);
+      evaluated = v.t.select(0, 0).to(at::kDouble).contiguous();
+      values = evaluated.data_ptr<double>();
+      count = evaluated.numel();
+    }
+    bool set;
+    if (r.positions) {
+      b.positions.resize(static_cast<size_t>(count));
+      for (int64_t k = 0; k < count; ++k) b.positions[static_cast<size_t>(k)] = static_cast<int64_t>(values[k]) - 1;
+      set = b.tape->set_positions(r.node, b.positions);
+    } else {
+      set = b.tape->set_constant(r.node, values, count);
+    }
+    if (!set)
+      throw std::logic_error("program '" + name() + "': a minibatch's rows do not fit the tape compiled for " +
+                             std::to_string(B) + " rows");
+  }
 }
 
 at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator) {

@@ -199,17 +199,24 @@ std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions&
   constexpr int kAttempts = 8;
   at::Generator& stream = guide_.generator();
   const at::Tensor start = stream.get_state();
+  // A minibatch's rows come from the model's own stream: both ways see the same rows.
+  const std::function<void()> rows_at_start = model_.rows_rewinder();
+  const auto rewind_rows = [](const std::function<void()>& rewind) {
+    if (rewind) rewind();
+  };
   std::vector<at::Tensor>& params = params_;
   const double tol = params_.front().scalar_type() == at::kDouble ? 1e-8 : 1e-3;
   const auto close = [tol](double a, double b) { return std::abs(a - b) <= tol * std::max({1.0, std::abs(a), std::abs(b)}); };
   std::string why;
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     const at::Tensor state = stream.get_state();
+    const std::function<void()> rows_at_attempt = model_.rows_rewinder();
     bool finite = false;
     const double direct = run(finite);
     std::vector<at::Tensor> direct_grads;
     for (auto& p : params) direct_grads.push_back(p.grad().clone());
     stream.set_state(state);
+    rewind_rows(rows_at_attempt);
     for (auto& p : params) p.mutable_grad().zero_();
     const at::Tensor value = vguide::objective(model, guide_, objective);
     (-value).backward();
@@ -230,6 +237,7 @@ std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions&
     break;
   }
   stream.set_state(start);
+  rewind_rows(rows_at_start);
   for (auto& p : params) p.mutable_grad().zero_();
   return why;
 }

@@ -4,6 +4,7 @@
 /// (docs/performance.md). ProgramModel and StanModel offer it when their log joint is
 /// compiled to the fused tape.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,8 +15,8 @@ namespace vguide::model {
 class VGUIDE_API DirectLogJoint {
  public:
   virtual ~DirectLogJoint();
-  /// Whether the log joint has a direct form now for S particles: it is compiled, and
-  /// the model evaluates all its rows unweighted (no minibatch, no rank's block). With
+  /// Whether the log joint has a direct form now for S particles: it is compiled for
+  /// the rows the model evaluates (all of them, a rank's block, or a minibatch). With
   /// `any_size` false, also whether the model's own rule would take the compiled form
   /// at this size (rather than LibTorch's kernels, for large data).
   virtual bool direct_applies(int64_t S, bool any_size) const = 0;
@@ -26,6 +27,10 @@ class VGUIDE_API DirectLogJoint {
   /// and `grads[k]`: S * numel(site k) contiguous doubles, particle-major.
   virtual void direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                                 const std::vector<double*>& grads) const = 0;
+  /// A function that puts the model's stream of minibatch rows back where it is now
+  /// (empty if the model draws no rows): the fit's start-up check evaluates one step
+  /// both ways, and both must see the same rows.
+  virtual std::function<void()> rows_rewinder() const { return {}; }
 };
 
 }  // namespace vguide::model

@@ -129,6 +129,7 @@ class VGUIDE_API ProgramModel : public Model, public DataRows, public DirectLogJ
   std::vector<std::string> direct_latents() const override;
   void direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                         const std::vector<double*>& grads) const override;
+  std::function<void()> rows_rewinder() const override;
 
   /// Each latent drawn, in program order, from its prior given the values chosen for
   /// the earlier ones (the host's median / mean / sample init strategies).
@@ -146,8 +147,15 @@ class VGUIDE_API ProgramModel : public Model, public DataRows, public DirectLogJ
   const Program& program() const noexcept { return *program_; }
 
   struct Plan;
+  struct BatchTape;
 
  private:
+  /// The minibatch's compiled tape, compiled the first time it is asked for; null if
+  /// the batch cannot be compiled.
+  BatchTape* batch_tape() const;
+  /// Puts the drawn rows' values into the minibatch's tape.
+  void refill_batch(BatchTape& batch, const at::Tensor& rows) const;
+
   std::shared_ptr<const ProgramFile> file_;
   const Program* program_;
   Data data_;
@@ -158,6 +166,7 @@ class VGUIDE_API ProgramModel : public Model, public DataRows, public DirectLogJ
   std::optional<at::Generator> generator_;
   Evaluator evaluator_ = Evaluator::automatic;
   double row_weight_ = 1.0;
+  std::shared_ptr<BatchTape> batch_;  // set by set_minibatch when B < N
 };
 
 /// B distinct rows of N, uniformly among all B-subsets, ascending (int64, CPU): the
