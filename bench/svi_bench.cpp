@@ -52,8 +52,9 @@ namespace {
 // is in this class.
 // ---------------------------------------------------------------------------
 
-vguide::FitOptions fit_options(int64_t S, at::ScalarType dtype) {
+vguide::FitOptions fit_options(int64_t S, at::ScalarType dtype, vguide::StepPath path) {
   vguide::FitOptions o;
+  o.step_path = path;
   o.steps = int64_t{1} << 40;  // the planned total, for schedules; never reached
   o.dtype = dtype;
   o.objective.particles = S;
@@ -63,8 +64,9 @@ vguide::FitOptions fit_options(int64_t S, at::ScalarType dtype) {
 
 class FrameworkSvi {
  public:
-  FrameworkSvi(const vguide::Model& model, vguide::Guide& guide, int64_t S, at::ScalarType dtype)
-      : fit_(model, guide, fit_options(S, dtype)) {}
+  FrameworkSvi(const vguide::Model& model, vguide::Guide& guide, int64_t S, at::ScalarType dtype,
+               vguide::StepPath path)
+      : fit_(model, guide, fit_options(S, dtype, path)) {}
   void step() { fit_.step(); }
 
  private:
@@ -244,7 +246,8 @@ std::string log_joint_path(const vguide::model::ProgramModel& model, vguide::Gui
 }
 
 nlohmann::ordered_json run_case(vguide::PluginManager& plugins, const Case& c, const vguide::bench::ModelData& md,
-                                const vguide::bench::TimingSettings& timing, vguide::model::Evaluator evaluator) {
+                                const vguide::bench::TimingSettings& timing, vguide::model::Evaluator evaluator,
+                                vguide::StepPath step_path) {
   at::set_num_threads(c.threads);
   vguide::model::ProgramModel model(md.program, md.data);
   if (c.B != 0) model.set_minibatch(c.B, at::detail::createCPUGenerator(11));
@@ -252,7 +255,7 @@ nlohmann::ordered_json run_case(vguide::PluginManager& plugins, const Case& c, c
   plugins.set_seed(1);
   auto guide = plugins.create(c.guide, model, model.observed_names(), c.options);
   const std::string path = log_joint_path(model, *guide, c.S);
-  FrameworkSvi framework(model, *guide, c.S, c.dtype);
+  FrameworkSvi framework(model, *guide, c.S, c.dtype, step_path);
   auto baseline = vguide::bench::make_baseline(c.spec, md.data, c.S, c.B, 1, c.dtype);
 
   const auto [fw, base] = vguide::bench::time_pair([&] { framework.step(); }, [&] { baseline->step(); }, timing);
@@ -304,7 +307,9 @@ int run(int argc, char** argv) {
       "filter", po::value<std::string>(),
       "run only the configurations whose line contains this text, e.g. 'eight_schools normal S=1 ' or 'float32 '")(
       "evaluator", po::value<std::string>()->default_value("automatic"),
-      "the model's log joint: automatic, reference (LibTorch ops only) or fused (wherever the program can be)");
+      "the model's log joint: automatic, reference (LibTorch ops only) or fused (wherever the program can be)")(
+      "step", po::value<std::string>()->default_value("auto"),
+      "the fit's step: auto, direct (a configuration it cannot take fails) or autograd");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -359,6 +364,13 @@ int run(int argc, char** argv) {
     return 2;
   }
   const vguide::model::Evaluator evaluator = evaluators.at(evaluator_name);
+  vguide::StepPath step_path;
+  try {
+    step_path = vguide::parse_step_path(vm["step"].as<std::string>());
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "vguide_bench_svi: --step: " << e.what() << "\n";
+    return 2;
+  }
   if (vm.count("filter")) {
     const std::string filter = vm["filter"].as<std::string>();
     cases.erase(std::remove_if(cases.begin(), cases.end(),
@@ -396,7 +408,7 @@ int run(int argc, char** argv) {
     try {
       auto it = data.find(c.spec.key());
       if (it == data.end()) it = data.emplace(c.spec.key(), vguide::bench::make_model_data(c.spec, source_dir)).first;
-      const auto j = run_case(plugins, c, it->second, timing, evaluator);
+      const auto j = run_case(plugins, c, it->second, timing, evaluator, step_path);
       std::cout << j.dump() << std::endl;
       std::fprintf(stderr, "[%3zu/%zu %5.0fs] %-7s %-28s %-12s S=%-3lld B=%-5lld t=%d %-7s  %9.1f us  floor %9.1f us  x%.2f  (CPU x%.2f)\n",
                    i + 1, cases.size(), vguide::bench::detail::seconds_since(start), c.curve.c_str(),

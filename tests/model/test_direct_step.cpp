@@ -437,6 +437,12 @@ TEST(DirectStep, ThePathIsChosenAndRefusedWithAReason) {
   } catch (const std::invalid_argument& e) {
     EXPECT_EQ(std::string(e.what()).rfind("the direct step does not apply: ", 0), 0u) << e.what();
   }
+  // A minibatch's tape has the direct step's size rule: LibTorch's kernels beyond it.
+  auto batched = example("logistic_regression");
+  batched->set_minibatch(10, at::detail::createCPUGenerator(1));
+  EXPECT_TRUE(batched->direct_applies(1, false));
+  EXPECT_FALSE(batched->direct_applies(model::kDirectAutoWork, false));
+  EXPECT_TRUE(batched->direct_applies(model::kDirectAutoWork, true));
   EXPECT_EQ(parse_step_path("auto"), StepPath::automatic);
   EXPECT_EQ(to_string(parse_step_path("direct")), "direct");
   try {

@@ -316,12 +316,13 @@ void ProgramModel::set_evaluator(Evaluator evaluator) {
 const std::string& ProgramModel::fusion_blocker() const noexcept { return plan_->unfused; }
 
 bool ProgramModel::direct_applies(int64_t S, bool any_size) const {
-  // As log_joint's choice of the tape; a rank's block (a row weight) and a minibatch
-  // (a tape of its own, refilled with each batch's rows) take the direct step too.
+  // As log_joint's choice of the tape, with the direct step's bound; a rank's block
+  // (a row weight) and a minibatch (a tape of its own, refilled with each batch's
+  // rows) take the direct step too.
   if (evaluator_ == Evaluator::reference) return false;
   const bool subsampled = batch_size_ < num_rows_ && generator_;
   const fused::Tape* tape = subsampled ? (batch_tape() ? batch_->tape.get() : nullptr) : plan_->tape.get();
-  return tape && (any_size || evaluator_ == Evaluator::fused || S * tape->work() <= kFusedAutoWork);
+  return tape && (any_size || evaluator_ == Evaluator::fused || S * tape->work() <= kDirectAutoWork);
 }
 
 std::vector<std::string> ProgramModel::direct_latents() const { return latent_names(); }
