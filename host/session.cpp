@@ -147,8 +147,8 @@ void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plu
   Fit& fit = session.fit.emplace(model, *session.guide, options);
   if (!settings.resume) spdlog::info("init: {}", fit.result().init);
   if (batch > 0) rows->set_minibatch(batch, session.rows);
-  if (fit.direct_steps() && batch == 0) spdlog::debug("steps: direct (docs/performance.md#the-direct-step)");
-  else spdlog::debug("steps: autograd: {}", batch > 0 ? "minibatches" : fit.autograd_because());
+  if (fit.direct_steps()) spdlog::debug("steps: direct (docs/performance.md#the-direct-step)");
+  else spdlog::debug("steps: autograd: {}", fit.autograd_because());
   if (batch > 0) fit.track_generator("rows", session.rows);
 
   std::string data_fingerprint = fingerprint(inputs.data_text);

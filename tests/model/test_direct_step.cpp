@@ -256,13 +256,32 @@ TEST(DirectStep, MinibatchStepsAsAutogradOnTheSameRows) {
       "{\"N\": 20, \"x\": [0.3, -1.2, 0.8, 2.1, -0.4, 0.0, 1.5, -2.2, 0.9, 0.1, -0.7, 1.1, 0.4, -1.6, 2.4, "
       "-0.2, 0.6, -0.9, 1.3, -1.1], \"y\": [1.0, -0.5, 1.7, 3.2, 0.4, 0.8, 2.6, -1.9, 1.9, 1.2, 0.2, 2.0, 1.3, "
       "-0.8, 3.9, 0.7, 1.5, 0.0, 2.2, -0.3]}";
+  // Observed arrays read again later, as they are and through a let.
+  const std::string chained =
+      "object Row : 1\n"
+      "program chained : Row -> Row\n"
+      "    data x[N]\n"
+      "    a <- Normal(0.0, 2.0)\n"
+      "    b <- Normal(0.0, 1.0)\n"
+      "    s <- HalfNormal(1.0)\n"
+      "    observe y ~ Normal(a * x, s)\n"
+      "    let r = y - 1.0\n"
+      "    observe z ~ Normal(b * r + 0.1 * y, s)\n"
+      "    return z\n"
+      "output chained\n";
+  const std::string chained_data =
+      "{\"N\": 10, \"x\": [0.3, -1.2, 0.8, 2.1, -0.4, 0.0, 1.5, -2.2, 0.9, 0.1], "
+      "\"y\": [0.5, -1.9, 1.7, 3.2, -0.4, 0.3, 2.6, -3.1, 1.2, 0.4], "
+      "\"z\": [-0.2, -1.1, 0.3, 1.9, -0.9, -0.5, 0.8, -2.4, 0.2, -0.3]}";
   const auto make = [&](const std::string& name) -> std::unique_ptr<ProgramModel> {
     if (name == "centred")
       return std::make_unique<ProgramModel>(model::parse_program(centred, "centred.qvr"), model::parse_data(centred_data));
+    if (name == "chained")
+      return std::make_unique<ProgramModel>(model::parse_program(chained, "chained.qvr"), model::parse_data(chained_data));
     return example(name);
   };
   for (const auto& [name, batch] : std::vector<std::pair<std::string, int64_t>>{
-           {"logistic_regression", 10}, {"hierarchical", 12}, {"centred", 6}}) {
+           {"logistic_regression", 10}, {"hierarchical", 12}, {"centred", 6}, {"chained", 4}}) {
     SCOPED_TRACE(name);
     for (const std::string& family : kDeclaringFamilies)
       for (int64_t S : {int64_t{1}, int64_t{16}})
@@ -295,6 +314,67 @@ TEST(DirectStep, MinibatchesSetDuringAFitStepAsAutograd) {
   }
   for (const auto& item : autograd.guide->named_parameters())
     EXPECT_TRUE(at::allclose(direct.guide->named_parameters()[item.key()], item.value(), 1e-9, 1e-9)) << item.key();
+}
+
+// As vguide-host runs a minibatch fit: the fit starts on all the rows (too many for
+// the tape here: X is 1000 x 20), then the model turns to minibatches, whose tape
+// the steps take, forced or not, on autograd's trajectory. Forced, a step whose
+// rows have no compiled log joint throws.
+TEST(DirectStep, AFitStartedOnAllRowsStepsDirectlyOnItsMinibatches) {
+  std::string x = "[", y = "[";
+  uint64_t state = 20261207;
+  const auto uniform = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<double>(state >> 11) / 9007199254740992.0;
+  };
+  for (int i = 0; i < 1000; ++i) {
+    x += std::string(i ? ", " : "") + "[";
+    for (int j = 0; j < 20; ++j) x += std::string(j ? ", " : "") + std::to_string(uniform() * 2 - 1);
+    x += "]";
+    y += std::string(i ? ", " : "") + (uniform() < 0.5 ? "0" : "1");
+  }
+  const std::string data = "{\"N\": 1000, \"P\": 20, \"X\": " + x + "], \"y\": " + y + "]}";
+  const std::string base = std::string(VGUIDE_TEST_EXAMPLES_DIR) + "/models/logistic_regression.qvr";
+  const auto make = [&] { return std::make_unique<ProgramModel>(model::load_program(base), model::parse_data(data)); };
+  for (StepPath path : {StepPath::automatic, StepPath::direct}) {
+    SCOPED_TRACE(to_string(path));
+    auto a = make(), b = make();
+    FitOptions o = options_for(1, at::kDouble);
+    FitRun direct = start(*a, "normal", o, path);
+    FitRun autograd = start(*b, "normal", o, StepPath::autograd);
+    EXPECT_FALSE(direct.fit->direct_steps());
+    EXPECT_EQ(direct.fit->autograd_because().rfind("the model's log joint is not compiled for these rows", 0), 0u)
+        << direct.fit->autograd_because();
+    a->set_minibatch(32, at::detail::createCPUGenerator(5));
+    b->set_minibatch(32, at::detail::createCPUGenerator(5));
+    EXPECT_TRUE(direct.fit->direct_steps()) << direct.fit->autograd_because();
+    for (int t = 0; t < 15; ++t) {
+      direct.fit->step();
+      autograd.fit->step();
+      ASSERT_NEAR(direct.fit->trace().back(), autograd.fit->trace().back(), 1e-9 * std::abs(autograd.fit->trace().back()))
+          << "step " << t;
+    }
+    for (const auto& item : autograd.guide->named_parameters())
+      EXPECT_TRUE(at::allclose(direct.guide->named_parameters()[item.key()], item.value(), 1e-9, 1e-9)) << item.key();
+    a->set_minibatch(a->num_rows(), at::detail::createCPUGenerator(5));
+    if (path == StepPath::direct) {
+      try {
+        direct.fit->step();
+        FAIL() << "a forced direct step on rows without a compiled log joint";
+      } catch (const std::invalid_argument& e) {
+        EXPECT_EQ(std::string(e.what()).rfind("the direct step does not apply: the model's log joint is not compiled "
+                                              "for these rows ('X' has more than 16384 elements)",
+                                              0),
+                  0u)
+            << e.what();
+      }
+    } else {
+      EXPECT_FALSE(direct.fit->direct_steps());  // autograd on all the rows
+      const int64_t before = direct.fit->steps_done();
+      direct.fit->step();
+      EXPECT_EQ(direct.fit->steps_done(), before + 1);
+    }
+  }
 }
 
 // A rank of a data-parallel fit weighs its block of rows (set_row_weight; a Stan

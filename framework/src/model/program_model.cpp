@@ -343,6 +343,14 @@ void ProgramModel::direct_log_joint(int64_t S, const std::vector<const double*>&
   batch->tape->evaluate(S, latents, log_joint, &grads, scale);
 }
 
+std::string ProgramModel::direct_blocker() const {
+  if (evaluator_ == Evaluator::reference) return "the evaluator is Evaluator::reference";
+  if (!(batch_size_ < num_rows_ && generator_)) return plan_->unfused;
+  if (batch_tape()) return "";
+  std::lock_guard<std::mutex> lock(batch_->mutex);
+  return "a minibatch of " + std::to_string(batch_size_) + " rows: " + batch_->why;
+}
+
 std::function<void()> ProgramModel::rows_rewinder() const {
   if (!(batch_size_ < num_rows_ && generator_)) return {};
   at::Generator gen = *generator_;

@@ -184,9 +184,12 @@ struct ProgramModel::BatchTape {
   std::shared_ptr<fused::Tape> tape;  // null: the batch is not compiled (`why`)
   std::string why;
   std::vector<detail::RowRefill> refills;
-  /// The data steps and the lets of data only, in program order: what the refills
-  /// that are not a data array's rows are evaluated over.
-  std::vector<const StepPlan*> data_steps;
+  /// What the refills that are not a data array's rows are evaluated over: the
+  /// values that do not depend on a latent or on the rows, as compiled, and the steps
+  /// (data, lets of data only, observed sites) that depend on the rows, in program
+  /// order, replayed on the drawn rows.
+  std::map<std::string, detail::Value> fixed;
+  std::vector<const StepPlan*> row_steps;
   bool evaluates = false;  // some refill needs data_steps
   std::vector<double> scratch;
   std::vector<int64_t> positions;

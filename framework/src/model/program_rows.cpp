@@ -87,26 +87,34 @@ ProgramModel::BatchTape* ProgramModel::batch_tape() const {
     run(*plan_, ctx, {}, num_rows_, batch_size_, &pick);
     std::vector<RowRefill> refills;
     b.tape = compile_fused(*plan_, ctx, b.why, &refills);
-    if (!b.tape) return nullptr;
-    for (const auto& sp : plan_->steps) {
-      const bool data_only = sp.role == StepPlan::Role::let && !ctx.env.at(sp.step->name).latent;
-      if (sp.role == StepPlan::Role::data || data_only) b.data_steps.push_back(&sp);
+    if (b.tape) {
+      for (const auto& sp : plan_->steps) {
+        if (sp.role == StepPlan::Role::ret || sp.role == StepPlan::Role::latent) continue;
+        const Value& v = ctx.env.at(sp.step->name);
+        if (v.latent) continue;
+        if (v.rows) b.row_steps.push_back(&sp);
+        else b.fixed[sp.step->name] = v;
+      }
+      // A data array's rows as they are (a data variable, an observed array) are
+      // gathered in loops; the rest is evaluated.
+      const auto row_array = [&](const std::string& name) -> const StepPlan* {
+        const StepPlan* found = nullptr;
+        for (const auto& sp : plan_->steps)
+          if (sp.step->name == name) found = found ? nullptr : &sp;  // a name bound once
+        const bool array = found && found->row_data &&
+                           (found->role == StepPlan::Role::data ||
+                            (found->role == StepPlan::Role::observed && !found->from_value));
+        return array ? found : nullptr;
+      };
+      for (RowRefill& r : refills) {
+        const StepPlan* array = r.observed && !r.observed->from_value ? r.observed
+                                : r.expr && r.expr->kind == Expr::Kind::name ? row_array(r.expr->name)
+                                                                           : nullptr;
+        if (array) r.rows_of = array->data.to(at::kDouble).contiguous().reshape({num_rows_, -1});
+        b.evaluates = b.evaluates || !array;
+      }
+      b.refills = std::move(refills);
     }
-    // A data array's rows as they are are gathered in loops; the rest is evaluated.
-    const auto row_array = [&](const std::string& name) -> const StepPlan* {
-      const StepPlan* found = nullptr;
-      for (const auto& sp : plan_->steps)
-        if (sp.step->name == name) found = found ? nullptr : &sp;  // a name bound once
-      return found && found->role == StepPlan::Role::data && found->row_data ? found : nullptr;
-    };
-    for (RowRefill& r : refills) {
-      const StepPlan* array = r.observed && !r.observed->from_value ? r.observed
-                              : r.expr && r.expr->kind == Expr::Kind::name ? row_array(r.expr->name)
-                                                                         : nullptr;
-      if (array) r.rows_of = array->data.to(at::kDouble).contiguous().reshape({num_rows_, -1});
-      b.evaluates = b.evaluates || !array;
-    }
-    b.refills = std::move(refills);
   } catch (const std::exception& e) {
     b.tape = nullptr;
     b.why = e.what();
@@ -119,12 +127,21 @@ void ProgramModel::refill_batch(BatchTape& b, const at::Tensor& rows) const {
   const int64_t B = rows.numel();
   const int64_t* drawn = rows.data_ptr<int64_t>();
   Context ctx;
-  if (b.evaluates) {  // the data and the lets of data only, on the drawn rows, as log_joint does
+  if (b.evaluates) {  // the values of the rows, on the drawn rows, as log_joint computes them
     ctx.opts = at::TensorOptions().dtype(at::kDouble);
     ctx.constants = &plan_->constants;
     ctx.index = rows;
-    for (const StepPlan* sp : b.data_steps)
-      ctx.env[sp->step->name] = sp->role == StepPlan::Role::data ? data_value(*sp, ctx) : eval(sp->step->value, ctx);
+    ctx.env = b.fixed;
+    for (const StepPlan* sp : b.row_steps) {
+      Value& v = ctx.env[sp->step->name];
+      switch (sp->role) {
+        case StepPlan::Role::let: v = eval(sp->step->value, ctx); break;
+        case StepPlan::Role::observed:
+          if (!sp->from_value) v = data_value(*sp, ctx);  // else its let has just bound it
+          break;
+        default: v = data_value(*sp, ctx); break;
+      }
+    }
   }
   at::Tensor evaluated;
   for (const RowRefill& r : b.refills) {

@@ -87,13 +87,6 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
     why = "the model has no compiled log joint (a model of its own, not a .qvr or Stan program)";
     return nullptr;
   }
-  const int64_t S = objective.particles;
-  if (!direct->direct_applies(S, any_size)) {
-    why = any_size ? "the model's log joint is not compiled for these rows"
-                   : "the model's log joint is not compiled, or is evaluated with LibTorch's kernels at " +
-                         std::to_string(S) + " particles";
-    return nullptr;
-  }
   const std::vector<at::Tensor> parameters = guide.parameters(/*recurse=*/true);
   bool all_declared = parameters.size() == declared.size();
   for (const auto& p : parameters)
@@ -111,7 +104,8 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
       why = "the guide's parameters are not contiguous float32 or float64 tensors on the CPU";
       return nullptr;
     }
-  std::unique_ptr<DirectStep> step(new DirectStep(*direct, guide, S, any_size));
+  const int64_t S = objective.particles;
+  std::unique_ptr<DirectStep> step(new DirectStep(model, *direct, guide, objective, any_size));
   step->stick_the_landing_ = objective.stick_the_landing;
   step->form_ = form;
   step->params_ = declared;
@@ -184,14 +178,39 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
   }
   if (form != Form::point) step->eps_ = at::empty({S, D}, loc.options());
   if (form == Form::low_rank) step->eps_w_ = at::empty({S, r}, loc.options());
-  why = step->disagreement(model, objective);
-  if (!why.empty()) return nullptr;
+  // Checked now if the model's rows have a compiled log joint now, else at the first
+  // step where they do.
+  if (step->applies() && !step->agrees(why)) return nullptr;
   return step;
+}
+
+std::string DirectStep::why_not() const {
+  std::string why = any_size_ ? "the model's log joint is not compiled for these rows"
+                              : "the model's log joint is not compiled for these rows, or is evaluated with "
+                                "LibTorch's kernels at " +
+                                    std::to_string(S_) + " particles";
+  const std::string blocker = model_.direct_blocker();
+  return blocker.empty() ? why : why + " (" + blocker + ")";
+}
+
+bool DirectStep::agrees(std::string& why) {
+  if (!checked_) {
+    checked_ = true;
+    try {
+      disagrees_ = disagreement();
+    } catch (const std::exception& e) {
+      disagrees_ = std::string("the start-up check of the direct step failed: ") + e.what();
+    }
+  }
+  why = disagrees_;
+  return disagrees_.empty();
 }
 
 // One step both ways from the same state of the guide's stream, which is then put
 // back: a declaration that does not describe the family's draws shows here.
-std::string DirectStep::disagreement(const Model& model, const ObjectiveOptions& objective) {
+std::string DirectStep::disagreement() {
+  const Model& model = full_model_;
+  const ObjectiveOptions& objective = objective_;
   // A draw whose ELBO is not finite proves nothing: the next draws are tried. If none
   // of them is finite (a start where the model rejects every draw), the step is taken
   // unchecked, as the path cannot be chosen by the luck of the start; the shipped

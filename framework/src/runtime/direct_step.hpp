@@ -24,13 +24,21 @@ namespace vguide::detail {
 
 class DirectStep {
  public:
-  /// The direct step for this fit, or null with the reason in `why`. `any_size`:
-  /// whether to ignore the model's rule of when its compiled form pays.
+  /// The direct step for this fit, or null with the reason in `why`: the family, the
+  /// objective and the sites allow it. Whether the model's log joint is compiled for
+  /// the rows it evaluates is asked at each step (`applies`), as the rows can change
+  /// after the fit starts (a minibatch). `any_size`: whether to ignore the model's
+  /// rule of when its compiled form pays.
   static std::unique_ptr<DirectStep> make(const Model& model, Guide& guide, const ObjectiveOptions& objective,
                                           bool any_size, std::string& why);
 
   /// Whether this step can be direct (the model may have been set to minibatches).
   bool applies() const { return model_.direct_applies(S_, any_size_); }
+  /// Why it cannot, when it cannot.
+  std::string why_not() const;
+  /// Whether the direct step agrees with autograd at its first step (checked once,
+  /// when it first applies); if not, why.
+  bool agrees(std::string& why);
   /// Draws S particles from the guide's stream and writes the gradient of -ELBO into
   /// the parameters' grads. Returns the ELBO estimate; `finite` says whether it and
   /// every gradient are finite.
@@ -45,9 +53,15 @@ class DirectStep {
     int tape = 0;                     // the model's latent number
   };
   enum class Form { point, diagonal, tril, low_rank };
-  std::string disagreement(const Model& model, const ObjectiveOptions& objective);
-  DirectStep(const model::DirectLogJoint& model, Guide& guide, int64_t S, bool any_size)
-      : model_(model), guide_(guide), S_(S), any_size_(any_size) {}
+  std::string disagreement();
+  DirectStep(const Model& full_model, const model::DirectLogJoint& model, Guide& guide, ObjectiveOptions objective,
+             bool any_size)
+      : full_model_(full_model),
+        model_(model),
+        guide_(guide),
+        objective_(std::move(objective)),
+        S_(objective_.particles),
+        any_size_(any_size) {}
   // From the noise to z (z_) and the entropy -Σ log q over the particles; then from
   // dz (d ELBO / dz per particle, in dz_) to the parameters' gradients of -ELBO.
   double draw_diagonal();
@@ -57,10 +71,14 @@ class DirectStep {
   void gradients_tril();
   void gradients_low_rank();
 
+  const Model& full_model_;
   const model::DirectLogJoint& model_;
   Guide& guide_;
+  ObjectiveOptions objective_;
   int64_t S_;
   bool any_size_;
+  bool checked_ = false;  // the start-up check ran
+  std::string disagrees_;  // its verdict
   bool stick_the_landing_ = false;
   Form form_ = Form::point;
   // The declared parameters: loc, then (diagonal) log_scale, (tril) offdiag and

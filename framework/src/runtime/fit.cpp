@@ -318,6 +318,20 @@ struct Fit::Impl {
   std::unique_ptr<detail::DirectStep> direct;  // null: every step through autograd
   std::string autograd_because;
 
+  // Whether this step is direct: the model's rows have a compiled log joint, and the
+  // step agreed with autograd the first time they did (else autograd from then on).
+  // A forced direct step that cannot be taken throws.
+  bool direct_now() {
+    if (!direct) return false;
+    std::string why;
+    if (!direct->applies()) why = direct->why_not();
+    else if (!direct->agrees(why)) direct.reset();
+    if (why.empty()) return true;
+    autograd_because = why;
+    if (options.step_path == StepPath::direct) throw std::invalid_argument("the direct step does not apply: " + why);
+    return false;
+  }
+
   int64_t rank() const { return comm ? comm->rank() : 0; }
   int64_t world_size() const { return comm ? comm->world_size() : 1; }
 
@@ -447,8 +461,14 @@ Fit::Fit(const Model& model, Guide& guide, FitOptions options) {
   } else {
     impl_->direct = detail::DirectStep::make(model, guide, impl_->options.objective, path == StepPath::direct,
                                              impl_->autograd_because);
-    if (!impl_->direct && path == StepPath::direct)
-      throw std::invalid_argument("the direct step does not apply: " + impl_->autograd_because);
+    // Forced, it must apply to the rows the model evaluates now, unless they may
+    // change before the first step (a model with data rows, set to minibatches after
+    // the start as vguide-host does): then the first step that cannot take it throws.
+    const auto* rows = dynamic_cast<const model::DataRows*>(&model);
+    if (path == StepPath::direct &&
+        (!impl_->direct || (!impl_->direct->applies() && !(rows && rows->num_rows() > 0))))
+      throw std::invalid_argument("the direct step does not apply: " +
+                                  (impl_->direct ? impl_->direct->why_not() : impl_->autograd_because));
   }
 }
 
@@ -517,7 +537,7 @@ bool Fit::step() {
   s.guide.before_step({t, s.options.steps});
   const double lr = scheduled_lr(s.options.schedule, s.options.optimizer.lr, t, s.options.steps);
   for (auto& group : s.optimizer->param_groups()) group.options().set_lr(lr);
-  if (s.direct && s.direct->applies()) {
+  if (s.direct_now()) {
     bool finite = false;
     const double v = s.direct->run(finite);
     if (!s.comm) return s.apply_step(finite, v, true);
@@ -635,8 +655,22 @@ int64_t Fit::steps_done() const noexcept { return impl_->result.steps_done; }
 const std::vector<double>& Fit::trace() const noexcept { return impl_->trace; }
 const FitResult& Fit::result() const noexcept { return impl_->result; }
 const FitOptions& Fit::options() const noexcept { return impl_->options; }
-bool Fit::direct_steps() const noexcept { return impl_->direct != nullptr; }
-const std::string& Fit::autograd_because() const noexcept { return impl_->autograd_because; }
+bool Fit::direct_steps() const noexcept {
+  try {
+    return impl_->direct && impl_->direct->applies();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+const std::string& Fit::autograd_because() const noexcept {
+  Impl& s = *impl_;
+  try {
+    if (s.direct && !s.direct->applies()) s.autograd_because = s.direct->why_not();
+  } catch (const std::exception&) {
+  }
+  return s.autograd_because;
+}
 
 void Fit::track_generator(const std::string& name, at::Generator generator) {
   impl_->extra_generators[name] = std::move(generator);

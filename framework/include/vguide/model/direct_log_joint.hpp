@@ -17,8 +17,8 @@ class VGUIDE_API DirectLogJoint {
   virtual ~DirectLogJoint();
   /// Whether the log joint has a direct form now for S particles: it is compiled for
   /// the rows the model evaluates (all of them, a rank's block, or a minibatch). With
-  /// `any_size` false, also whether the model's own rule would take the compiled form
-  /// at this size (rather than LibTorch's kernels, for large data).
+  /// `any_size` false, also whether the model's size rule for the direct step takes
+  /// the compiled form at this size (rather than LibTorch's kernels, for large data).
   virtual bool direct_applies(int64_t S, bool any_size) const = 0;
   /// The latent sites in the order direct_log_joint takes them.
   virtual std::vector<std::string> direct_latents() const = 0;
@@ -31,6 +31,9 @@ class VGUIDE_API DirectLogJoint {
   /// (empty if the model draws no rows): the fit's start-up check evaluates one step
   /// both ways, and both must see the same rows.
   virtual std::function<void()> rows_rewinder() const { return {}; }
+  /// Why the log joint has no compiled form for the rows it evaluates ("" if it has,
+  /// or if the model does not say).
+  virtual std::string direct_blocker() const { return {}; }
 };
 
 }  // namespace vguide::model

@@ -127,13 +127,15 @@ class VGUIDE_API ProgramModel : public Model, public DataRows, public DirectLogJ
   /// cholesky of a latent value", ...), or "" if it can.
   const std::string& fusion_blocker() const noexcept;
 
-  /// The fused tape's latents (program order) when log_joint would take it (with
-  /// `any_size`, whatever the size); see DirectLogJoint.
+  /// The fused tape of the rows evaluated now (all of them, or the minibatch's tape)
+  /// when it exists and, without `any_size`, S times its work is at most
+  /// kDirectAutoWork; see DirectLogJoint.
   bool direct_applies(int64_t S, bool any_size) const override;
   std::vector<std::string> direct_latents() const override;
   void direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                         const std::vector<double*>& grads) const override;
   std::function<void()> rows_rewinder() const override;
+  std::string direct_blocker() const override;
 
   /// Each latent drawn, in program order, from its prior given the values chosen for
   /// the earlier ones (the host's median / mean / sample init strategies).

@@ -55,8 +55,10 @@ enum class StepPath {
   /// No autograd: for a family that declares a location-scale structure
   /// (location_scale.hpp), a model with a compiled log joint (DirectLogJoint), the
   /// ELBO (with or without sticking the landing) and sites whose bijectors act
-  /// element by element; the gradients are computed in plain loops. A step that
-  /// cannot be direct (minibatches, a rank's rows) takes autograd.
+  /// element by element; the gradients are computed in plain loops. Fit's constructor
+  /// throws std::invalid_argument if it cannot apply; for a model with data rows
+  /// whose rows may still change (a minibatch set after the start), the first step
+  /// that cannot take it throws instead.
   direct,
 };
 
@@ -178,7 +180,8 @@ class VGUIDE_API Fit {
   const std::vector<double>& trace() const noexcept;
   const FitResult& result() const noexcept;
   const FitOptions& options() const noexcept;
-  /// Whether steps are direct (StepPath), and if not, why not.
+  /// Whether the next step is direct (StepPath) for the rows the model evaluates now,
+  /// and if not, why not.
   bool direct_steps() const noexcept;
   const std::string& autograd_because() const noexcept;
 
