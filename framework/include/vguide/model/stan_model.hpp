@@ -128,12 +128,16 @@ class VGUIDE_API StanModel : public Model, public DataRows, public DirectLogJoin
   ///        rows_refusal() when no rows can be cut.
   void set_row_weight(double weight) override;
 
-  /// The parameters when the compiled log joint applies (all rows, unweighted; with
-  /// `any_size` false, also the automatic evaluator's size rule); see DirectLogJoint.
+  /// Whether a compiled log joint applies to the rows evaluated: all of them, a
+  /// rank's block, or a minibatch, whose tape takes the rows as inputs and is traced
+  /// the first time this asks (with `any_size` false, also the automatic evaluator's
+  /// size rule); see DirectLogJoint.
   bool direct_applies(int64_t S, bool any_size) const override;
   std::vector<std::string> direct_latents() const override;
   void direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                         const std::vector<double*>& grads) const override;
+  std::function<void()> rows_rewinder() const override;
+  std::string direct_blocker() const override;
 
  private:
   void compile();

@@ -122,8 +122,7 @@ at::Tensor Interpreter::narrow_to(const at::Tensor& t, int64_t dim, const Index&
 // The 1-based positions of a multi-index, checked against `size`. One list for all
 // particles: an index list that differs by particle or by iteration of a loop run
 // at once is refused (the loop then runs one iteration at a time).
-at::Tensor Interpreter::multi_index(const Index& ix, int64_t size, const std::string& of) {
-  const Val idx = evaluate(*ix.lo);
+at::Tensor Interpreter::multi_index(const Index& ix, const Val& idx, int64_t size, const std::string& of) {
   if (!idx.data_only) fail(ix.lo->loc, "an index that depends on parameters is not supported");
   if (idx.t.size(0) != 1) fail(ix.lo->loc, "a multi-index that differs between iterations of a vectorised loop");
   const at::Tensor flat = idx.t.reshape({-1});
@@ -570,7 +569,7 @@ void Interpreter::assign(const Stmt& s) {
         break;
       }
       case Index::Kind::multi: {
-        const at::Tensor flat = multi_index(ix, size, " for '" + s.name + "'");
+        const at::Tensor flat = multi_index(ix, evaluate(*ix.lo), size, " for '" + s.name + "'");
         // Each listed position in turn (a multi-index on the left writes element by element).
         const auto write = [&](const at::Tensor& into, const at::Tensor& from) {
           const at::Tensor src = lift(from, into.dim());
@@ -813,13 +812,33 @@ Val Interpreter::index(const Expr& e) {
   }
   at::Tensor t = v.t;
   at::Tensor ids = traced(v) ? v.ids : at::Tensor();  // moved as t is
+  bool data_only = v.data_only;
   int64_t dim = 1;
+  // A minibatch's tape (trace.hpp): an index read from the rows moves an index node.
+  const auto by_rows = [&](const Val& iv, const at::Tensor& moved) {
+    if (dim != 1) Tracer::abort("an index read from the rows after a slice");
+    ids = tracer_->index_by_rows(t, ids, iv, iv.t.reshape({-1}) - 1, moved);
+    t = moved;
+    data_only = false;
+  };
   for (const auto& ix : e.indices) {
     if (dim >= t.dim()) fail(e.loc, "too many indexes");
     const int64_t size = t.size(dim);
     switch (ix.kind) {
       case Index::Kind::single: {
         const Val iv = evaluate(*ix.lo);
+        if (traced(iv)) {
+          const at::Tensor flat = iv.t.reshape({-1});
+          if (iv.t.size(0) > 1) {
+            by_rows(iv, gather_rows(t, dim, flat, ix.lo->loc));
+          } else {
+            const int64_t i = flat[0].item<int64_t>();
+            if (i < 1 || i > size)
+              fail(ix.lo->loc, "index " + std::to_string(i) + " is out of range (1 to " + std::to_string(size) + ")");
+            by_rows(iv, t.select(dim, i - 1));
+          }
+          break;
+        }
         if (iv.data_only && iv.t.size(0) > 1) {  // a vectorised loop's index: one per row
           t = gather_rows(t, dim, iv.t.reshape({-1}), ix.lo->loc);
           if (ids.defined()) ids = gather_rows(ids, dim, iv.t.reshape({-1}), ix.lo->loc);
@@ -842,7 +861,17 @@ Val Interpreter::index(const Expr& e) {
         break;
       }
       case Index::Kind::multi: {
-        const at::Tensor flat = multi_index(ix, size, "");
+        const Val iv = evaluate(*ix.lo);
+        if (traced(iv)) {
+          if (iv.t.size(0) != 1) Tracer::abort("a multi-index read from the rows in a vectorised loop");
+          const at::Tensor flat = iv.t.reshape({-1});
+          if (flat.numel() > 0 && (flat.min().item<int64_t>() < 1 || flat.max().item<int64_t>() > size))
+            fail(ix.lo->loc, "a multi-index is out of range (1 to " + std::to_string(size) + ")");
+          by_rows(iv, t.index_select(dim, flat - 1));
+          ++dim;
+          break;
+        }
+        const at::Tensor flat = multi_index(ix, iv, size, "");
         t = t.index_select(dim, flat - 1);
         if (ids.defined()) ids = ids.index_select(dim, flat - 1);
         ++dim;
@@ -852,7 +881,7 @@ Val Interpreter::index(const Expr& e) {
   }
   // A copy, so that later writes into the variable leave this value alone.
   if (copy) t = t.clone();
-  Val out{t, e.type, v.data_only};
+  Val out{t, e.type, data_only};
   if (ids.defined()) out.ids = ids.clone();
   return out;
 }

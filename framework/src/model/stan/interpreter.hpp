@@ -81,7 +81,8 @@ class Interpreter {
   Flow exec_list(const std::vector<StmtP>& list, bool new_scope);
   Flow exec_per_particle(const Stmt& s, const at::Tensor& yes);
   Flow iteration(const Stmt& loop, Val value);
-  at::Tensor multi_index(const Index& ix, int64_t size, const std::string& of);
+  /// `idx`: the evaluated index list `ix`.
+  at::Tensor multi_index(const Index& ix, const Val& idx, int64_t size, const std::string& of);
   at::Tensor narrow_to(const at::Tensor& t, int64_t dim, const Index& ix, const SourceLoc& loc, const std::string& of);
   bool run_vectorised(const Stmt& s, int64_t lo, int64_t hi);
   at::Tensor gather_rows(const at::Tensor& t, int64_t dim, const at::Tensor& index, const SourceLoc& loc);

@@ -153,8 +153,23 @@ struct StanModel::Impl {
   at::Tensor row_log_joint(const at::Tensor& x, const SiteValues& values) const;
   /// Whether log_joint runs the tape for S particles (any_size: whatever S).
   bool takes_tape(int64_t S, bool any_size) const;
-  std::shared_ptr<const fused::Tape> trace(const std::vector<SiteInfo>& sites, const Scope* subset,
-                                           std::string& why) const;
+  /// A minibatch's tape: traced over the block's first `batch` rows with the rows as
+  /// inputs (trace.hpp) the first time a direct step asks, and refilled with every
+  /// batch drawn. Null if it does not trace, then `why`.
+  struct BatchTape {
+    std::shared_ptr<fused::Tape> tape;
+    std::string why;
+    int64_t begin = -1, end = -1, batch = -1;  // the rows it was traced for
+    std::vector<stan::Tracer::RowInput> inputs;
+    std::vector<stan::Tracer::RowIndex> indexes;
+    std::vector<at::Tensor> block_values;      // per input: the block's rows, (rows, row size) double
+    std::vector<std::vector<double>> values;   // per input: the batch's rows
+    std::vector<int64_t> positions;
+  };
+  /// With `batch` given, the rows' variables are the tape's inputs and `batch`
+  /// gets what refills them.
+  std::shared_ptr<fused::Tape> trace(const std::vector<SiteInfo>& sites, const Scope* subset, std::string& why,
+                                     BatchTape* batch = nullptr) const;
   /// A rank's block of rows without minibatches: the tapes of the data with no rows
   /// and with the block, traced the first time a direct step asks (null if either
   /// does not trace); the cut log joint combines them as row_log_joint does.
@@ -164,6 +179,21 @@ struct StanModel::Impl {
   mutable std::pair<std::vector<double>, std::vector<double>> block_log_joint;  // T0, T_block
   mutable std::vector<std::vector<double>> block_grads;                       // per latent: T0's, T_block's
   bool takes_block_tapes(const std::vector<SiteInfo>& sites, int64_t S, bool any_size) const;
+  /// The tape of the rows with none of them (T0 of row_log_joint), traced once.
+  const fused::Tape* tape_without_rows(const std::vector<SiteInfo>& sites) const;  // under block_mutex
+  mutable bool no_rows_traced = false;
+
+  mutable BatchTape batch_tape;  // under block_mutex
+  /// The minibatch's tape for the current rows (traced if it is not yet), or null.
+  fused::Tape* minibatch_tape(const std::vector<SiteInfo>& sites) const;  // under block_mutex
+  /// Puts rows `drawn` (0-based within the block, as sample_rows draws them) into `bt`.
+  static void refill(BatchTape& bt, const at::Tensor& drawn);
+  /// Whether the minibatch's tape and the interpreter agree on `rows` (""), or why not.
+  std::string disagreement(const std::vector<SiteInfo>& sites, const fused::Tape& tape, const Scope* rows,
+                           at::Generator& gen) const;
+  bool minibatch() const { return rows && batch < row_end - row_begin; }
+  /// Whether the log joint may be traced at all (compile() got past its refusals).
+  bool traceable = false;
 
   [[noreturn]] void fail(const SourceLoc& loc, const std::string& message) const {
     throw ProgramError(program->file, loc, message);
@@ -395,6 +425,11 @@ struct StanModel::Impl {
     Interpreter in(*program, ctx, {rows ? *rows : data_for(ctx.dtype)});
     in.set_print_budget(&print_budget);
     in.set_tracer(tracer);
+    if (tracer)
+      for (const std::string& name : tracer->row_variables) {
+        stan::Variable& var = in.scopes()[0].at(name);
+        var.value = tracer->row_input(name, var.value);
+      }
     if (!rows) {
       std::lock_guard<std::mutex> lock(mutex);
       auto& cache = constants[ctx.dtype];
@@ -528,6 +563,16 @@ SiteValues random_point(const std::vector<SiteInfo>& sites, int64_t S, at::Gener
   return values;
 }
 
+// While a minibatch's tape is traced, the rows are inputs as the parameters are
+// (trace.hpp): a reason that names parameters names the rows too.
+std::string naming_the_rows(std::string why) {
+  for (const std::string word : {"depends on parameters", "depend on parameters"}) {
+    const size_t at = why.find(word);
+    if (at != std::string::npos) why.insert(at + word.size(), " or on the rows");
+  }
+  return why;
+}
+
 bool close(double a, double b) {
   if (!std::isfinite(a) || !std::isfinite(b)) return (std::isnan(a) && std::isnan(b)) || a == b;
   return std::abs(a - b) <= 1e-8 * std::max(1.0, std::max(std::abs(a), std::abs(b)));
@@ -544,16 +589,18 @@ void StanModel::compile() {
       m.interpreted_because = "the transformed parameter '" + decl->name + "' has a declared constraint, checked per draw";
       return;
     }
+  m.traceable = true;
   m.tape = m.trace(sites_, nullptr, m.interpreted_because);
 }
 
 // The tape of the log joint on all the data (`rows` null) or on the data cut to some
 // rows, or null with the reason in `why`.
-std::shared_ptr<const fused::Tape> StanModel::Impl::trace(const std::vector<SiteInfo>& sites_, const Scope* subset,
-                                                         std::string& why) const {
+std::shared_ptr<fused::Tape> StanModel::Impl::trace(const std::vector<SiteInfo>& sites_, const Scope* subset,
+                                                   std::string& why, BatchTape* batch) const {
   const Impl& m = *this;
   at::Generator gen = at::detail::createCPUGenerator(0x7ace);
   stan::Tracer tracer;
+  if (batch) tracer.row_variables = rows->variables;
   try {
     RunContext ctx;
     ctx.dtype = at::kDouble;
@@ -574,7 +621,7 @@ std::shared_ptr<const fused::Tape> StanModel::Impl::trace(const std::vector<Site
     }
     in.run_block(m.program->ast.model);
   } catch (const stan::TraceAbort& a) {
-    why = a.why;
+    why = batch ? naming_the_rows(a.why) : a.why;
     return nullptr;
   } catch (const stan::Rejected&) {
     why = "a reject statement that runs";
@@ -582,9 +629,24 @@ std::shared_ptr<const fused::Tape> StanModel::Impl::trace(const std::vector<Site
   } catch (const std::exception& e) {
     const std::string what = e.what();
     why = what.substr(0, what.find('\n'));
+    if (batch) why = naming_the_rows(why);
     return nullptr;
   }
-  const std::shared_ptr<const fused::Tape> tape = tracer.tape();
+  const std::shared_ptr<fused::Tape>& tape = tracer.tape();
+  why = disagreement(sites_, *tape, subset, gen);
+  if (!why.empty()) return nullptr;
+  if (batch) {
+    batch->inputs = tracer.row_inputs();
+    batch->indexes = tracer.row_indexes();
+  }
+  return tape;
+}
+
+// Whether `tape` gives the interpreter's value and gradient on `rows` (all the data
+// if null) at three random points: "" if it does, else why not.
+std::string StanModel::Impl::disagreement(const std::vector<SiteInfo>& sites_, const fused::Tape& tape,
+                                          const Scope* subset, at::Generator& gen) const {
+  const Impl& m = *this;
   for (int trial = 0; trial < 3; ++trial) {
     constexpr int64_t S = 2;
     SiteValues values = random_point(sites_, S, gen);
@@ -607,14 +669,13 @@ std::shared_ptr<const fused::Tape> StanModel::Impl::trace(const std::vector<Site
       grads[k].assign(static_cast<size_t>(leaves[k].numel()), 0.0);
       grad_ptrs.push_back(grads[k].data());
     }
-    tape->evaluate(S, latents, got.data(), &grad_ptrs);
+    tape.evaluate(S, latents, got.data(), &grad_ptrs);
     const at::Tensor w = want.detach().contiguous();
     for (int64_t p = 0; p < S; ++p) {
       const double wp = w[p].item<double>();
       if (!close(wp, got[static_cast<size_t>(p)])) {
-        why = "the compiled log joint differs from the interpreter's (" + std::to_string(got[p]) +
-                                " vs " + std::to_string(wp) + ")";
-        return nullptr;
+        return "the compiled log joint differs from the interpreter's (" + std::to_string(got[p]) + " vs " +
+               std::to_string(wp) + ")";
       }
       if (!std::isfinite(wp)) continue;
       for (size_t k = 0; k < leaves.size(); ++k) {
@@ -623,13 +684,12 @@ std::shared_ptr<const fused::Tape> StanModel::Impl::trace(const std::vector<Site
         const double* gp = g.data_ptr<double>();
         for (int64_t j = p * per; j < (p + 1) * per; ++j)
           if (!close(gp[j], grads[k][static_cast<size_t>(j)])) {
-            why = "the compiled gradient of '" + sites_[k].name + "' differs from the interpreter's";
-            return nullptr;
+            return "the compiled gradient of '" + sites_[k].name + "' differs from the interpreter's";
           }
       }
     }
   }
-  return tape;
+  return "";
 }
 
 // Whether the log density sums over the rows of `layout`: at a random point, all
@@ -716,8 +776,13 @@ const Scope& StanModel::Impl::cut_data(std::map<at::ScalarType, Scope>& cache, a
 
 // target(no rows) + scale * (target(rows) - target(no rows)): the terms without rows
 // once, the rows' terms scaled from the minibatch (or the rank's block) to all rows.
-at::Tensor StanModel::Impl::row_log_joint(const at::Tensor& x, const SiteValues& values) const {
-  const at::ScalarType dtype = x.scalar_type();
+// In float64 whatever the fit's dtype: the rows' part is a difference of two log
+// joints scaled up by N / B, whose float32 rounding the scale would multiply.
+at::Tensor StanModel::Impl::row_log_joint(const at::Tensor& x_in, const SiteValues& values_in) const {
+  const at::ScalarType dtype = at::kDouble;
+  const at::Tensor x = at::empty({x_in.size(0)}, at::kDouble);
+  SiteValues values;
+  for (const auto& [name, v] : values_in) values[name] = v.to(at::kDouble);
   const int64_t block = row_end - row_begin;
   const Scope& none = cut_data(no_rows, dtype, 0, 0);
   at::Tensor with_rows;
@@ -735,7 +800,7 @@ at::Tensor StanModel::Impl::row_log_joint(const at::Tensor& x, const SiteValues&
   const at::Tensor without = interpret(x, values, &none);
   const double scale = row_weight * static_cast<double>(block) / static_cast<double>(std::min(batch, block));
   // A rejected draw is rejected with or without the rows (and -inf - -inf is NaN).
-  return at::where(at::isfinite(without), without + scale * (with_rows - without), without);
+  return at::where(at::isfinite(without), without + scale * (with_rows - without), without).to(x_in.scalar_type());
 }
 
 bool StanModel::Impl::cut() const {
@@ -786,7 +851,7 @@ void StanModel::set_row_range(int64_t begin, int64_t end) {
   {
     std::lock_guard<std::mutex> lock(m.block_mutex);
     m.block_traced = false;
-    m.no_rows_tape = m.block_tape = nullptr;
+    m.block_tape = nullptr;
   }
   std::lock_guard<std::mutex> lock(m.mutex);
   m.block_rows.clear();
@@ -841,29 +906,114 @@ bool StanModel::Impl::takes_tape(int64_t S, bool any_size) const {
           S * tape->work() <= kStanTapeWorkPerNode * static_cast<int64_t>(tape->num_nodes()));
 }
 
+const fused::Tape* StanModel::Impl::tape_without_rows(const std::vector<SiteInfo>& sites) const {
+  if (!no_rows_traced) {
+    no_rows_traced = true;
+    std::string why;
+    no_rows_tape = trace(sites, &cut_data(no_rows, at::kDouble, 0, 0), why);
+    if (!no_rows_tape) spdlog::debug("{}: the log joint without rows is interpreted: {}", filename, why);
+  }
+  return no_rows_tape.get();
+}
+
 bool StanModel::Impl::takes_block_tapes(const std::vector<SiteInfo>& sites, int64_t S, bool any_size) const {
-  if (!tape || !rows || !cut() || batch < row_end - row_begin) return false;
-  if (!(any_size || evaluator != StanEvaluator::automatic ||
-        S * tape->work() <= kStanTapeWorkPerNode * static_cast<int64_t>(tape->num_nodes())))
-    return false;
+  if (!traceable || !rows || !cut()) return false;
+  const auto size_rule = [&](const fused::Tape& t) {
+    return any_size || evaluator != StanEvaluator::automatic ||
+           S * t.work() <= kStanTapeWorkPerNode * static_cast<int64_t>(t.num_nodes());
+  };
   std::lock_guard<std::mutex> lock(block_mutex);
+  if (minibatch()) {
+    const fused::Tape* t = minibatch_tape(sites);
+    return t && size_rule(*t) && tape_without_rows(sites);
+  }
+  if (!tape || !size_rule(*tape)) return false;
   if (!block_traced) {
     block_traced = true;
     std::string why;
-    const Scope& none = cut_data(no_rows, at::kDouble, 0, 0);
-    const Scope& block = cut_data(block_rows, at::kDouble, row_begin, row_end);
-    no_rows_tape = trace(sites, &none, why);
-    if (no_rows_tape) block_tape = trace(sites, &block, why);
-    if (!no_rows_tape || !block_tape) {
-      spdlog::debug("{}: a rank's rows are interpreted: {}", filename, why);
-      no_rows_tape = block_tape = nullptr;
-    }
+    if (tape_without_rows(sites)) block_tape = trace(sites, &cut_data(block_rows, at::kDouble, row_begin, row_end), why);
+    if (!block_tape) spdlog::debug("{}: a rank's rows are interpreted: {}", filename, why);
   }
-  return block_tape != nullptr;
+  return block_tape && no_rows_tape;
+}
+
+fused::Tape* StanModel::Impl::minibatch_tape(const std::vector<SiteInfo>& sites) const {
+  BatchTape& bt = batch_tape;
+  if (bt.begin == row_begin && bt.end == row_end && bt.batch == batch) return bt.tape.get();
+  bt = BatchTape{};
+  bt.begin = row_begin;
+  bt.end = row_end;
+  bt.batch = batch;
+  const Scope& all = data_for(at::kDouble);
+  const Scope first = stan::select_rows(all, *rows, at::arange(row_begin, row_begin + batch, at::kLong));
+  bt.tape = trace(sites, &first, bt.why, &bt);
+  if (bt.tape) {
+    const int64_t block = row_end - row_begin;
+    for (const auto& input : bt.inputs) {
+      const at::Tensor t = all.at(input.name).value.t.select(0, 0).narrow(0, row_begin, block);
+      bt.block_values.push_back(t.reshape({block, -1}).to(at::kDouble).contiguous());
+    }
+    bt.values.resize(bt.inputs.size());
+    // Traced on the block's first rows: it must also agree on others.
+    at::Generator gen = at::detail::createCPUGenerator(0xba7c);
+    for (int trial = 0; trial < 2 && bt.why.empty(); ++trial) {
+      const at::Tensor drawn = sample_rows(block, batch, gen);
+      refill(bt, drawn);
+      const Scope cut = stan::select_rows(all, *rows, drawn + row_begin);
+      bt.why = disagreement(sites, *bt.tape, &cut, gen);
+    }
+    if (!bt.why.empty()) bt.tape = nullptr;
+  }
+  if (!bt.tape) spdlog::debug("{}: a minibatch of {} rows is interpreted: {}", filename, batch, bt.why);
+  return bt.tape.get();
+}
+
+void StanModel::Impl::refill(BatchTape& bt, const at::Tensor& drawn) {
+  const at::Tensor rows = drawn.contiguous();
+  const int64_t* r = rows.data_ptr<int64_t>();
+  const int64_t B = rows.numel();
+  for (size_t k = 0; k < bt.inputs.size(); ++k) {
+    const at::Tensor& block = bt.block_values[k];
+    const int64_t width = block.size(1);
+    const double* from = block.data_ptr<double>();
+    std::vector<double>& to = bt.values[k];
+    to.resize(static_cast<size_t>(B * width));
+    for (int64_t j = 0; j < B; ++j) std::copy(from + r[j] * width, from + (r[j] + 1) * width, to.begin() + j * width);
+    if (!bt.tape->set_constant(bt.inputs[k].node, to.data(), B * width))
+      throw std::logic_error("refill: the rows of '" + bt.inputs[k].name + "' do not fit their input");
+  }
+  for (const auto& index : bt.indexes) {
+    const std::vector<double>& from = bt.values[index.input];
+    bt.positions.resize(index.elements.size());
+    for (size_t j = 0; j < index.elements.size(); ++j)
+      bt.positions[j] = static_cast<int64_t>(from[static_cast<size_t>(index.elements[j])]) - 1;
+    if (!bt.tape->set_positions(index.node, bt.positions))
+      throw std::logic_error("refill: an index read from '" + bt.inputs[index.input].name + "' is out of range");
+  }
 }
 
 bool StanModel::direct_applies(int64_t S, bool any_size) const {
   return impl_->takes_tape(S, any_size) || impl_->takes_block_tapes(sites_, S, any_size);
+}
+
+std::string StanModel::direct_blocker() const {
+  const Impl& m = *impl_;
+  if (!m.traceable || !m.cut() || !m.minibatch()) return m.tape ? "" : m.interpreted_because;
+  std::lock_guard<std::mutex> lock(m.block_mutex);
+  if (!m.minibatch_tape(sites_))
+    return "a minibatch of " + std::to_string(m.batch) + " rows is not compiled: " + m.batch_tape.why;
+  if (!m.tape_without_rows(sites_)) return "the log joint without rows is not compiled";
+  return "";
+}
+
+std::function<void()> StanModel::rows_rewinder() const {
+  if (!impl_->minibatch() || !impl_->row_stream) return {};
+  at::Generator gen = *impl_->row_stream;
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return [gen, state = gen.get_state()]() mutable {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  };
 }
 
 std::vector<std::string> StanModel::direct_latents() const {
@@ -879,12 +1029,25 @@ void StanModel::direct_log_joint(int64_t S, const std::vector<const double*>& la
     m.tape->evaluate(S, latents, log_joint, &grads);
     return;
   }
-  // As row_log_joint: T0 + w (T_block - T0), T0 the log joint with no rows; a draw
-  // that T0 rejects is rejected (with T0's gradient, none).
+  // As row_log_joint: T0 + w (T_rows - T0), T0 the log joint with no rows, T_rows
+  // that of the block or of a minibatch drawn from it; a draw that T0 rejects is
+  // rejected (with T0's gradient, none).
   if (!m.takes_block_tapes(sites_, S, /*any_size=*/true))
     throw std::logic_error("direct_log_joint: " + m.filename + ": the log joint of these rows is not compiled");
   std::lock_guard<std::mutex> lock(m.block_mutex);
-  const double w = m.row_weight;
+  const int64_t block = m.row_end - m.row_begin;
+  double w = m.row_weight;
+  const fused::Tape* with_rows = m.block_tape.get();
+  if (m.minibatch()) {
+    at::Tensor drawn;
+    {
+      std::lock_guard<std::mutex> rows_lock(m.mutex);
+      drawn = sample_rows(block, m.batch, *m.row_stream);
+    }
+    Impl::refill(m.batch_tape, drawn);
+    with_rows = m.batch_tape.tape.get();
+    w *= static_cast<double>(block) / static_cast<double>(m.batch);
+  }
   auto& [lp0, lp1] = m.block_log_joint;
   lp0.resize(static_cast<size_t>(S));
   lp1.resize(static_cast<size_t>(S));
@@ -900,7 +1063,7 @@ void StanModel::direct_log_joint(int64_t S, const std::vector<const double*>& la
     }
   }
   m.no_rows_tape->evaluate(S, latents, lp0.data(), &g0);
-  m.block_tape->evaluate(S, latents, lp1.data(), &g1);
+  with_rows->evaluate(S, latents, lp1.data(), &g1);
   for (int64_t p = 0; p < S; ++p) {
     const bool kept = std::isfinite(lp0[static_cast<size_t>(p)]);
     log_joint[p] = kept ? lp0[static_cast<size_t>(p)] + w * (lp1[static_cast<size_t>(p)] - lp0[static_cast<size_t>(p)])

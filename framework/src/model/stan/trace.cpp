@@ -69,6 +69,45 @@ int Tracer::node(const Val& v, const std::vector<int64_t>& shape) {
   return out;
 }
 
+Val Tracer::row_input(const std::string& name, const Val& data) {
+  const int node = tape_->constant(data.t);
+  row_inputs_.push_back({name, node});
+  Val out{data.t, data.type, false};
+  out.ids = (at::arange(data.t.numel(), at::kLong) + tape_id(node, 0)).reshape(data.t.sizes());
+  return out;
+}
+
+at::Tensor Tracer::index_by_rows(const at::Tensor& base_t, const at::Tensor& base_ids, const Val& index,
+                                 const at::Tensor& positions, const at::Tensor& out_t) {
+  if (base_t.size(0) != 1) abort("an index read from the rows into a value that differs by row");
+  // Every element of the index must be an element of one row input, as it is.
+  const at::Tensor ids = index.ids.reshape({-1}).contiguous();
+  const int64_t* p = ids.data_ptr<int64_t>();
+  const int64_t n = ids.numel();
+  size_t input = row_inputs_.size();
+  std::vector<int64_t> elements(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    const int source = p[j] < 0 ? -1 : static_cast<int>(p[j] >> 32);
+    size_t k = 0;
+    while (k < row_inputs_.size() && row_inputs_[k].node != source) ++k;
+    if (k == row_inputs_.size() || (input != row_inputs_.size() && k != input))
+      abort("an index computed from the rows or from parameters");
+    input = k;
+    elements[static_cast<size_t>(j)] = p[j] & kElementMask;
+  }
+  if (n == 0) abort("an empty index read from the rows");
+  const std::vector<int64_t> own(base_t.sizes().begin() + 1, base_t.sizes().end());
+  Val base{base_t, Type{Base::real, 0}, !base_ids.defined()};
+  base.ids = base_ids;
+  const at::Tensor flat = positions.reshape({-1}).contiguous();
+  const std::vector<int64_t> at(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
+  const int node = tape_->index(this->node(base, own), at, {flat.numel()});
+  if (node < 0) abort("an index read from the rows that the tape cannot hold");
+  row_indexes_.push_back({node, input, std::move(elements)});
+  const Val out = result(node, out_t, Type{Base::real, 0});
+  return out.ids;
+}
+
 Val Tracer::result(int node, at::Tensor t, const Type& type) {
   if (node < 0) abort("shapes the tape cannot combine");
   int64_t numel = 1;

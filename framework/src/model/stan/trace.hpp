@@ -75,11 +75,42 @@ class Tracer {
   /// Iterations of the vectorised loop being traced (0: none).
   int64_t rows = 0;
 
+  /// A minibatch's tape takes the data rows as inputs: each row variable is a
+  /// constant node refilled with every batch's rows (Tape::set_constant), and its
+  /// uses are recorded like a parameter's rather than folded, since they change
+  /// with the rows. A condition, size or bound on them aborts the trace, as one on
+  /// a parameter does; an int row variable used as an index moves an index node
+  /// whose positions are refilled too (index_by_rows).
+  struct RowInput {
+    std::string name;
+    int node = -1;
+  };
+  /// Index node `node`'s positions are element `elements[j]` of input `input`'s
+  /// node, minus 1.
+  struct RowIndex {
+    int node = -1;
+    size_t input = 0;
+    std::vector<int64_t> elements;
+  };
+  /// Names of the row variables to take as inputs (set before the interpreter starts).
+  std::vector<std::string> row_variables;
+  /// `data`, the value of row variable `name`, as an input.
+  Val row_input(const std::string& name, const Val& data);
+  /// The ids of `base` (value `base_t`, ids `base_ids` or undefined for data)
+  /// indexed along dim 1 by `index`, an int read from a row input: the ids of an
+  /// index node, shaped as the interpreter's result `out_t`.
+  at::Tensor index_by_rows(const at::Tensor& base_t, const at::Tensor& base_ids, const Val& index,
+                           const at::Tensor& positions, const at::Tensor& out_t);
+  const std::vector<RowInput>& row_inputs() const { return row_inputs_; }
+  const std::vector<RowIndex>& row_indexes() const { return row_indexes_; }
+
   [[noreturn]] static void abort(const std::string& why) { throw TraceAbort{why}; }
 
  private:
   double scale_for(int64_t leading) const { return rows > 0 && leading == 1 ? static_cast<double>(rows) : 1.0; }
   std::shared_ptr<fused::Tape> tape_;
+  std::vector<RowInput> row_inputs_;
+  std::vector<RowIndex> row_indexes_;
 };
 
 /// The tape's family for a Stan distribution's name, if it has one with Stan's
