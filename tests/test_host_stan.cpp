@@ -158,6 +158,40 @@ TEST_F(HostStan, MinibatchesAndRanksFitTheRows) {
   EXPECT_NEAR(summary_mean(dir_ / "two", "mu2"), summary_mean(dir_ / "one", "mu2"), 2e-5);
 }
 
+// A minibatch fit steps directly (the batch's tape takes the rows as inputs), or says
+// why not; forced, a batch the tape cannot hold is a one-line error.
+TEST_F(HostStan, MinibatchesStepDirectlyOrSayWhy) {
+  const std::string fit = "--plugin normal " + model_args() + " --batch-size 4 --steps 50 --draws 20 --seed 5 ";
+  HostRun r = vguide::test::run_host(fit + "--log-level debug --output " + (dir_ / "auto").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("steps: direct"), std::string::npos) << r.output;
+  r = vguide::test::run_host(fit + "--step autograd --quiet --output " + (dir_ / "autograd").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The same rows and the same draws: the same fit to rounding.
+  EXPECT_NEAR(summary_mean(dir_ / "auto", "mu"), summary_mean(dir_ / "autograd", "mu"), 1e-9);
+
+  std::ofstream(dir_ / "split.stan") << "data {\n  int<lower=1> N;\n  vector[N] y;\n}\n"
+                                        "parameters {\n  real mu;\n}\nmodel {\n  mu ~ normal(1, 3);\n"
+                                        "  for (n in 1:N)\n    if (y[n] > 2)\n      y[n] ~ normal(mu, 2);\n"
+                                        "    else\n      y[n] ~ normal(mu, 3);\n}\n";
+  const std::string split = "--plugin normal --model " + (dir_ / "split.stan").string() + " --data " +
+                            (dir_ / "normal_mean.json").string() + " --batch-size 4 --steps 20 --draws 10 ";
+  r = vguide::test::run_host(split + "--log-level debug --output " + (dir_ / "split").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("steps: autograd: the model's log joint is not compiled for these rows (a minibatch of 4 "
+                          "rows is not compiled: the operator '>' on values that depend on parameters or on the rows "
+                          "(line 11))"),
+            std::string::npos)
+      << r.output;
+  r = vguide::test::run_host(split + "--step direct --quiet --output " + (dir_ / "forced").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output,
+            "vguide-host: error: the direct step does not apply: the model's log joint is not compiled for these rows "
+            "(a minibatch of 4 rows is not compiled: the operator '>' on values that depend on parameters or on the "
+            "rows (line 11))\n");
+  EXPECT_FALSE(fs::exists(dir_ / "forced" / "summary.json"));
+}
+
 TEST_F(HostStan, RefusalsAreOneLineWithTheirExitCode) {
   // Eight schools' theta has one value per school: its rows cannot be cut.
   std::ofstream(dir_ / "schools.stan") << "data {\n  int<lower=0> J;\n  array[J] real y;\n}\n"

@@ -185,12 +185,13 @@ std::unique_ptr<DirectStep> DirectStep::make(const Model& model, Guide& guide, c
 }
 
 std::string DirectStep::why_not() const {
-  std::string why = any_size_ ? "the model's log joint is not compiled for these rows"
-                              : "the model's log joint is not compiled for these rows, or is evaluated with "
-                                "LibTorch's kernels at " +
-                                    std::to_string(S_) + " particles";
+  // A blocker names why the rows have no compiled log joint; without one, the size
+  // rule may be why.
   const std::string blocker = model_.direct_blocker();
-  return blocker.empty() ? why : why + " (" + blocker + ")";
+  if (!blocker.empty()) return "the model's log joint is not compiled for these rows (" + blocker + ")";
+  return any_size_ ? "the model's log joint is not compiled for these rows"
+                   : "the model's log joint is not compiled for these rows, or is evaluated with LibTorch's kernels "
+                     "at " + std::to_string(S_) + " particles";
 }
 
 bool DirectStep::agrees(std::string& why) {
