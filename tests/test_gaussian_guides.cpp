@@ -173,6 +173,43 @@ TEST(GaussianClosedForms, MvnStartsLikeTheSeed) {
   EXPECT_TRUE(torch::equal(p["loc"], torch::zeros({3})));
 }
 
+// normal's step scales are exp(log_scale) now; the tensor it returns is refilled on
+// the next call only when the caller no longer holds it.
+TEST(GaussianClosedForms, NormalStepScalesFollowTheScaleAndKeepWhatACallerHolds) {
+  PluginManager manager(3);
+  manager.load("normal");
+  auto model = real_vector_model(3);
+  for (const auto dtype : {torch::kDouble, torch::kFloat}) {
+    auto g = manager.create("normal", model, {}, {"init_scale=0.2"});
+    g->to(dtype);
+    at::Tensor log_scale = g->named_parameters()["log_scale"];
+    const auto held = g->step_scales();
+    ASSERT_EQ(held.size(), 1u);
+    const at::Tensor before = held[0].scale.clone();
+    EXPECT_TRUE(torch::allclose(before, torch::full({3}, 0.2, dtype)));
+    {
+      torch::NoGradGuard no_grad;
+      log_scale.copy_(torch::tensor({-1.0, 0.0, 0.5}, dtype));
+    }
+    const void* storage = nullptr;
+    {
+      const at::Tensor now = g->step_scales()[0].scale;
+      EXPECT_TRUE(torch::equal(held[0].scale, before));  // still held: not overwritten
+      EXPECT_TRUE(torch::allclose(now, torch::exp(log_scale.detach())));
+      storage = now.data_ptr();
+    }
+    // Released, the kept tensor is refilled in place: no allocation per step.
+    {
+      torch::NoGradGuard no_grad;
+      log_scale.fill_(0.25);
+    }
+    const at::Tensor again = g->step_scales()[0].scale;
+    EXPECT_EQ(again.data_ptr(), storage);
+    EXPECT_TRUE(torch::allclose(again, torch::full({3}, std::exp(0.25), dtype)));
+    EXPECT_FALSE(again.requires_grad());
+  }
+}
+
 // --- laplace --------------------------------------------------------------------
 
 TEST(Laplace, HessianIsTheAnalyticHessianOfAGaussianModel) {

@@ -36,14 +36,21 @@ class NormalGuide final : public vguide::FlatGuide {
   }
 
   std::vector<StepScale> step_scales() const override {
-    // A loop rather than at::exp: on the runtime's direct step an op's dispatch is a
-    // sizeable part of a small model's whole step (docs/performance.md).
-    const at::Tensor log_scale = log_scale_.detach();
-    if (log_scale.is_contiguous() && log_scale.device().is_cpu()) {
-      if (log_scale.scalar_type() == at::kDouble) return {{loc_, exp_of<double>(log_scale)}};
-      if (log_scale.scalar_type() == at::kFloat) return {{loc_, exp_of<float>(log_scale)}};
+    // A loop into a kept tensor rather than at::exp: on the runtime's direct step an
+    // op's dispatch, or a tensor's allocation, is a sizeable part of a small model's
+    // whole step (docs/performance.md). The kept tensor is refilled only when no
+    // caller holds the one returned last; else a new one is kept.
+    const at::Tensor& log_scale = log_scale_;
+    const bool loop = log_scale.is_contiguous() && log_scale.device().is_cpu();
+    if (loop && (log_scale.scalar_type() == at::kDouble || log_scale.scalar_type() == at::kFloat)) {
+      if (!scales_.defined() || scales_.use_count() > 1 || scales_.scalar_type() != log_scale.scalar_type() ||
+          scales_.sizes() != log_scale.sizes())
+        scales_ = at::empty_like(log_scale);
+      if (log_scale.scalar_type() == at::kDouble) exp_into<double>(log_scale, scales_);
+      else exp_into<float>(log_scale, scales_);
+      return {{loc_, scales_}};
     }
-    return {{loc_, at::exp(log_scale)}};
+    return {{loc_, at::exp(log_scale.detach())}};
   }
 
   void pretty_print(std::ostream& out) const override {
@@ -63,17 +70,16 @@ class NormalGuide final : public vguide::FlatGuide {
 
  private:
   template <class T>
-  static at::Tensor exp_of(const at::Tensor& x) {
-    at::Tensor out = at::empty_like(x);
+  static void exp_into(const at::Tensor& x, at::Tensor& out) {
     const T* in = x.data_ptr<T>();
     T* o = out.data_ptr<T>();
     for (int64_t i = 0; i < x.numel(); ++i) o[i] = std::exp(in[i]);
-    return out;
   }
 
   vguide::NormalOptions options_;
   at::Tensor loc_;
   at::Tensor log_scale_;
+  mutable at::Tensor scales_;  // step_scales' last result
 };
 
 std::shared_ptr<vguide::Guide> make_normal(const vguide::FactoryArgs& args) {

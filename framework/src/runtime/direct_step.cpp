@@ -1,9 +1,12 @@
 #include "direct_step.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/DistributionsHelper.h>
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 
 #include "vguide/location_scale.hpp"
 #include "vguide/math/mvn_log_prob.hpp"
@@ -24,6 +27,29 @@ void read(const at::Tensor& t, std::vector<double>& out) {
   } else {
     const float* p = t.data_ptr<float>();
     for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = p[i];
+  }
+}
+
+// ε ~ N(0, 1) as `eps.normal_(0, 1, generator)` draws it, as doubles. LibTorch fills
+// a CPU tensor of fewer than 16 elements one element at a time with
+// at::normal_distribution<double> from the generator, cast to the tensor's dtype;
+// that is done here without the op's dispatch, which is about a third of a small
+// model's step. Larger tensors take the op.
+void draw_standard_normal(at::Tensor& eps, at::Generator& generator, std::vector<double>& out) {
+  const int64_t n = eps.numel();
+  if (n >= 16 || !eps.is_cpu() || generator.device().type() != at::kCPU) {
+    eps.normal_(0, 1, generator);
+    read(eps, out);
+    return;
+  }
+  out.resize(static_cast<size_t>(n));
+  auto* impl = at::check_generator<at::CPUGeneratorImpl>(generator);
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  const bool single = eps.scalar_type() == at::kFloat;
+  for (int64_t i = 0; i < n; ++i) {
+    at::normal_distribution<double> normal(0.0, 1.0);
+    const double e = normal(impl);
+    out[static_cast<size_t>(i)] = single ? static_cast<double>(static_cast<float>(e)) : e;
   }
 }
 
@@ -347,8 +373,7 @@ double DirectStep::draw_diagonal() {
   const int64_t S = S_, D = D_;
   const std::vector<double>& loc = param_values_[0];
   const std::vector<double>& log_scale = param_values_[1];
-  eps_.normal_(0, 1, guide_.generator());  // as at::randn({S, D}, generator(), loc.options())
-  read(eps_, eps_values_);
+  draw_standard_normal(eps_, guide_.generator(), eps_values_);  // as at::randn({S, D}, generator(), loc.options())
   for (int64_t d = 0; d < D; ++d) scale_[static_cast<size_t>(d)] = std::exp(log_scale[static_cast<size_t>(d)]);
   double neg_log_q = 0.0;
   for (int64_t s = 0; s < S; ++s)
@@ -388,8 +413,7 @@ double DirectStep::draw_tril() {
   const std::vector<double>& loc = param_values_[0];
   const std::vector<double>& offdiag = param_values_[1];
   const std::vector<double>& diag_raw = param_values_[2];
-  eps_.normal_(0, 1, guide_.generator());
-  read(eps_, eps_values_);
+  draw_standard_normal(eps_, guide_.generator(), eps_values_);
   double log_diag = 0.0;
   for (int64_t i = 0; i < D; ++i) {
     for (int64_t j = 0; j < i; ++j) factor_[static_cast<size_t>(i * D + j)] = offdiag[static_cast<size_t>(i * D + j)];
@@ -459,10 +483,8 @@ double DirectStep::draw_low_rank() {
   const std::vector<double>& loc = param_values_[0];
   const std::vector<double>& W = param_values_[1];
   const std::vector<double>& diag_raw = param_values_[2];
-  eps_w_.normal_(0, 1, guide_.generator());  // the family draws ε_w first, then ε_d
-  eps_.normal_(0, 1, guide_.generator());
-  read(eps_w_, eps_w_values_);
-  read(eps_, eps_values_);
+  draw_standard_normal(eps_w_, guide_.generator(), eps_w_values_);  // the family draws ε_w first, then ε_d
+  draw_standard_normal(eps_, guide_.generator(), eps_values_);
   double log_det_sigma = 0.0;
   for (int64_t i = 0; i < D; ++i) {
     scale_[static_cast<size_t>(i)] = math::softplus(diag_raw[static_cast<size_t>(i)]);

@@ -305,7 +305,6 @@ struct Fit::Impl {
   std::vector<at::Tensor> params;
   AdviConvergence convergence;
   std::unique_ptr<IterateAverager> averager;
-  std::vector<at::Tensor> units;  // each parameter's step scale, refreshed every step
   std::vector<Guide*> all_guides;  // the guide and the guides inside it (a mixture's components)
   std::vector<double> trace;
   std::map<std::string, at::Generator> extra_generators;
@@ -387,6 +386,8 @@ struct Fit::Impl {
       // a factor L, p_before + L Δ for the step Δ the optimiser takes on Lᵀ ∇.
       std::vector<std::pair<size_t, at::Tensor>> before;
       bool stepped = false;
+      // Dropped at the end of the step, so that a family may refill the same tensors.
+      std::vector<at::Tensor> units;
       if (options.scale_steps) {
         units = step_units(all_guides, params);
         // Element-wise units: Adam scales its own step in the same pass.
