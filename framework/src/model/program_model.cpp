@@ -261,11 +261,11 @@ std::vector<std::string> ProgramModel::let_names() const {
 
 at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values) const {
   Context ctx = make_context(x, *plan_);
-  const bool subsampled = batch_size_ < num_rows_ && generator_;
+  const bool batched = subsampled();
   const bool float_or_double = ctx.opts.dtype() == at::kFloat || ctx.opts.dtype() == at::kDouble;
   // A rank of a data-parallel fit (row weight != 1) takes the LibTorch path here; its
   // direct steps weigh the tape's row terms (direct_log_joint).
-  if (plan_->tape && evaluator_ != Evaluator::reference && !subsampled && row_weight_ == 1.0 &&
+  if (plan_->tape && evaluator_ != Evaluator::reference && !batched && row_weight_ == 1.0 &&
       ctx.opts.device().is_cpu() && float_or_double &&
       (evaluator_ == Evaluator::fused || ctx.S * plan_->tape->work() <= kFusedAutoWork)) {
     // The latents in program order, checked as the reference path checks them.
@@ -300,11 +300,11 @@ at::Tensor ProgramModel::log_joint(const at::Tensor& x, const SiteValues& values
       return fused::log_joint(plan_->tape, ctx.S, latents, ctx.opts.dtype().toScalarType(), std::move(reference));
     }
   }
-  if (subsampled) {
+  if (batched) {
     at::Generator gen = *generator_;  // a handle: draws advance the shared stream
     ctx.index = sample_rows(num_rows_, batch_size_, gen).to(x.device());
   }
-  return run(*plan_, ctx, values, num_rows_, subsampled ? batch_size_ : num_rows_, nullptr, nullptr, row_weight_);
+  return run(*plan_, ctx, values, num_rows_, batched ? batch_size_ : num_rows_, nullptr, nullptr, row_weight_);
 }
 
 void ProgramModel::set_evaluator(Evaluator evaluator) {
@@ -320,8 +320,8 @@ bool ProgramModel::direct_applies(int64_t S, bool any_size) const {
   // (a row weight) and a minibatch (a tape of its own, refilled with each batch's
   // rows) take the direct step too.
   if (evaluator_ == Evaluator::reference) return false;
-  const bool subsampled = batch_size_ < num_rows_ && generator_;
-  const fused::Tape* tape = subsampled ? (batch_tape() ? batch_->tape.get() : nullptr) : plan_->tape.get();
+  const bool batched = subsampled();
+  const fused::Tape* tape = batched ? (batch_tape() ? batch_->tape.get() : nullptr) : plan_->tape.get();
   return tape && (any_size || evaluator_ == Evaluator::fused || S * tape->work() <= kDirectAutoWork);
 }
 
@@ -329,7 +329,7 @@ std::vector<std::string> ProgramModel::direct_latents() const { return latent_na
 
 void ProgramModel::direct_log_joint(int64_t S, const std::vector<const double*>& latents, double* log_joint,
                                     const std::vector<double*>& grads) const {
-  if (!(batch_size_ < num_rows_ && generator_)) {
+  if (!subsampled()) {
     plan_->tape->evaluate(S, latents, log_joint, &grads, row_weight_);
     return;
   }
@@ -345,14 +345,14 @@ void ProgramModel::direct_log_joint(int64_t S, const std::vector<const double*>&
 
 std::string ProgramModel::direct_blocker() const {
   if (evaluator_ == Evaluator::reference) return "the evaluator is Evaluator::reference";
-  if (!(batch_size_ < num_rows_ && generator_)) return plan_->unfused;
+  if (!subsampled()) return plan_->unfused;
   if (batch_tape()) return "";
   std::lock_guard<std::mutex> lock(batch_->mutex);
   return "a minibatch of " + std::to_string(batch_size_) + " rows: " + batch_->why;
 }
 
 std::function<void()> ProgramModel::rows_rewinder() const {
-  if (!(batch_size_ < num_rows_ && generator_)) return {};
+  if (!subsampled()) return {};
   at::Generator gen = *generator_;
   std::lock_guard<std::mutex> lock(gen.mutex());
   return [gen, state = gen.get_state()]() mutable {

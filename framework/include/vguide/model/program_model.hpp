@@ -173,6 +173,8 @@ class VGUIDE_API ProgramModel : public Model, public DataRows, public DirectLogJ
   Evaluator evaluator_ = Evaluator::automatic;
   double row_weight_ = 1.0;
   std::shared_ptr<BatchTape> batch_;  // set by set_minibatch when B < N
+  /// Whether each evaluation draws a minibatch of the rows.
+  bool subsampled() const noexcept { return batch_ != nullptr; }
 };
 
 /// B distinct rows of N, uniformly among all B-subsets, ascending (int64, CPU): the
