@@ -352,13 +352,7 @@ std::string ProgramModel::direct_blocker() const {
 }
 
 std::function<void()> ProgramModel::rows_rewinder() const {
-  if (!subsampled()) return {};
-  at::Generator gen = *generator_;
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return [gen, state = gen.get_state()]() mutable {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(state);
-  };
+  return subsampled() ? stream_rewinder(*generator_) : std::function<void()>{};
 }
 
 }  // namespace vguide::model

@@ -175,6 +175,14 @@ void ProgramModel::refill_batch(BatchTape& b, const at::Tensor& rows) const {
   }
 }
 
+std::function<void()> stream_rewinder(at::Generator generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return [generator, state = generator.get_state()]() mutable {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state);
+  };
+}
+
 at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator) {
   if (B < 0 || B > N)
     throw std::invalid_argument("sample_rows: B is " + std::to_string(B) + ", but must be in [0, " + std::to_string(N) + "]");

@@ -22,6 +22,7 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -182,5 +183,8 @@ class VGUIDE_API ProgramModel : public Model, public DataRows, public DirectLogJ
 /// @throw std::invalid_argument unless 0 <= B <= N; c10::Error for a generator that is
 ///        not a CPU generator.
 VGUIDE_API at::Tensor sample_rows(int64_t N, int64_t B, at::Generator& generator);
+/// A function that puts `generator` back in the state it has now (a model's
+/// DirectLogJoint::rows_rewinder over its stream of minibatch rows).
+VGUIDE_API std::function<void()> stream_rewinder(at::Generator generator);
 
 }  // namespace vguide::model

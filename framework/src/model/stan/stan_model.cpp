@@ -22,7 +22,7 @@
 #include "trace.hpp"
 #include "vguide/bijector.hpp"
 #include "vguide/constraint.hpp"
-#include "vguide/model/program_model.hpp"  // sample_rows
+#include "vguide/model/program_model.hpp"  // sample_rows, stream_rewinder
 
 namespace vguide::model {
 
@@ -1007,13 +1007,7 @@ std::string StanModel::direct_blocker() const {
 }
 
 std::function<void()> StanModel::rows_rewinder() const {
-  if (!impl_->minibatch() || !impl_->row_stream) return {};
-  at::Generator gen = *impl_->row_stream;
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return [gen, state = gen.get_state()]() mutable {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(state);
-  };
+  return impl_->minibatch() && impl_->row_stream ? stream_rewinder(*impl_->row_stream) : std::function<void()>{};
 }
 
 std::vector<std::string> StanModel::direct_latents() const {
