@@ -37,6 +37,7 @@
 #include "vguide/guide.hpp"
 #include "vguide/model/program_model.hpp"
 #include "vguide/runtime/fit.hpp"
+#include "vguide/runtime/heap.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
 
 namespace po = boost::program_options;
@@ -309,7 +310,10 @@ int run(int argc, char** argv) {
       "evaluator", po::value<std::string>()->default_value("automatic"),
       "the model's log joint: automatic, reference (LibTorch ops only) or fused (wherever the program can be)")(
       "step", po::value<std::string>()->default_value("auto"),
-      "the fit's step: auto, direct (a configuration it cannot take fails) or autograd");
+      "the fit's step: auto, direct (a configuration it cannot take fails) or autograd")(
+      "heap", po::value<std::string>()->default_value("keep"),
+      "keep: freed memory stays in the heap between steps, as vguide-host sets it (vguide/runtime/heap.hpp); "
+      "system: glibc's own thresholds");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -382,6 +386,14 @@ int run(int argc, char** argv) {
     print_stan_plan(cases, std::cout);
     return 0;
   }
+
+  const std::string heap = vm["heap"].as<std::string>();
+  if (heap != "keep" && heap != "system") {
+    std::cerr << "vguide_bench_svi: --heap: unknown setting '" << heap << "' (expected keep or system)\n";
+    return 2;
+  }
+  const std::string heap_tuning = heap == "keep" ? vguide::to_string(vguide::keep_freed_memory()) : "system";
+  std::cout << nlohmann::ordered_json{{"heap", heap_tuning}}.dump() << std::endl;
 
   at::set_num_threads(1);
   vguide::PluginManager plugins(1);

@@ -10,6 +10,7 @@
 #include "vguide/model/data.hpp"
 #include "vguide/model/program.hpp"
 #include "vguide/model/stan_model.hpp"
+#include "vguide/runtime/heap.hpp"
 #include "vguide/version.hpp"
 
 namespace vguide::host {
@@ -130,6 +131,8 @@ void build_fit(const Settings& settings, ModelInputs& inputs, PluginManager& plu
   Model& model = *inputs.model;
   model::ProgramModel* program = inputs.program;
   model::DataRows* rows = inputs.rows;
+  // The steps' freed temporaries stay in the heap for the next step (heap.hpp).
+  spdlog::debug("heap: {}", to_string(keep_freed_memory()));
 
   session.guide = plugins.create(family, model, program ? program->observed_names() : std::vector<std::string>{},
                                  settings.guide_options);

@@ -130,6 +130,20 @@ TEST_F(HostTest, MinibatchesAreAFlag) {
   EXPECT_NE(r.output.find("theta_raw"), std::string::npos) << r.output;  // the per-row latent is named
 }
 
+// The host keeps the steps' freed memory in the heap (vguide/runtime/heap.hpp), unless
+// the user set glibc's malloc tunables.
+TEST_F(HostTest, FreedMemoryStaysInTheHeapUnlessTheUserTunedMalloc) {
+  const std::string fit = "--plugin normal " + kEightSchools + " --steps 20 --draws 10 --log-level debug --output ";
+  HostRun r = host(fit + (dir_ / "kept").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("vguide-host: debug: heap: applied\n"), std::string::npos) << r.output;
+  r = vguide::test::run_command("GLIBC_TUNABLES=glibc.malloc.top_pad=65536 " + std::string(VGUIDE_TEST_HOST) + " " +
+                                fit + (dir_ / "users").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("vguide-host: debug: heap: left to the user's malloc settings\n"), std::string::npos)
+      << r.output;
+}
+
 const char* const kShipped[] = {"delta", "iaf", "laplace", "lowrank_mvn", "mixture", "mvn", "normal", "spline"};
 
 TEST_F(HostTest, ListPluginsWithoutPluginListsEveryShippedFamily) {
