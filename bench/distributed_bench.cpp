@@ -9,7 +9,8 @@
 //   vguide_bench_distributed --report distributed.jsonl   a Markdown table
 //
 // Every rank is a process of its own (forked before LibTorch starts any thread), on
-// one LibTorch thread, meeting the others on 127.0.0.1.
+// one LibTorch thread, meeting the others on 127.0.0.1, with freed memory kept in the
+// heap as vguide-host keeps it (vguide/runtime/heap.hpp).
 #include <torch/torch.h>
 
 #include <sys/wait.h>
@@ -28,6 +29,7 @@
 #include "models.hpp"
 #include "vguide/model/program_model.hpp"
 #include "vguide/runtime/distributed.hpp"
+#include "vguide/runtime/heap.hpp"
 #include "vguide/runtime/fit.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
 
@@ -267,6 +269,7 @@ int main(int argc, char** argv) {
   }
   const std::string source_dir = vm["source-dir"].as<std::string>();
   bool ok = true;
+  vguide::keep_freed_memory();  // as vguide-host's ranks do; the forks inherit it
   // Ranks first: the forks happen before this process starts LibTorch's threads.
   for (const int64_t batch : {int64_t{0}, int64_t{1024}}) {
     for (const int64_t w : ranks) {
