@@ -506,6 +506,22 @@ TEST(DirectStep, AFamilyThatDrawsOtherwiseThanItDeclaresIsCaught) {
                                          0),
             0u)
       << fit.autograd_because();
+  const std::string& why = fit.autograd_because();
+  EXPECT_EQ(why.substr(why.size() - 31), " computed from the declaration)") << why;
+  // A float32 fit's reason says that float32 rounding could be the cause too.
+  FitOptions single = o;
+  single.dtype = at::kFloat;
+  const auto in_float = std::make_shared<MisdeclaredGuide>(*model);
+  Fit fit32(*model, *in_float, single);
+  EXPECT_FALSE(fit32.direct_steps());
+  const std::string float32_note =
+      " computed from the declaration; in float32 autograd's own rounding can differ as much on a stiff start, "
+      "which a float64 fit tells apart)";
+  const std::string& why32 = fit32.autograd_because();
+  EXPECT_EQ(why32.rfind("the family 'misdeclared' does not draw", 0), 0u) << why32;
+  EXPECT_TRUE(why32.size() > float32_note.size() &&
+              why32.compare(why32.size() - float32_note.size(), float32_note.size(), float32_note) == 0)
+      << why32;
   o.step_path = StepPath::direct;
   const auto forced = std::make_shared<MisdeclaredGuide>(*model);
   EXPECT_THROW(Fit(*model, *forced, o), std::invalid_argument);
