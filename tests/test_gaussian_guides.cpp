@@ -210,6 +210,52 @@ TEST(GaussianClosedForms, NormalStepScalesFollowTheScaleAndKeepWhatACallerHolds)
   }
 }
 
+// Every family that forms its step scales in loops hands out kept tensors: a later
+// call neither overwrites nor reuses what a caller holds, and refills in place what
+// the caller released, with the values a fresh computation gives.
+TEST(GaussianClosedForms, StepScalesAreRefilledInPlaceOnlyWhenNoCallerHoldsThem) {
+  PluginManager manager(3);
+  const std::vector<std::string> families{"normal", "mvn", "lowrank_mvn"};
+  for (const auto& family : families) manager.load(family);
+  auto model = real_vector_model(3);
+  using Scales = std::vector<Guide::StepScale>;
+  const auto storage_of = [](const Scales& scales) {
+    std::vector<const void*> out;
+    for (const auto& s : scales) out.push_back(s.scale.data_ptr());
+    return out;
+  };
+  for (const auto& family : families)
+    for (const auto dtype : {torch::kDouble, torch::kFloat}) {
+      SCOPED_TRACE(family + (dtype == torch::kDouble ? " float64" : " float32"));
+      auto g = manager.create(family, model, {}, {});
+      g->to(dtype);
+      const auto nudge = [&](double by) {
+        torch::NoGradGuard no_grad;
+        for (auto& p : g->parameters()) p.add_(by);
+      };
+      const Scales held = g->step_scales();
+      std::vector<at::Tensor> held_values;
+      for (const auto& s : held) held_values.push_back(s.scale.clone());
+      nudge(0.1);
+      {
+        const Scales now = g->step_scales();
+        ASSERT_EQ(now.size(), held.size());
+        for (size_t i = 0; i < held.size(); ++i) {
+          EXPECT_TRUE(torch::equal(held[i].scale, held_values[i])) << i;  // not overwritten
+          EXPECT_FALSE(torch::equal(now[i].scale, held_values[i])) << i;  // the nudged parameters' scales
+          EXPECT_FALSE(now[i].scale.requires_grad());
+        }
+      }
+      const std::vector<const void*> released = storage_of(g->step_scales());
+      nudge(0.05);
+      const Scales refilled = g->step_scales();
+      EXPECT_EQ(storage_of(refilled), released);
+      const Scales fresh = g->step_scales();  // `refilled` is held: formed anew
+      EXPECT_NE(storage_of(fresh).front(), released.front());
+      for (size_t i = 0; i < fresh.size(); ++i) EXPECT_TRUE(torch::equal(fresh[i].scale, refilled[i].scale)) << i;
+    }
+}
+
 // --- laplace --------------------------------------------------------------------
 
 TEST(Laplace, HessianIsTheAnalyticHessianOfAGaussianModel) {

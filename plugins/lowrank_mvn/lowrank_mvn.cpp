@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "vguide/flat_guide.hpp"
+#include "vguide/kept_tensor.hpp"
 #include "vguide/location_scale.hpp"
 #include "vguide/math/mvn_log_prob.hpp"
 #include "vguide/plugins/lowrank_mvn/options.hpp"
@@ -93,8 +94,9 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
   template <class T>
   std::vector<StepScale> step_scales_of() const {
     const int64_t D = loc_.size(0);
-    const at::Tensor W = cov_factor_.detach().contiguous(), raw = scale_raw_.detach().contiguous();
-    at::Tensor sd = at::empty({D}, raw.options()), raw_units = at::empty({D}, raw.options());
+    const at::Tensor W = cov_factor_.contiguous(), raw = scale_raw_.contiguous();  // already contiguous: no copies
+    at::Tensor& sd = vguide::reuse_or_allocate(sd_units_, {D}, raw);
+    at::Tensor& raw_units = vguide::reuse_or_allocate(raw_units_, {D}, raw);
     const T* w = W.data_ptr<T>();
     const T* r = raw.data_ptr<T>();
     T* s = sd.data_ptr<T>();
@@ -113,6 +115,7 @@ class LowRankMvnGuide final : public vguide::FlatGuide {
   vguide::LowRankMvnOptions options_;
   int64_t rank_ = 0;
   at::Tensor loc_, cov_factor_, scale_raw_;
+  mutable at::Tensor sd_units_, raw_units_;  // step_scales' last results
 };
 
 std::shared_ptr<vguide::Guide> make_lowrank_mvn(const vguide::FactoryArgs& args) {

@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "vguide/flat_guide.hpp"
+#include "vguide/kept_tensor.hpp"
 #include "vguide/location_scale.hpp"
 #include "vguide/math/mvn_log_prob.hpp"
 #include "vguide/math/normal_log_prob.hpp"
@@ -84,9 +85,10 @@ class MvnGuide final : public vguide::FlatGuide {
   template <class T>
   std::vector<StepScale> step_scales_of() const {
     const int64_t D = loc_.size(0);
-    const at::Tensor offdiag = offdiag_.detach().contiguous(), raw = diag_raw_.detach().contiguous();
-    at::Tensor L = at::empty({D, D}, raw.options()), column = at::empty({D, 1}, raw.options());
-    at::Tensor raw_units = at::empty({D}, raw.options());
+    const at::Tensor offdiag = offdiag_.contiguous(), raw = diag_raw_.contiguous();  // already contiguous: no copies
+    at::Tensor& L = vguide::reuse_or_allocate(factor_units_, {D, D}, raw);
+    at::Tensor& column = vguide::reuse_or_allocate(row_units_, {D, 1}, raw);
+    at::Tensor& raw_units = vguide::reuse_or_allocate(raw_units_, {D}, raw);
     const T* o = offdiag.data_ptr<T>();
     const T* r = raw.data_ptr<T>();
     T* l = L.data_ptr<T>();
@@ -104,6 +106,7 @@ class MvnGuide final : public vguide::FlatGuide {
 
   vguide::MvnOptions options_;
   at::Tensor loc_, offdiag_, diag_raw_;
+  mutable at::Tensor factor_units_, row_units_, raw_units_;  // step_scales' last results
 };
 
 std::shared_ptr<vguide::Guide> make_mvn(const vguide::FactoryArgs& args) {

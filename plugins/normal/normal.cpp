@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "vguide/flat_guide.hpp"
+#include "vguide/kept_tensor.hpp"
 #include "vguide/location_scale.hpp"
 #include "vguide/math/diag_normal_rsample.hpp"
 #include "vguide/math/normal_log_prob.hpp"
@@ -38,17 +39,14 @@ class NormalGuide final : public vguide::FlatGuide {
   std::vector<StepScale> step_scales() const override {
     // A loop into a kept tensor rather than at::exp: on the runtime's direct step an
     // op's dispatch, or a tensor's allocation, is a sizeable part of a small model's
-    // whole step (docs/performance.md). The kept tensor is refilled only when no
-    // caller holds the one returned last; else a new one is kept.
+    // whole step (docs/performance.md).
     const at::Tensor& log_scale = log_scale_;
     const bool loop = log_scale.is_contiguous() && log_scale.device().is_cpu();
     if (loop && (log_scale.scalar_type() == at::kDouble || log_scale.scalar_type() == at::kFloat)) {
-      if (!scales_.defined() || scales_.use_count() > 1 || scales_.scalar_type() != log_scale.scalar_type() ||
-          scales_.sizes() != log_scale.sizes())
-        scales_ = at::empty_like(log_scale);
-      if (log_scale.scalar_type() == at::kDouble) exp_into<double>(log_scale, scales_);
-      else exp_into<float>(log_scale, scales_);
-      return {{loc_, scales_}};
+      at::Tensor& scales = vguide::reuse_or_allocate(scales_, log_scale.sizes(), log_scale);
+      if (log_scale.scalar_type() == at::kDouble) exp_into<double>(log_scale, scales);
+      else exp_into<float>(log_scale, scales);
+      return {{loc_, scales}};
     }
     return {{loc_, at::exp(log_scale.detach())}};
   }

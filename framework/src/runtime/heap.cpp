@@ -1,8 +1,8 @@
 #include "vguide/runtime/heap.hpp"
 
-#include <cstdlib>
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -39,7 +39,8 @@ HeapTuning keep_freed_memory(const HeapOptions& options) {
   if (mallopt(M_MMAP_THRESHOLD, static_cast<int>(options.mmap_threshold)) != 1)
     throw std::runtime_error("keep_freed_memory: glibc refused M_MMAP_THRESHOLD = " +
                              std::to_string(options.mmap_threshold));
-  if (mallopt(M_TRIM_THRESHOLD, static_cast<int>(std::min<std::size_t>(options.trim_threshold, std::size_t{INT_MAX}))) != 1)
+  const std::size_t trim = std::min<std::size_t>(options.trim_threshold, INT_MAX);  // mallopt takes an int
+  if (mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim)) != 1)
     throw std::runtime_error("keep_freed_memory: glibc refused M_TRIM_THRESHOLD = " +
                              std::to_string(options.trim_threshold));
   return HeapTuning::applied;
