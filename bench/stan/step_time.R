@@ -7,22 +7,25 @@
 # and vguide's convergence and averaging rules are off (--convergence none
 # --no-average), so both sides time the step alone.
 #
-# Usage: Rscript step_time.R HOST SOURCE_DIR OUT_MD [SHORT LONG]
+# Usage: Rscript step_time.R HOST SOURCE_DIR OUT_MD [SHORT LONG [REPS]]
 #   HOST        path to vguide-host (its plugins are found next to it)
 #   SOURCE_DIR  the vguide checkout
 #   OUT_MD      the markdown table to write
 #   SHORT LONG  iteration counts (default 2000 and 202000)
+#   REPS        runs of each count, the least time kept (default 3)
 # Run by scripts/bench.sh when rstan is present; never by the tests.
 here <- dirname(normalizePath(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])))
 source(file.path(here, "stan_timing.R"))
 
 args <- commandArgs(trailingOnly = TRUE)
-if (length(args) < 3) stop("usage: step_time.R HOST SOURCE_DIR OUT_MD [SHORT LONG]")
+if (length(args) < 3) stop("usage: step_time.R HOST SOURCE_DIR OUT_MD [SHORT LONG [REPS]]")
 host <- args[1]
 src <- args[2]
 out_md <- args[3]
 short <- if (length(args) >= 5) as.integer(args[4]) else 2000L
 long <- if (length(args) >= 5) as.integer(args[5]) else 202000L
+reps <- if (length(args) >= 6) as.integer(args[6]) else 3L
+if (is.na(reps) || reps < 1) stop("step_time.R: REPS must be a positive integer, got '", args[6], "'")
 
 models <- list(
   list(name = "eight schools", stan = "bench/accuracy/eight_schools.stan",
@@ -41,7 +44,7 @@ host_time <- function(m, plugin, step) {
                               "--step", step, "--draws", 100, "--quiet", "--output", out),
                       stdout = FALSE, stderr = FALSE)
     if (status != 0) stop("vguide-host failed on ", m$qvr, " (", plugin, ", --step ", step, ")")
-  }, short, long)
+  }, short, long, reps)
 }
 
 rows <- c()
@@ -49,8 +52,8 @@ for (m in models) {
   data <- new.env()
   sys.source(file.path(src, m$data_r), envir = data)
   compiled <- stan_model(file.path(src, m$stan))
-  stan_mf <- stan_iter_us(compiled, as.list(data), "meanfield", 1, short, long)
-  stan_fr <- stan_iter_us(compiled, as.list(data), "fullrank", 1, short, long)
+  stan_mf <- stan_iter_us(compiled, as.list(data), "meanfield", 1, short, long, reps)
+  stan_fr <- stan_iter_us(compiled, as.list(data), "fullrank", 1, short, long, reps)
   direct <- host_time(m, "normal", "direct")
   autograd <- host_time(m, "normal", "autograd")
   mvn <- host_time(m, "mvn", "auto")
@@ -63,8 +66,9 @@ lines <- c(
   "",
   sprintf("`bench/stan/step_time.R`, %s; rstan %s; S = 1 (grad_samples = 1), float64, 1 thread; microseconds per",
           format(Sys.time(), "%Y-%m-%d %H:%M"), packageVersion("rstan")),
-  sprintf("iteration, (time of %d iterations - time of %d) / %d; in brackets the ratio to Stan's.", long, short,
-          long - short),
+  sprintf("iteration, (time of %d iterations - time of %d) / %d, each time the least of %d runs; in brackets the",
+          long, short, long - short, reps),
+  "ratio to Stan's.",
   "",
   "| model | Stan meanfield | vguide normal, direct step | vguide normal, autograd | Stan fullrank | vguide mvn |",
   "|---|---|---|---|---|---|",
