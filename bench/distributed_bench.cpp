@@ -29,8 +29,8 @@
 #include "models.hpp"
 #include "vguide/model/program_model.hpp"
 #include "vguide/runtime/distributed.hpp"
-#include "vguide/runtime/heap.hpp"
 #include "vguide/runtime/fit.hpp"
+#include "vguide/runtime/heap.hpp"
 #include "vguide/runtime/plugin_manager.hpp"
 
 namespace po = boost::program_options;

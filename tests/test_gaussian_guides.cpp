@@ -254,6 +254,25 @@ TEST(GaussianClosedForms, StepScalesAreRefilledInPlaceOnlyWhenNoCallerHoldsThem)
       EXPECT_NE(storage_of(fresh).front(), released.front());
       for (size_t i = 0; i < fresh.size(); ++i) EXPECT_TRUE(torch::equal(fresh[i].scale, refilled[i].scale)) << i;
     }
+  // lowrank_mvn hands out its sd twice, as itself and as a (D, 1) view: a caller
+  // holding only the view still holds the storage.
+  auto g = manager.create("lowrank_mvn", model, {}, {});
+  g->to(torch::kDouble);
+  at::Tensor view;
+  {
+    const Scales first = g->step_scales();
+    ASSERT_EQ(first.size(), 3u);
+    ASSERT_EQ(first[1].scale.data_ptr(), first[0].scale.data_ptr());
+    view = first[1].scale;
+  }
+  const at::Tensor before = view.clone();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : g->parameters()) p.add_(0.1);
+  }
+  const Scales next = g->step_scales();
+  EXPECT_NE(next[0].scale.data_ptr(), view.data_ptr());
+  EXPECT_TRUE(torch::equal(view, before));
 }
 
 // --- laplace --------------------------------------------------------------------

@@ -20,10 +20,13 @@ constexpr std::size_t kMmapThresholdCeiling = std::size_t{32} << 20;
 }  // namespace
 
 bool heap_tuned_by_user(const char* glibc_tunables) {
-  if (glibc_tunables && std::strstr(glibc_tunables, "glibc.malloc.")) return true;
-  // The variables glibc reads as aliases of those tunables.
-  for (const char* name : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
-                           "MALLOC_ARENA_MAX", "MALLOC_ARENA_TEST"})
+  // The tunables that decide when memory goes back to the kernel (arena counts,
+  // checking and perturbing do not), and the variables glibc reads as their aliases.
+  if (glibc_tunables)
+    for (const char* name : {"glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold", "glibc.malloc.top_pad",
+                             "glibc.malloc.mmap_max"})
+      if (std::strstr(glibc_tunables, name)) return true;
+  for (const char* name : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_"})
     if (std::getenv(name)) return true;
   return false;
 }
@@ -41,8 +44,7 @@ HeapTuning keep_freed_memory(const HeapOptions& options) {
                              std::to_string(options.mmap_threshold));
   const std::size_t trim = std::min<std::size_t>(options.trim_threshold, INT_MAX);  // mallopt takes an int
   if (mallopt(M_TRIM_THRESHOLD, static_cast<int>(trim)) != 1)
-    throw std::runtime_error("keep_freed_memory: glibc refused M_TRIM_THRESHOLD = " +
-                             std::to_string(options.trim_threshold));
+    throw std::runtime_error("keep_freed_memory: glibc refused M_TRIM_THRESHOLD = " + std::to_string(trim));
   return HeapTuning::applied;
 #else
   return HeapTuning::unsupported;

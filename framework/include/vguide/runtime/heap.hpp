@@ -10,9 +10,12 @@
 /// thresholds, so that freed blocks are reused by the next step.
 ///
 /// It changes the whole process's allocator, so the library never calls it on its
-/// own: vguide-host calls it at start, and an application that embeds the runtime
-/// calls it once in main. Settings the user made (glibc.malloc.* in GLIBC_TUNABLES,
-/// or a MALLOC_*_ variable) are left as they are.
+/// own: vguide-host calls it before it fits, and an application that embeds the
+/// runtime calls it once in main. Thresholds the user set are left as they are:
+/// glibc.malloc.{mmap_threshold,trim_threshold,top_pad,mmap_max} in GLIBC_TUNABLES,
+/// or their aliases MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_,
+/// MALLOC_MMAP_MAX_. Under another allocator preloaded in place of glibc's (jemalloc,
+/// tcmalloc) the call still sets glibc's own thresholds, which then do nothing.
 ///
 /// Example: vguide::keep_freed_memory();  // first thing in main
 #include <cstddef>
@@ -40,9 +43,9 @@ enum class HeapTuning {
 ///        (32 MB), naming the value; std::runtime_error if glibc refuses a setting.
 VGUIDE_API HeapTuning keep_freed_memory(const HeapOptions& options = {});
 
-/// True if `glibc_tunables` (GLIBC_TUNABLES' value, may be null) sets a glibc.malloc
-/// tunable or one of glibc's MALLOC_*_ variables is set: the user chose the heap's
-/// behaviour.
+/// True if `glibc_tunables` (GLIBC_TUNABLES' value, may be null) sets one of the four
+/// tunables above, or one of their MALLOC_*_ aliases is set in the environment: the
+/// user chose when the heap gives memory back.
 VGUIDE_API bool heap_tuned_by_user(const char* glibc_tunables);
 
 VGUIDE_API std::string to_string(HeapTuning tuning);
