@@ -270,9 +270,23 @@ TEST(GaussianClosedForms, StepScalesAreRefilledInPlaceOnlyWhenNoCallerHoldsThem)
     torch::NoGradGuard no_grad;
     for (auto& p : g->parameters()) p.add_(0.1);
   }
-  const Scales next = g->step_scales();
-  EXPECT_NE(next[0].scale.data_ptr(), view.data_ptr());
-  EXPECT_TRUE(torch::equal(view, before));
+  at::Tensor alias;
+  {
+    const Scales next = g->step_scales();
+    EXPECT_NE(next[0].scale.data_ptr(), view.data_ptr());
+    EXPECT_TRUE(torch::equal(view, before));
+    // A detached alias holds the storage but not the tensor (its use count stays 1):
+    // the storage's count keeps it from being refilled.
+    alias = next[2].scale.detach();
+  }
+  const at::Tensor alias_before = alias.clone();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : g->parameters()) p.add_(0.1);
+  }
+  const Scales after = g->step_scales();
+  EXPECT_NE(after[2].scale.data_ptr(), alias.data_ptr());
+  EXPECT_TRUE(torch::equal(alias, alias_before));
 }
 
 // --- laplace --------------------------------------------------------------------
