@@ -19,7 +19,13 @@ elapsed <- function(f) {
 # the noise only adds, and one short run's jitter (0.1 s) divided by 200 000 extra
 # iterations is 0.5 us, a third of a small model's iteration.
 per_iter_us <- function(run, short, long, reps = 1) {
-  best <- function(iter) min(vapply(seq_len(reps), function(i) elapsed(function() run(iter)), numeric(1)))
+  per_iter_us_of(function(iter) elapsed(function() run(iter)), short, long, reps)
+}
+
+# The same from seconds(iter), a function that returns the wall time of `iter`
+# iterations itself.
+per_iter_us_of <- function(seconds, short, long, reps = 1) {
+  best <- function(iter) min(vapply(seq_len(reps), function(i) seconds(iter), numeric(1)))
   1e6 * (best(long) - best(short)) / (long - short)
 }
 
@@ -52,11 +58,8 @@ vb_seconds <- function(compiled, data, algorithm, grad_samples, iter) {
 
 # Stan's time per iteration with fixed counts (step_time.R's method).
 stan_iter_us <- function(compiled, data, algorithm, grad_samples, short, long, reps = 1) {
-  # vb_seconds times only the run that finished (not a retried one), so it is not
-  # wrapped in elapsed() as per_iter_us would.
-  best <- function(iter) min(vapply(seq_len(reps), function(i) vb_seconds(compiled, data, algorithm, grad_samples, iter),
-                                    numeric(1)))
-  1e6 * (best(long) - best(short)) / (long - short)
+  # vb_seconds times only the run that finished (not a retried one).
+  per_iter_us_of(function(iter) vb_seconds(compiled, data, algorithm, grad_samples, iter), short, long, reps)
 }
 
 # Stan's time per iteration with counts chosen for the model: the extra iterations
